@@ -1,0 +1,1 @@
+"""The `infrakit` command line."""

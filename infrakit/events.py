@@ -1,0 +1,102 @@
+"""Lifecycle events: one readable log line each, and a bus that other parts can listen to."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+log = logging.getLogger("infrakit.events")
+
+# Kinds of event (stable strings: clients filter on them).
+PROVISIONED = "provisioned"
+ADOPTED = "adopted"
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+GONE = "gone"
+REPLACING = "replacing"
+DESTROYED = "destroyed"
+DUPLICATE = "duplicate"
+PROVISION_FAILED = "provision-failed"
+DESTROY_FAILED = "destroy-failed"
+CIRCUIT = "circuit"
+UPDATE_STARTED = "update-started"
+ROLLING = "rolling"
+UPDATE_DONE = "update-done"
+UPDATE_PAUSED = "update-paused"
+UNHEALTHY_HELD = "unhealthy-held"
+CONVERGED = "converged"
+COMMITTED = "committed"
+FREED = "freed"
+GROUP_DESTROYED = "group-destroyed"
+DESCRIBE_FAILED = "describe-failed"
+LEADERSHIP = "leadership"
+
+_WARNINGS = {
+    GONE,
+    UNHEALTHY,
+    PROVISION_FAILED,
+    DESTROY_FAILED,
+    UPDATE_PAUSED,
+    UNHEALTHY_HELD,
+    DESCRIBE_FAILED,
+    DUPLICATE,
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to a group or one of its instances."""
+
+    group: str
+    kind: str
+    message: str
+    logical_id: str | None = None
+    instance: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        """The log line: `group: [logical id] message`."""
+        who = f" {self.logical_id}" if self.logical_id else ""
+        return f"{self.group}:{who} {self.message}"
+
+
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    """Publishes events to the log and to listeners. Thread-safe; listeners must not block."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every event from now on; returns a function that unsubscribes."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        level = logging.WARNING if event.kind in _WARNINGS else logging.INFO
+        log.log(level, event.line(), extra={"event": event.to_json()})
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener %r failed", listener)

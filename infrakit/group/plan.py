@@ -1,0 +1,319 @@
+"""The group's decisions, as pure functions: data in, actions out, no actors and no I/O.
+
+`plan()` takes what the group wants (its spec), what exists (one DescribeInstances) and what
+each instance actor last reported, and says which actors to start or retire, what each actor
+should own, and which instances to replace now for a rolling update or for ill health.
+`describe_commit()` says, in InfraKit's words, what a commit would do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from infrakit.spec import GroupSpec
+from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_CONFIG_SHA_OLD, TAG_LOGICAL_ID, Description
+
+LogicalID = str
+
+
+class Phase(StrEnum):
+    """Where an instance actor is in its lifecycle, as it last reported."""
+
+    PENDING = "pending"  # just started, nothing done yet
+    PROVISIONING = "provisioning"  # Prepare + Provision in flight
+    STARTING = "starting"  # provisioned, within its grace period, not yet healthy
+    RUNNING = "running"  # present and healthy
+    UNHEALTHY = "unhealthy"  # unhealthy past the group's threshold; waiting to be replaced
+    REPLACING = "replacing"  # draining / destroying the old instance before a new one
+    FAILING = "failing"  # provisioning keeps failing; retrying with backoff
+    RETIRING = "retiring"  # leaving the group: drain, destroy, stop
+    RETIRED = "retired"  # nothing left; the actor may be stopped
+
+
+IN_SERVICE = frozenset({Phase.RUNNING})
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """An instance actor's last report about its logical instance."""
+
+    phase: Phase
+    instance_id: str | None = None
+    config_hash: str | None = None
+    since: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one actor is told exists: the instance it owns (if any) and duplicates to remove."""
+
+    owned: Description | None
+    extras: tuple[Description, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpdateProgress:
+    """A rolling update's state: stale instances left, replacements in flight, and any failure."""
+
+    stale: int = 0
+    in_flight: tuple[LogicalID, ...] = ()
+    failed: tuple[LogicalID, str] | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the group supervisor should do now."""
+
+    observations: Mapping[LogicalID, Observation]
+    start: tuple[LogicalID, ...] = ()
+    retire: tuple[LogicalID, ...] = ()
+    replace: tuple[tuple[LogicalID, str], ...] = ()
+    unhealthy_held: tuple[LogicalID, ...] = ()
+    update: UpdateProgress = field(default_factory=UpdateProgress)
+    converged: bool = False
+
+
+REASON_UPDATE = "rolling update"
+REASON_UNHEALTHY = "unhealthy"
+
+
+def logical_id_of(member: Description) -> LogicalID | None:
+    """The logical ID an instance carries: its tag, else its description's LogicalID."""
+    return member.tags.get(TAG_LOGICAL_ID) or member.logical_id or None
+
+
+def hash_of(member: Description) -> str | None:
+    """The config hash an instance was made with (InfraKit's older tag name accepted)."""
+    return member.tags.get(TAG_CONFIG_HASH) or member.tags.get(TAG_CONFIG_SHA_OLD)
+
+
+def is_current(member: Description, spec: GroupSpec) -> bool:
+    """True when the instance carries the spec's configuration (in any encoding InfraKit used)."""
+    found = hash_of(member)
+    return found == spec.config_hash or (found is not None and found in spec.legacy_hashes)
+
+
+def assign(
+    spec: GroupSpec,
+    members: Sequence[Description],
+    status: Mapping[LogicalID, SlotStatus],
+) -> tuple[dict[LogicalID, list[Description]], dict[LogicalID, list[Description]]]:
+    """Share the members out among logical IDs: (wanted lid -> members, surplus lid -> members).
+
+    Members without a logical ID (made by Go InfraKit, which tagged only named instances) fill
+    empty slots of a sized group; what is left over, or carries an ID the spec no longer has, is
+    surplus, keyed by its logical ID or, lacking one, by its instance ID.
+    """
+    wanted = spec.logical_ids()
+    wanted_set = set(wanted)
+    by_lid: dict[LogicalID, list[Description]] = {lid: [] for lid in wanted}
+    surplus: dict[LogicalID, list[Description]] = {}
+    untagged: list[Description] = []
+    owner_of = {s.instance_id: lid for lid, s in status.items() if s.instance_id}
+    for member in sorted(members, key=lambda m: m.id):
+        lid = logical_id_of(member) or owner_of.get(member.id)
+        if lid is None:
+            untagged.append(member)
+        elif lid in wanted_set:
+            by_lid[lid].append(member)
+        else:
+            surplus.setdefault(lid, []).append(member)
+    if spec.is_sized:
+        empty = [lid for lid in wanted if not by_lid[lid]]
+        for lid, member in zip(empty, untagged, strict=False):
+            by_lid[lid].append(member)
+        untagged = untagged[len(empty) :]
+    for member in untagged:
+        surplus.setdefault(member.id, []).append(member)
+    return by_lid, surplus
+
+
+def _pick_owned(
+    candidates: list[Description],
+    current: SlotStatus | None,
+    spec: GroupSpec,
+) -> Observation:
+    if not candidates:
+        return Observation(owned=None)
+    if current is not None and current.instance_id:
+        for member in candidates:
+            if member.id == current.instance_id:
+                rest = tuple(m for m in candidates if m is not member)
+                return Observation(owned=member, extras=rest)
+    ranked = sorted(candidates, key=lambda m: (not is_current(m, spec), m.id))
+    return Observation(owned=ranked[0], extras=tuple(ranked[1:]))
+
+
+def plan(
+    spec: GroupSpec,
+    members: Sequence[Description],
+    status: Mapping[LogicalID, SlotStatus],
+    *,
+    now: float,
+    roll_started: Mapping[LogicalID, float] | None = None,
+    update_paused: bool = False,
+) -> Plan:
+    """Decide the group's next actions.
+
+    `status` holds every live actor's last report; `roll_started` when each replacement for the
+    rolling update began (to enforce Update.HealthyTimeout). New rolling-update replacements
+    start only while fewer than Update.MaxParallel wanted instances are out of service, so an
+    update never takes more than MaxParallel instances away at once. Unhealthy instances are
+    replaced unless more of them than Health.MaxUnhealthy are ill at once, which looks like a
+    wider problem that replacing instances would not cure.
+    """
+    roll_started = roll_started or {}
+    by_lid, surplus = assign(spec, members, status)
+    observations: dict[LogicalID, Observation] = {}
+    for lid, candidates in by_lid.items():
+        observations[lid] = _pick_owned(candidates, status.get(lid), spec)
+    for lid, candidates in surplus.items():
+        observations[lid] = _pick_owned(candidates, status.get(lid), spec)
+
+    wanted = spec.logical_ids()
+    start = tuple(lid for lid in (*wanted, *sorted(surplus)) if lid not in status)
+    leaving = (Phase.RETIRING, Phase.RETIRED)
+    retire = tuple(
+        lid
+        for lid in sorted(set(status) | set(surplus))
+        if lid not in by_lid and (lid not in status or status[lid].phase not in leaving)
+    )
+
+    # Rolling update.
+    def stale(lid: LogicalID) -> bool:
+        owned = observations[lid].owned
+        return owned is not None and not is_current(owned, spec)
+
+    in_flight = tuple(
+        lid for lid in wanted if lid in roll_started and not _settled(lid, status, spec)
+    )
+    failed: tuple[LogicalID, str] | None = None
+    for lid in in_flight:
+        if now - roll_started[lid] > spec.properties.update.healthy_timeout:
+            failed = (lid, f"not healthy within {spec.properties.update.healthy_timeout:g}s")
+            break
+    stale_lids = [lid for lid in wanted if stale(lid) and lid not in in_flight]
+    replace: list[tuple[LogicalID, str]] = []
+    busy = {lid for lid in wanted if status.get(lid) and status[lid].phase is Phase.REPLACING}
+    if not update_paused and failed is None:
+        unavailable = sum(1 for lid in wanted if not _available(lid, status, observations))
+        room = spec.properties.update.max_parallel - len(in_flight)
+        # Stale instances already out of service cost nothing to replace: take them first.
+        ordered = sorted(stale_lids, key=lambda lid: _available(lid, status, observations))
+        for lid in ordered:
+            if room <= 0 or lid in busy:
+                continue
+            if _available(lid, status, observations):
+                if unavailable >= spec.properties.update.max_parallel:
+                    continue
+                unavailable += 1
+            replace.append((lid, REASON_UPDATE))
+            room -= 1
+
+    # Self-healing of instances unhealthy past the threshold.
+    chosen = {lid for lid, _ in replace}
+    sick = [
+        lid
+        for lid in wanted
+        if status.get(lid) and status[lid].phase is Phase.UNHEALTHY and lid not in chosen
+    ]
+    held: tuple[LogicalID, ...] = ()
+    healing = sum(
+        1
+        for lid in wanted
+        if status.get(lid)
+        and status[lid].phase is Phase.REPLACING
+        and status[lid].reason == REASON_UNHEALTHY
+    )
+    limit = spec.properties.health.max_unhealthy_of(len(wanted))
+    if sick and len(sick) + healing > limit:
+        held = tuple(sick)
+    else:
+        replace.extend((lid, REASON_UNHEALTHY) for lid in sick)
+
+    converged = (
+        not start
+        and not retire
+        and not surplus
+        and not replace
+        and not in_flight
+        and not stale_lids
+        and all(not observations[lid].extras for lid in wanted)
+        and all(_available(lid, status, observations) for lid in wanted)
+    )
+    return Plan(
+        observations=observations,
+        start=start,
+        retire=retire,
+        replace=tuple(replace),
+        unhealthy_held=held,
+        update=UpdateProgress(
+            stale=len(stale_lids) + len(in_flight), in_flight=in_flight, failed=failed
+        ),
+        converged=converged,
+    )
+
+
+def _available(
+    lid: LogicalID,
+    status: Mapping[LogicalID, SlotStatus],
+    observations: Mapping[LogicalID, Observation],
+) -> bool:
+    report = status.get(lid)
+    return (
+        report is not None
+        and report.phase in IN_SERVICE
+        and observations.get(lid, Observation(None)).owned is not None
+    )
+
+
+def _settled(lid: LogicalID, status: Mapping[LogicalID, SlotStatus], spec: GroupSpec) -> bool:
+    report = status.get(lid)
+    return (
+        report is not None
+        and report.phase is Phase.RUNNING
+        and report.config_hash == spec.config_hash
+    )
+
+
+def describe_commit(
+    current: GroupSpec | None, new: GroupSpec, members: Sequence[Description] = ()
+) -> str:
+    """InfraKit's sentence for what committing `new` over `current` involves.
+
+    `Managing N instances` for a new group; else `Noop`, or which instances are added,
+    terminated and rolled, word for word as Go InfraKit printed them.
+    """
+    new_ids = new.logical_ids()
+    if current is None:
+        return f"Managing {len(new_ids)} instances"
+    old_ids = current.logical_ids()
+    old_set, new_set = set(old_ids), set(new_ids)
+    added = [lid for lid in new_ids if lid not in old_set]
+    removed = [lid for lid in old_ids if lid not in new_set]
+    kept = [lid for lid in new_ids if lid in old_set]
+    if current.config_hash != new.config_hash:
+        rolling = len(kept)
+    else:
+        by_lid, _ = assign(new, members, {})
+        rolling = sum(1 for lid in kept if any(not is_current(m, new) for m in by_lid.get(lid, [])))
+    size = len(new_ids)
+    roll = f"rolling update on {rolling} instances"
+    if added and removed:
+        change = (
+            f"Terminating {len(removed)} instances and adding {len(added)} instances"
+            f" to change the logical IDs of the group of {size}"
+        )
+        return f"{change}, then performing a {roll}" if rolling else change
+    if added:
+        grow = f"adding {len(added)} instances to increase the group size to {size}"
+        return f"Performing a {roll}, then {grow}" if rolling else grow[0].upper() + grow[1:]
+    if removed:
+        shrink = f"Terminating {len(removed)} instances to reduce the group size to {size}"
+        return f"{shrink}, then performing a {roll}" if rolling else shrink
+    if rolling:
+        return f"Performing a {roll}"
+    return "Noop"

@@ -1,0 +1,394 @@
+"""GroupSupervisor: keeps one group's instances equal to its spec, for ever.
+
+Every `Health.Interval` (and at once when the instance plugin signals a change) it describes the
+group once, asks the pure planner what to do, and tells each InstanceActor what concerns it. It
+owns the instance actors (one per logical instance) as a one_for_one supervisor, drives rolling
+updates batch by batch, and reports progress as events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors import Backoff, ChildSpec, CircuitBreaker, Restart, Supervisor, tell_later
+from actors.scheduler import Handle
+from infrakit import events
+from infrakit.group import plan as planner
+from infrakit.group.instance import (
+    GroupContext,
+    InstanceActor,
+    Observe,
+    Replace,
+    Retire,
+    SetSpec,
+    StatusReport,
+    WantLook,
+)
+from infrakit.group.plan import Observation, Phase, SlotStatus
+from infrakit.spec import GroupSpec
+from infrakit.spi import Description, FlavorPlugin, Health, InstancePlugin, PluginError
+from infrakit.spi.instance import TAG_GROUP, Watchable
+
+log = logging.getLogger(__name__)
+
+# A look asked for by an actor or a plugin waits this long, so that a burst becomes one look.
+LOOK_SOON = 0.05
+
+
+@dataclass
+class GroupRecord:
+    """The owner's latest word on a group: its spec, and whether it is being destroyed."""
+
+    spec: GroupSpec
+    destroying: bool = False
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """Time to look at the group."""
+
+
+class GroupSupervisor(Supervisor):
+    """Supervises one group: its instance actors, its reconcile loop and its rolling updates."""
+
+    def __init__(
+        self,
+        record: GroupRecord,
+        instance_plugin: InstancePlugin,
+        flavor_plugin: FlavorPlugin,
+        publish: Callable[[events.Event], None],
+        fence: Callable[[], bool] = lambda: True,
+        on_rollback: Callable[[GroupSpec], None] | None = None,
+        on_destroyed: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(max_restarts=50, within=10.0, backoff=Backoff(initial=0.2, maximum=10.0))
+        # Read the spec from the owner's record, so that a restarted supervisor starts from the
+        # latest commit, not from the spec it was first started with.
+        spec = record.spec
+        self.record = record
+        self.spec = spec
+        self.on_destroyed = on_destroyed
+        self.previous_spec: GroupSpec | None = None
+        self.instance_plugin = instance_plugin
+        self.flavor_plugin = flavor_plugin
+        self.publish = publish
+        self.on_rollback = on_rollback
+        self.breaker = CircuitBreaker(threshold=5, on_change=self._breaker_changed)
+        self.context = GroupContext(
+            group_id=spec.id,
+            instance_plugin=instance_plugin,
+            flavor_plugin=flavor_plugin,
+            breaker=self.breaker,
+            publish=publish,
+            fence=fence,
+        )
+        self.status: dict[str, SlotStatus] = {}
+        self._sent: dict[str, tuple[Observation, Health | None]] = {}
+        self.roll_started: dict[str, float] = {}
+        self.update_total = 0
+        self.update_done = 0
+        self.paused: str | None = None
+        self.destroying = record.destroying
+        self.converged = False
+        self.last_plan: planner.Plan | None = None
+        self.members: list[Description] = []
+        self._held: tuple[str, ...] = ()
+        self._describe_failing = False
+        self._timer: Handle | None = None
+        self._next_tick = 0.0
+        self._unwatch: Callable[[], None] | None = None
+
+    # -- Pykka hooks ---------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        super().on_start()
+        if isinstance(self.instance_plugin, Watchable):
+            ref = self.actor_ref
+
+            def changed() -> None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(WantLook())
+
+            self._unwatch = self.instance_plugin.watch(changed)
+        self._schedule(0.0)
+
+    def on_stop(self) -> None:
+        self._quiet()
+        super().on_stop()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._quiet()
+        super().on_failure(*exc_info)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Tick):
+            self._tick()
+        elif isinstance(message, StatusReport):
+            self._status_report(message)
+        elif isinstance(message, WantLook):
+            if self._next_tick > time.monotonic() + LOOK_SOON:
+                self._schedule(LOOK_SOON)
+        else:
+            return super().on_receive(message)
+        return None
+
+    def on_child_restarted(self, name: str, ref: pykka.ActorRef[Any]) -> None:
+        self.status[name] = SlotStatus(Phase.PENDING)
+        self._sent.pop(name, None)
+        self._schedule(LOOK_SOON)
+
+    # -- public API (through a proxy) -----------------------------------------------------
+
+    def update(self, spec: GroupSpec) -> None:
+        """Take a new spec (already validated): scale, roll, or just resume a paused update."""
+        if spec.config_hash != self.spec.config_hash:
+            self.previous_spec = self.spec
+            self.update_total = self.update_done = 0
+        self.spec = spec
+        self.paused = None
+        for name, ref in self.which_children():
+            if ref is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(SetSpec(spec))
+            self._sent.pop(name, None)
+        self._schedule(0.0)
+
+    def preview(self, spec: GroupSpec) -> str:
+        """InfraKit's sentence for what committing `spec` would do; changes nothing."""
+        members = self.instance_plugin.describe_instances({TAG_GROUP: self.spec.id})
+        return planner.describe_commit(self.spec, spec, members)
+
+    def describe(self) -> dict[str, Any]:
+        """InfraKit's group Description: the live instances and whether the group converged."""
+        members = self.instance_plugin.describe_instances({TAG_GROUP: self.spec.id})
+        return {
+            "Instances": [member.to_json() for member in members],
+            "Converged": self.converged,
+        }
+
+    def destroy_all(self) -> None:
+        """Drain and destroy every instance of the group; keeps retrying until none is left."""
+        self.destroying = True
+        self._schedule(0.0)
+
+    def destroyed(self) -> bool:
+        """True once destroy_all has left no instance and no actor behind."""
+        return self.destroying and not self.members and not self.status and self.converged
+
+    def info(self) -> dict[str, Any]:
+        """A summary for operators: phases, update progress, breaker state."""
+        phases: dict[str, int] = {}
+        for report in self.status.values():
+            phases[report.phase.value] = phases.get(report.phase.value, 0) + 1
+        return {
+            "ID": self.spec.id,
+            "Size": len(self.spec.logical_ids()),
+            "Members": len(self.members),
+            "Phases": phases,
+            "Converged": self.converged,
+            "Update": {
+                "Total": self.update_total,
+                "Done": self.update_done,
+                "Paused": self.paused,
+            },
+            "Circuit": self.breaker.state,
+            "Destroying": self.destroying,
+        }
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        started = time.monotonic()
+        self._timer = None
+        spec = self.spec.resized(0) if self.destroying else self.spec
+        try:
+            members = self.instance_plugin.describe_instances({TAG_GROUP: spec.id})
+        except PluginError as error:
+            if not self._describe_failing:
+                self._event(events.DESCRIBE_FAILED, f"cannot list instances: {error}")
+            self._describe_failing = True
+            self._schedule(spec.properties.health.interval)
+            return
+        self._describe_failing = False
+        self.members = members
+        plan = planner.plan(
+            spec,
+            members,
+            self.status,
+            now=started,
+            roll_started=self.roll_started,
+            update_paused=self.paused is not None,
+        )
+        self.last_plan = plan
+        for lid in plan.start:
+            self.start_child(
+                ChildSpec(
+                    name=lid,
+                    actor_class=InstanceActor,
+                    args=(self.context, spec, lid),
+                    restart=Restart.TRANSIENT,
+                )
+            )
+            self.status[lid] = SlotStatus(Phase.PENDING)
+        health = self._check_health(spec, plan)
+        self._dispatch(plan, health, started)
+        self._track_update(spec, plan, started)
+        self._track_health(plan)
+        converged = plan.converged and not self.paused
+        if converged and not self.converged:
+            what = "destroyed" if self.destroying else f"{len(members)} instances"
+            self._event(events.CONVERGED, f"converged: {what}")
+        self.converged = converged
+        if self.destroyed() and self.on_destroyed is not None:
+            self.on_destroyed(spec.id)
+        self._schedule(spec.properties.health.interval)
+
+    def _check_health(self, spec: GroupSpec, plan: planner.Plan) -> dict[str, Health]:
+        health: dict[str, Health] = {}
+        props = spec.properties.flavor.properties
+        for lid in spec.logical_ids():
+            owned = plan.observations[lid].owned
+            report = self.status.get(lid)
+            if owned is None or report is None:
+                continue
+            if report.phase not in (Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY, Phase.PENDING):
+                continue
+            try:
+                health[lid] = self.flavor_plugin.healthy(props, owned)
+            except PluginError as error:
+                log.warning("%s: health check of %s failed: %s", lid, owned.id, error)
+                health[lid] = Health.UNKNOWN
+        return health
+
+    def _dispatch(self, plan: planner.Plan, health: dict[str, Health], taken_at: float) -> None:
+        for lid, observation in plan.observations.items():
+            report = self.status.get(lid)
+            ref = self.child(lid)
+            if ref is None or report is None:
+                continue
+            seen = (observation, health.get(lid))
+            quiet = report.phase is Phase.RUNNING and seen[1] in (Health.HEALTHY, None)
+            if (quiet or report.phase is Phase.RETIRING) and self._sent.get(lid) == seen:
+                continue
+            self._sent[lid] = seen
+            self._tell(ref, Observe(observation, seen[1], taken_at))
+        for lid in plan.retire:
+            ref = self.child(lid)
+            if ref is not None:
+                self._tell(ref, Retire())
+                self.status[lid] = SlotStatus(Phase.RETIRING)
+        for lid, reason in plan.replace:
+            ref = self.child(lid)
+            if ref is None:
+                continue
+            self._tell(ref, Replace(reason))
+            self.status[lid] = SlotStatus(Phase.REPLACING, reason=reason)
+            if reason == planner.REASON_UPDATE:
+                self.roll_started[lid] = taken_at
+
+    def _track_update(self, spec: GroupSpec, plan: planner.Plan, now: float) -> None:
+        progress = plan.update
+        for lid in list(self.roll_started):
+            report = self.status.get(lid)
+            if report and report.phase is Phase.RUNNING and report.config_hash == spec.config_hash:
+                del self.roll_started[lid]
+        if progress.failed is not None:
+            lid, why = progress.failed
+            self.roll_started.pop(lid, None)
+            self._update_failed(spec, lid, why)
+            return
+        if progress.stale and not self.update_total:
+            self.update_total, self.update_done = progress.stale, 0
+            self._event(
+                events.UPDATE_STARTED,
+                f"rolling update of {progress.stale} instances to config {spec.config_hash[:8]}"
+                f" ({spec.properties.update.max_parallel} at a time)",
+            )
+        if self.update_total:
+            done = max(0, self.update_total - progress.stale)
+            if done != self.update_done:
+                self.update_done = done
+                self._event(events.ROLLING, f"rolling {done}/{self.update_total}")
+            if not progress.stale:
+                self._event(events.UPDATE_DONE, f"rolling update done: {done} instances")
+                self.update_total = self.update_done = 0
+
+    def _update_failed(self, spec: GroupSpec, lid: str, why: str) -> None:
+        policy = spec.properties.update.on_failure
+        if policy == "rollback" and self.previous_spec is not None:
+            back = self.previous_spec
+            self._event(
+                events.UPDATE_PAUSED,
+                f"rolling update failed: {lid} {why};"
+                f" rolling back to config {back.config_hash[:8]}",
+            )
+            self.previous_spec = None
+            self.update(back)
+            if self.on_rollback is not None:
+                self.on_rollback(back)
+            return
+        self.paused = f"{lid} {why}"
+        self._event(
+            events.UPDATE_PAUSED,
+            f"rolling update paused at {self.update_done}/{self.update_total}: {lid} {why};"
+            " commit the spec again to resume",
+        )
+
+    def _track_health(self, plan: planner.Plan) -> None:
+        if plan.unhealthy_held and plan.unhealthy_held != self._held:
+            size = len(self.spec.logical_ids())
+            self._event(
+                events.UNHEALTHY_HELD,
+                f"{len(plan.unhealthy_held)} of {size} instances unhealthy, more than"
+                f" MaxUnhealthy ({self.spec.properties.health.max_unhealthy}): not replacing"
+                " them; this looks like a wider problem",
+            )
+        self._held = plan.unhealthy_held
+
+    def _status_report(self, message: StatusReport) -> None:
+        lid = message.logical_id
+        if self.child(lid) is None and lid not in self.status:
+            return  # a report from an actor that has since been stopped
+        if message.status.phase is Phase.RETIRED:
+            self.status.pop(lid, None)
+            self._sent.pop(lid, None)
+            self.stop_child(lid)
+            return
+        self.status[lid] = message.status
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._next_tick = time.monotonic() + delay
+        self._timer = tell_later(self.actor_ref, delay, _Tick())
+
+    def _quiet(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+
+    def _tell(self, ref: pykka.ActorRef[Any], message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.tell(message)
+
+    def _breaker_changed(self, state: str, message: str) -> None:
+        self._event(events.CIRCUIT, f"provisioning circuit {state}: {message}")
+
+    def _event(self, kind: str, message: str) -> None:
+        self.publish(events.Event(group=self.spec.id, kind=kind, message=message))
+
+    def __str__(self) -> str:
+        return f"GroupSupervisor({self.spec.id})"
+

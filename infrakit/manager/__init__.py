@@ -1,0 +1,1 @@
+"""The manager: commits, leadership and the store of committed specs."""

@@ -1,0 +1,1 @@
+"""Built-in instance plugins: `file` (JSON files, for trying things out) and `process`."""

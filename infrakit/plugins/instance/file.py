@@ -1,0 +1,254 @@
+"""The file instance plugin: each instance is one JSON file in a directory (InfraKit's dev plugin).
+
+Deleting a file loses the instance, which makes it handy for trying out group supervision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infrakit.plugins._atomic import is_temp_name, write_json_atomic
+from infrakit.plugins.instance._watch import PollingWatcher
+from infrakit.spi.errors import PluginError, ValidationError
+from infrakit.spi.instance import (
+    Description,
+    InstanceID,
+    InstancePlugin,
+    Spec,
+    Unsubscribe,
+    Watchable,
+    tags_match,
+)
+
+log = logging.getLogger(__name__)
+
+ID_PREFIX = "instance-"
+
+# A directory listing is re-read by the watcher when the directory's mtime changed, when the
+# mtime is this recent (a change within the same timestamp tick could otherwise be missed) and
+# at least this often anyway (clock skew on network filesystems).
+_RACY_NS = 2_000_000_000
+_FULL_RESCAN_S = 10.0
+
+_FileKey = tuple[int, int, int]  # (mtime_ns, size, inode)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One cached file: its stat key and what it parsed to (None if corrupt/unreadable)."""
+
+    key: _FileKey
+    instance: Description | None
+
+
+def _file_key(st: os.stat_result) -> _FileKey:
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _parse_record(name: str, data: Any) -> Description:
+    """Turn a file's JSON into a Description; the file name is the instance ID."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    tags = data.get("Tags") or {}
+    if not isinstance(tags, dict):
+        raise ValueError("Tags is not an object")
+    logical_id = data.get("LogicalID")
+    if logical_id is not None and not isinstance(logical_id, str):
+        raise ValueError("LogicalID is not a string")
+    spec = data.get("Spec") or {}
+    if not isinstance(spec, dict):
+        raise ValueError("Spec is not an object")
+    return Description(
+        id=name,
+        logical_id=logical_id,
+        tags={str(k): str(v) for k, v in tags.items()},
+        properties=spec.get("Properties"),
+    )
+
+
+class FileInstancePlugin(InstancePlugin, Watchable):
+    """Instances as JSON files named by instance ID in `directory`.
+
+    `describe_instances` stats every file once per call and re-parses only files whose
+    (mtime, size, inode) changed, so thousands of instances can be described every second.
+    Returned descriptions share their `properties` with the cache: treat them as read-only.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], watch_interval: float = 0.2) -> None:
+        self._dir = Path(directory)
+        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # guards _cache; held for a whole scan
+        self._write_lock = threading.Lock()  # serialises read-modify-write (label)
+        self._cache: dict[str, _Entry] = {}
+        self._watcher = PollingWatcher(
+            self._listing, watch_interval, name=f"file-instance-watch:{self._dir}"
+        )
+        self._listing_key: tuple[int, int] | None = None
+        self._listing_at = 0.0
+        self._listing_names: frozenset[str] = frozenset()
+
+    @property
+    def directory(self) -> Path:
+        """The directory holding one JSON file per instance."""
+        return self._dir
+
+    def validate(self, properties: Any) -> None:
+        """Accept any properties that can be stored as JSON."""
+        try:
+            json.dumps(properties)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"not JSON: {exc}") from exc
+
+    def provision(self, spec: Spec) -> InstanceID:
+        """Write a new instance file carrying the spec; return its ID (`instance-<hex>`)."""
+        self.validate(spec.properties)
+        instance_id = f"{ID_PREFIX}{secrets.token_hex(6)}"
+        record = {
+            "ID": instance_id,
+            "LogicalID": spec.logical_id,
+            "Tags": dict(spec.tags),
+            "Spec": spec.to_json(),
+        }
+        path = self._dir / instance_id
+        try:
+            st = write_json_atomic(path, record)
+        except OSError as exc:
+            raise PluginError(f"cannot write instance file {path}: {exc}") from exc
+        description = _parse_record(instance_id, record)
+        with self._lock:
+            self._cache[instance_id] = _Entry(_file_key(st), description)
+        return instance_id
+
+    def destroy(self, instance_id: InstanceID) -> None:
+        """Delete the instance's file; one already gone is fine."""
+        path = self._path_of(instance_id)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise PluginError(f"cannot remove instance file {path}: {exc}") from exc
+        with self._lock:
+            self._cache.pop(instance_id, None)
+
+    def describe_instances(self, tags: Mapping[str, str]) -> list[Description]:
+        """Every instance file whose tags include all of `tags` (corrupt files are skipped)."""
+        wanted = dict(tags)
+        out: list[Description] = []
+        with self._lock:
+            for entry in self._scan_locked():
+                found = entry.instance
+                if found is None or (wanted and not tags_match(found.tags, wanted)):
+                    continue
+                out.append(
+                    Description(
+                        id=found.id,
+                        logical_id=found.logical_id,
+                        tags=dict(found.tags),
+                        properties=found.properties,
+                    )
+                )
+        out.sort(key=lambda d: d.id)
+        return out
+
+    def label(self, instance_id: InstanceID, labels: Mapping[str, str]) -> None:
+        """Merge `labels` into the instance's tags (rewriting its file atomically)."""
+        path = self._path_of(instance_id)
+        with self._write_lock:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise PluginError(f"no such instance: {instance_id}") from None
+            except (OSError, ValueError) as exc:
+                raise PluginError(f"cannot read instance file {path}: {exc}") from exc
+            try:
+                _parse_record(instance_id, data)
+            except ValueError as exc:
+                raise PluginError(f"instance file {path} is corrupt: {exc}") from exc
+            data["Tags"] = {**(data.get("Tags") or {}), **labels}
+            try:
+                st = write_json_atomic(path, data)
+            except OSError as exc:
+                raise PluginError(f"cannot write instance file {path}: {exc}") from exc
+        with self._lock:
+            self._cache[instance_id] = _Entry(_file_key(st), _parse_record(instance_id, data))
+
+    def watch(self, callback: Callable[[], None]) -> Unsubscribe:
+        """Call `callback` (from a daemon thread) whenever instance files appear or vanish."""
+        return self._watcher.subscribe(callback)
+
+    def close(self) -> None:
+        """Stop the watcher thread, dropping every subscriber."""
+        self._watcher.close()
+
+    def _path_of(self, instance_id: InstanceID) -> Path:
+        if not instance_id or "/" in instance_id or instance_id in (".", ".."):
+            raise PluginError(f"not an instance ID: {instance_id!r}")
+        return self._dir / instance_id
+
+    def _scan_locked(self) -> list[_Entry]:
+        """List the directory once, refreshing changed files in the cache; caller holds _lock."""
+        seen: list[_Entry] = []
+        fresh: dict[str, _Entry] = {}
+        try:
+            it = os.scandir(self._dir)
+        except OSError as exc:
+            raise PluginError(f"cannot list instance directory {self._dir}: {exc}") from exc
+        with it:
+            for dirent in it:
+                name = dirent.name
+                try:
+                    if is_temp_name(name) or not dirent.is_file():
+                        continue
+                    st = dirent.stat()
+                except OSError:
+                    continue  # vanished since listed
+                key = _file_key(st)
+                entry = self._cache.get(name)
+                if entry is None or entry.key != key:
+                    entry = self._load(dirent.path, name, key)
+                    if entry is None:
+                        continue
+                fresh[name] = entry
+                seen.append(entry)
+        self._cache = fresh
+        return seen
+
+    def _load(self, path: str, name: str, key: _FileKey) -> _Entry | None:
+        """Parse one file; a corrupt or unreadable one is cached as such and warned about once."""
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read())
+            return _Entry(key, _parse_record(name, data))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring instance file %s: %s", path, exc)
+            return _Entry(key, None)
+
+    def _listing(self) -> frozenset[str]:
+        """The instance file names, re-listed only when the directory may have changed."""
+        try:
+            st = os.stat(self._dir)
+        except OSError:
+            return frozenset()
+        key = (st.st_mtime_ns, st.st_ino)
+        now = time.monotonic()
+        racy = time.time_ns() - st.st_mtime_ns < _RACY_NS
+        if key != self._listing_key or racy or now - self._listing_at > _FULL_RESCAN_S:
+            with contextlib.suppress(OSError), os.scandir(self._dir) as it:
+                self._listing_names = frozenset(
+                    d.name for d in it if not is_temp_name(d.name) and d.is_file()
+                )
+            self._listing_key, self._listing_at = key, now
+        return self._listing_names

@@ -1,0 +1,438 @@
+"""Parse and validate group specs and cluster files, refusing bad input whole with its JSON path.
+
+Group specs are InfraKit's, keys and all, so InfraKit users' files work unchanged; keys match
+case-insensitively as Go's encoding/json did. `Health` and `Update` are ours, and every key in
+them has a default. Plugin `Properties` stay opaque here: the plugins validate them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticError
+
+from infrakit.confighash import config_hash, legacy_config_hash
+from infrakit.duration import parse_duration
+from infrakit.spi.flavor import AllocationMethod
+
+
+class SpecError(ValueError):
+    """A spec or cluster file is not acceptable. `problems` lists (JSON path, fault) pairs."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]], source: str = "") -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = [f"{path}: {fault}" if path else fault for path, fault in self.problems]
+        prefix = f"{source}: " if source else ""
+        super().__init__(prefix + "; ".join(lines))
+
+
+class _Model(BaseModel):
+    """Base for spec models: InfraKit key names, any letter case; unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False, strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        canonical = {
+            (field.alias or name).lower(): (field.alias or name)
+            for name, field in cls.model_fields.items()
+        }
+        return {canonical.get(str(key).lower(), key): value for key, value in data.items()}
+
+
+class PluginRef(_Model):
+    """`{"Plugin": name, "Properties": {...}}`: which plugin, and its opaque configuration."""
+
+    plugin: str = Field(alias="Plugin", min_length=1)
+    properties: Any = Field(default=None, alias="Properties")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Plugin": self.plugin, "Properties": self.properties}
+
+
+class Allocation(_Model):
+    """Exactly one of `Size` or `LogicalIDs`."""
+
+    size: int | None = Field(default=None, alias="Size", ge=0)
+    logical_ids: tuple[str, ...] | None = Field(default=None, alias="LogicalIDs")
+
+    @field_validator("logical_ids", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("logical_ids")
+    @classmethod
+    def _ids_unique(cls, ids: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if ids is None:
+            return ids
+        seen: set[str] = set()
+        for logical_id in ids:
+            if not logical_id.strip():
+                raise ValueError("logical IDs must not be blank")
+            if logical_id in seen:
+                raise ValueError(f"logical ID {logical_id!r} appears twice")
+            seen.add(logical_id)
+        return ids
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Allocation:
+        if self.size is None and self.logical_ids is None:
+            raise ValueError("Allocation must not be blank")
+        if self.size is not None and self.logical_ids is not None:
+            raise ValueError("Only one Allocation method may be used")
+        return self
+
+    def method(self) -> AllocationMethod:
+        if self.logical_ids is not None:
+            return AllocationMethod(logical_ids=self.logical_ids)
+        return AllocationMethod(size=self.size or 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.method().to_json()
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"must be a duration like '10s', got {value!r}")
+    return parse_duration(value)
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+class Health(_Model):
+    """When an instance counts as unhealthy, and how many may be replaced for it at once."""
+
+    grace_period: float = Field(default=30.0, alias="GracePeriod")
+    interval: float = Field(default=1.0, alias="Interval")
+    unhealthy_after: int = Field(default=3, alias="UnhealthyAfter", ge=1)
+    max_unhealthy: str | int = Field(default="40%", alias="MaxUnhealthy")
+
+    @field_validator("grace_period", "interval", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float:
+        return _duration(value)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value < 0.01:
+            raise ValueError(f"must be at least 10ms, got {value}s")
+        return value
+
+    @field_validator("max_unhealthy")
+    @classmethod
+    def _count_or_percent(cls, value: str | int) -> str | int:
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError(f"must be >= 0, got {value}")
+            return value
+        match = _PERCENT.match(value)
+        if match is None or float(match.group(1)) > 100:
+            raise ValueError(f"must be a count or a percentage like '40%', got {value!r}")
+        return value
+
+    def max_unhealthy_of(self, size: int) -> int:
+        """How many of `size` instances may be replaced for ill health at once (at least 1)."""
+        if isinstance(self.max_unhealthy, int):
+            return max(1, self.max_unhealthy)
+        match = _PERCENT.match(self.max_unhealthy)
+        assert match is not None
+        return max(1, int(size * float(match.group(1)) / 100))
+
+
+class Update(_Model):
+    """How a changed configuration is rolled out."""
+
+    max_parallel: int = Field(default=1, alias="MaxParallel", ge=1)
+    healthy_timeout: float = Field(default=60.0, alias="HealthyTimeout")
+    on_failure: Literal["pause", "rollback"] = Field(default="pause", alias="OnFailure")
+
+    @field_validator("healthy_timeout", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float:
+        return _duration(value)
+
+
+class GroupProperties(_Model):
+    """The default group plugin's Properties (InfraKit's `types.Spec`, plus Health and Update)."""
+
+    allocation: Allocation = Field(alias="Allocation")
+    instance: PluginRef = Field(alias="Instance")
+    flavor: PluginRef = Field(alias="Flavor")
+    health: Health = Field(default_factory=Health, alias="Health")
+    update: Update = Field(default_factory=Update, alias="Update")
+
+
+_GROUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class GroupSpec(_Model):
+    """A group: `{"ID": ..., "Properties": {...}}`."""
+
+    id: str = Field(alias="ID")
+    properties: GroupProperties = Field(alias="Properties")
+    raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("id")
+    @classmethod
+    def _id_ok(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("Group ID must not be blank")
+        if not _GROUP_ID.match(value):
+            raise ValueError(
+                f"must be letters, digits, '.', '_' or '-' (it names files and tags), got {value!r}"
+            )
+        return value
+
+    # Cached: the planner asks for these once per instance per poll. (Never `model_copy` a
+    # spec after use: the copy would carry the cached values; build a new one with `resized`.)
+    @cached_property
+    def config_hash(self) -> str:
+        """The hash tag every instance with this configuration carries."""
+        return config_hash(self.properties.instance.to_json(), self.properties.flavor.to_json())
+
+    @cached_property
+    def legacy_hashes(self) -> frozenset[str]:
+        """Older encodings of the same hash that InfraKit v0.1 wrote; accepted when adopting."""
+        return frozenset(
+            {
+                legacy_config_hash(
+                    self.properties.instance.to_json(), self.properties.flavor.to_json()
+                )
+            }
+        )
+
+    @cached_property
+    def _logical_ids(self) -> tuple[str, ...]:
+        allocation = self.properties.allocation
+        if allocation.logical_ids is not None:
+            return allocation.logical_ids
+        return tuple(f"{self.id}-{slot}" for slot in range(allocation.size or 0))
+
+    def logical_ids(self) -> tuple[str, ...]:
+        """One logical ID per wanted instance: the named ones, or slots `<ID>-0 .. <ID>-N-1`."""
+        return self._logical_ids
+
+    def resized(self, size: int) -> GroupSpec:
+        """This spec with `Allocation` replaced by `{"Size": size}` (used to empty a group)."""
+        data = self.to_json()
+        data["Properties"]["Allocation"] = {"Size": size}
+        return parse_group(data)
+
+    @property
+    def is_sized(self) -> bool:
+        return self.properties.allocation.logical_ids is None
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as JSON, in InfraKit's shape; what the store keeps and Inspect returns."""
+        props = self.properties
+        out: dict[str, Any] = {
+            "Allocation": props.allocation.to_json(),
+            "Instance": props.instance.to_json(),
+            "Flavor": props.flavor.to_json(),
+        }
+        for section in ("Health", "Update"):
+            if section in self.raw.get("Properties", {}):
+                out[section] = self.raw["Properties"][section]
+        return {"ID": self.id, "Properties": out}
+
+
+class PluginConfig(_Model):
+    """A plugin the runtime runs in process: a name groups refer to, a built-in kind, options."""
+
+    name: str = Field(alias="Name", min_length=1)
+    kind: str = Field(alias="Kind", min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict, alias="Options")
+
+
+class BackendConfig(_Model):
+    """An election or store backend, by kind, with that kind's settings."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    kind: Literal["file"] = Field(default="file", alias="Kind")
+
+
+class ManagerConfig(_Model):
+    leader: BackendConfig = Field(default_factory=BackendConfig, alias="Leader")
+    store: BackendConfig = Field(default_factory=BackendConfig, alias="Store")
+    poll: float = Field(default=1.0, alias="LeaderPoll")
+
+    @field_validator("poll", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float:
+        return _duration(value)
+
+
+class ClusterConfig(_Model):
+    """A cluster file for `infrakit run`: plugins, manager backends and the groups to commit."""
+
+    plugins: tuple[PluginConfig, ...] = Field(default=(), alias="Plugins")
+    manager: ManagerConfig = Field(default_factory=ManagerConfig, alias="Manager")
+    groups: tuple[dict[str, Any], ...] = Field(default=(), alias="Groups")
+
+    @field_validator("plugins", "groups", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+
+# Built-in plugins every cluster has unless it names its own: InfraKit's conventional names.
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("instance-file", "file"),
+    ("instance-process", "process"),
+    ("flavor-vanilla", "vanilla"),
+)
+
+
+def _path(loc: Sequence[int | str], prefix: str) -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _describe_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
+
+
+def _fault(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx.get('ge')}, got {value!r}"
+    if kind == "too_short":
+        return "must not be empty"
+    if kind in ("string_too_short",):
+        return "must not be blank"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {value!r}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be a whole number, got {_describe_type(value)} {value!r}"
+    if kind in ("string_type",):
+        return f"must be a string, got {_describe_type(value)}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"must be an object, got {_describe_type(value)}"
+    if kind in ("tuple_type", "list_type"):
+        return f"must be a list, got {_describe_type(value)}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return str(error["msg"])
+
+
+def _problems(error: PydanticError, prefix: str = "") -> list[tuple[str, str]]:
+    problems = []
+    for item in error.errors():
+        loc = item["loc"]
+        problems.append((_path(loc, prefix), _fault(item)))
+    return problems
+
+
+def parse_group(data: Any, source: str = "", path: str = "") -> GroupSpec:
+    """Validate one group spec (parsed JSON). Raises `SpecError` naming every fault's path."""
+    if not isinstance(data, Mapping):
+        raise SpecError(
+            [(path, f"a group spec must be an object, got {_describe_type(data)}")], source
+        )
+    try:
+        spec = GroupSpec.model_validate(data)
+    except PydanticError as error:
+        raise SpecError(_problems(error, path), source) from None
+    # Keep the user's own Health/Update sections so the stored spec reads as they wrote it.
+    folded = GroupSpec._fold_keys(dict(data))
+    props = GroupProperties._fold_keys(dict(folded.get("Properties") or {}))
+    return spec.model_copy(update={"raw": {"Properties": props}})
+
+
+def parse_cluster(data: Any, source: str = "") -> ClusterConfig:
+    """Validate a cluster file (parsed JSON), its groups included."""
+    if not isinstance(data, Mapping):
+        raise SpecError(
+            [("", f"a cluster file must be an object, got {_describe_type(data)}")], source
+        )
+    try:
+        config = ClusterConfig.model_validate(data)
+    except PydanticError as error:
+        raise SpecError(_problems(error), source) from None
+    problems: list[tuple[str, str]] = []
+    names = {name for name, _ in DEFAULT_PLUGINS}
+    for index, plugin in enumerate(config.plugins):
+        names.add(plugin.name)
+        if [p.name for p in config.plugins].count(plugin.name) > 1:
+            problems.append((f"Plugins[{index}].Name", f"plugin {plugin.name!r} is named twice"))
+    seen: set[str] = set()
+    for index, raw in enumerate(config.groups):
+        where = f"Groups[{index}]"
+        try:
+            group = parse_group(raw, path=where)
+        except SpecError as error:
+            problems.extend(error.problems)
+            continue
+        if group.id in seen:
+            problems.append((f"{where}.ID", f"group {group.id!r} is declared twice"))
+        seen.add(group.id)
+        for section, ref in (
+            ("Instance", group.properties.instance),
+            ("Flavor", group.properties.flavor),
+        ):
+            if plugin_name(ref.plugin) not in names:
+                problems.append(
+                    (
+                        f"{where}.Properties.{section}.Plugin",
+                        f"no plugin named {ref.plugin!r} (known: {', '.join(sorted(names))})",
+                    )
+                )
+    if problems:
+        raise SpecError(problems, source)
+    return config
+
+
+def plugin_name(reference: str) -> str:
+    """The plugin a reference names: InfraKit's `socket/type` form means the socket `socket`."""
+    return reference.split("/", 1)[0]
+
+
+def load_json(path: str | Path) -> Any:
+    """Read a JSON file, turning a syntax error into a `SpecError` with line and column."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError(
+            [("", f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}")],
+            str(path),
+        ) from None
+
+
+def groups_of(config: ClusterConfig) -> list[GroupSpec]:
+    """The groups of a validated cluster file, parsed."""
+    return [parse_group(raw, path=f"Groups[{i}]") for i, raw in enumerate(config.groups)]

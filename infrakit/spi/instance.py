@@ -1,0 +1,127 @@
+"""The instance plugin contract: something that makes and unmakes one resource."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+InstanceID = str
+LogicalID = str
+
+# Tags every instance made by a group carries (InfraKit's names).
+TAG_GROUP = "infrakit.group"
+TAG_CONFIG_HASH = "infrakit.config.hash"
+TAG_LOGICAL_ID = "infrakit.logical_id"
+# Older InfraKit name for the hash tag, accepted when adopting.
+TAG_CONFIG_SHA_OLD = "infrakit.config_sha"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Something to attach to an instance (a volume, a network...)."""
+
+    id: str
+    type: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ID": self.id, "Type": self.type}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Attachment:
+        return cls(id=str(data.get("ID", "")), type=str(data.get("Type", "")))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to provision: InfraKit's `instance.Spec`."""
+
+    properties: Any = None
+    tags: dict[str, str] = field(default_factory=dict)
+    init: str = ""
+    logical_id: LogicalID | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "Properties": self.properties,
+            "Tags": dict(self.tags),
+            "Init": self.init,
+            "LogicalID": self.logical_id,
+            "Attachments": [a.to_json() for a in self.attachments],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Spec:
+        return cls(
+            properties=data.get("Properties"),
+            tags={str(k): str(v) for k, v in (data.get("Tags") or {}).items()},
+            init=str(data.get("Init") or ""),
+            logical_id=data.get("LogicalID"),
+            attachments=tuple(Attachment.from_json(a) for a in data.get("Attachments") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Description:
+    """What exists: InfraKit's `instance.Description`."""
+
+    id: InstanceID
+    logical_id: LogicalID | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ID": self.id, "LogicalID": self.logical_id, "Tags": dict(self.tags)}
+        if self.properties is not None:
+            out["Properties"] = self.properties
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Description:
+        return cls(
+            id=str(data["ID"]),
+            logical_id=data.get("LogicalID"),
+            tags={str(k): str(v) for k, v in (data.get("Tags") or {}).items()},
+            properties=data.get("Properties"),
+        )
+
+
+def tags_match(tags: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    """True when every wanted tag is present with the same value (InfraKit AND-matches)."""
+    return all(tags.get(k) == v for k, v in wanted.items())
+
+
+@runtime_checkable
+class InstancePlugin(Protocol):
+    """Makes, lists and unmakes instances. Every method may raise `PluginError`."""
+
+    def validate(self, properties: Any) -> None:
+        """Raise `ValidationError` (with the JSON path) if `properties` cannot be provisioned."""
+
+    def provision(self, spec: Spec) -> InstanceID:
+        """Create one instance carrying `spec.tags`; return its ID."""
+        ...
+
+    def destroy(self, instance_id: InstanceID) -> None:
+        """Destroy the instance. Destroying one that is already gone is not an error."""
+
+    def describe_instances(self, tags: Mapping[str, str]) -> list[Description]:
+        """Every live instance whose tags include all of `tags`."""
+        ...
+
+    def label(self, instance_id: InstanceID, labels: Mapping[str, str]) -> None:
+        """Merge `labels` into the instance's tags."""
+
+
+Unsubscribe = Callable[[], None]
+
+
+@runtime_checkable
+class Watchable(Protocol):
+    """Optional: an instance plugin that can tell when its instances change (e.g. one vanishes).
+
+    The callback takes no arguments and must return at once; it only says "look again".
+    """
+
+    def watch(self, callback: Callable[[], None]) -> Unsubscribe: ...
