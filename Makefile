@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/infrakit run examples/cluster.json
+	INFRAKIT_HOME=$(CURDIR)/.infrakit-demo $(BIN)/infrakit run examples/cluster.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check actors infrakit tests bench examples

@@ -100,35 +100,36 @@ class Supervisor(SupervisedActor):
         scheduler: Scheduler | None = None,
     ) -> None:
         super().__init__()
-        names = [spec.name for spec in children]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        counts = collections.Counter(spec.name for spec in children)
+        duplicates = sorted(name for name, count in counts.items() if count > 1)
         if duplicates:
             msg = f"duplicate child names: {duplicates}"
             raise ValueError(msg)
         if max_restarts < 0 or within <= 0:
             msg = f"need max_restarts >= 0 and within > 0, not {max_restarts} and {within}"
             raise ValueError(msg)
-        self._initial_children = tuple(children)
-        self._strategy = Strategy(strategy)
-        self._max_restarts = max_restarts
-        self._within = within
-        self._backoff = backoff
-        self._on_give_up = on_give_up
-        self._scheduler = scheduler
-        self._children: dict[str, _Child] = {}
-        self._restart_times: collections.deque[float] = collections.deque()
-        self._tokens = itertools.count(1)
+        # The _sup_ prefix keeps these clear of the attributes of subclasses.
+        self._sup_initial_children = tuple(children)
+        self._sup_strategy = Strategy(strategy)
+        self._sup_max_restarts = max_restarts
+        self._sup_within = within
+        self._sup_backoff = backoff
+        self._sup_on_give_up = on_give_up
+        self._sup_scheduler = scheduler
+        self._sup_children: dict[str, _Child] = {}
+        self._sup_restart_times: collections.deque[float] = collections.deque()
+        self._sup_tokens = itertools.count(1)
 
     # -- public API, called through a proxy --------------------------------------------
 
     def start_child(self, spec: ChildSpec) -> pykka.ActorRef[Any]:
         """Start a child now and append it to the start order; its name must be unique."""
-        if spec.name in self._children:
+        if spec.name in self._sup_children:
             msg = f"a child named {spec.name!r} already exists"
             raise ValueError(msg)
         child = _Child(spec)
         self._start_one(child)
-        self._children[spec.name] = child
+        self._sup_children[spec.name] = child
         return self._current_ref(child)
 
     def stop_child(self, name: str, timeout: float | None = None) -> None:
@@ -136,18 +137,18 @@ class Supervisor(SupervisedActor):
 
         Waits at most `timeout` seconds (default: the child's `shutdown_timeout`).
         """
-        child = self._children.pop(name, None)
+        child = self._sup_children.pop(name, None)
         if child is not None:
             self._stop_one(child, timeout)
 
     def child(self, name: str) -> pykka.ActorRef[Any] | None:
         """The current ref of a child; None while it waits to be restarted or if unknown."""
-        child = self._children.get(name)
+        child = self._sup_children.get(name)
         return None if child is None else child.ref
 
     def which_children(self) -> list[tuple[str, pykka.ActorRef[Any] | None]]:
         """Every child's name and current ref (None while it waits), in start order."""
-        return [(name, child.ref) for name, child in self._children.items()]
+        return [(name, child.ref) for name, child in self._sup_children.items()]
 
     # -- hooks for subclasses ----------------------------------------------------------
 
@@ -162,7 +163,7 @@ class Supervisor(SupervisedActor):
     def on_start(self) -> None:
         """Start the initial children in order; if one cannot be built, stop the others."""
         try:
-            for spec in self._initial_children:
+            for spec in self._sup_initial_children:
                 self.start_child(spec)
         except Exception:
             self._stop_all_children()
@@ -188,7 +189,7 @@ class Supervisor(SupervisedActor):
 
     # -- internals ---------------------------------------------------------------------
 
-    def _name(self) -> str:
+    def _sup_name(self) -> str:
         return self.supervisor_name or self.__class__.__name__
 
     def _current_ref(self, child: _Child) -> pykka.ActorRef[Any]:
@@ -217,13 +218,13 @@ class Supervisor(SupervisedActor):
             )
 
     def _stop_all_children(self) -> None:
-        children = list(self._children.values())
-        self._children.clear()
+        children = list(self._sup_children.values())
+        self._sup_children.clear()
         for child in reversed(children):
             self._stop_one(child)
 
     def _on_child_exited(self, exit: ChildExited) -> None:
-        child = self._children.get(exit.name)
+        child = self._sup_children.get(exit.name)
         if child is None or child.ref is None or child.ref.actor_urn != exit.ref.actor_urn:
             # An exit we caused, or of a child we have already replaced or forgotten.
             return
@@ -246,25 +247,25 @@ class Supervisor(SupervisedActor):
                 what,
                 spec.restart.value,
             )
-            del self._children[spec.name]
+            del self._sup_children[spec.name]
             return False
 
         now = time.monotonic()
-        self._restart_times.append(now)
-        while self._restart_times[0] < now - self._within:
-            self._restart_times.popleft()
-        if len(self._restart_times) > self._max_restarts:
+        self._sup_restart_times.append(now)
+        while self._sup_restart_times[0] < now - self._sup_within:
+            self._sup_restart_times.popleft()
+        if len(self._sup_restart_times) > self._sup_max_restarts:
             self._give_up(spec.name, what, error)
             return False
 
-        if now - child.started_at > self._within:
+        if now - child.started_at > self._sup_within:
             child.restarts = 0
-        delay = self._backoff.delay(child.restarts)
+        delay = self._sup_backoff.delay(child.restarts)
         child.restarts += 1
         group = self._restart_group(child)
         others = ""
         if len(group) > 1:
-            others = f" with {len(group) - 1} other(s) ({self._strategy.value})"
+            others = f" with {len(group) - 1} other(s) ({self._sup_strategy.value})"
         logger.log(
             logging.INFO if error is None else logging.WARNING,
             "child %r %s; restarting%s in %.2fs (restart %d of %d within %gs)",
@@ -272,31 +273,31 @@ class Supervisor(SupervisedActor):
             what,
             others,
             delay,
-            len(self._restart_times),
-            self._max_restarts,
-            self._within,
+            len(self._sup_restart_times),
+            self._sup_max_restarts,
+            self._sup_within,
         )
         self._schedule_restart(group, delay)
         return True
 
     def _restart_group(self, child: _Child) -> list[_Child]:
         """Stop the siblings the strategy restarts with `child`; return all to restart."""
-        if self._strategy is Strategy.ONE_FOR_ONE:
+        if self._sup_strategy is Strategy.ONE_FOR_ONE:
             return [child]
-        children = list(self._children.values())
-        if self._strategy is Strategy.REST_FOR_ONE:
+        children = list(self._sup_children.values())
+        if self._sup_strategy is Strategy.REST_FOR_ONE:
             children = children[children.index(child) :]
         for sibling in reversed(children):
             if sibling is not child:
                 self._stop_one(sibling)
                 if sibling.spec.restart is Restart.TEMPORARY:
-                    del self._children[sibling.spec.name]
+                    del self._sup_children[sibling.spec.name]
         return [c for c in children if c.spec.restart is not Restart.TEMPORARY or c is child]
 
     def _schedule_restart(self, group: list[_Child], delay: float) -> None:
-        token = next(self._tokens)
+        token = next(self._sup_tokens)
         due = _RestartDue(token, tuple(child.spec.name for child in group))
-        timer = tell_later(self.actor_ref, delay, due, self._scheduler)
+        timer = tell_later(self.actor_ref, delay, due, self._sup_scheduler)
         for child in group:
             if child.timer is not None:
                 child.timer.cancel()
@@ -305,7 +306,7 @@ class Supervisor(SupervisedActor):
 
     def _on_restart_due(self, due: _RestartDue) -> None:
         for name in due.names:
-            child = self._children.get(name)
+            child = self._sup_children.get(name)
             if child is None or child.token != due.token or child.ref is not None:
                 continue  # forgotten, or its restart was superseded
             child.timer = None
@@ -322,21 +323,21 @@ class Supervisor(SupervisedActor):
 
     def _give_up(self, name: str, what: str, error: BaseException | None) -> None:
         """Stop all children and escalate: die if supervised, else report and stop."""
-        gave_up = SupervisorGaveUp(self._name(), error)
+        gave_up = SupervisorGaveUp(self._sup_name(), error)
         logger.error(
             "supervisor %r gives up: child %r %s; more than %d restarts within %gs",
-            self._name(),
+            self._sup_name(),
             name,
             what,
-            self._max_restarts,
-            self._within,
+            self._sup_max_restarts,
+            self._sup_within,
         )
         self._stop_all_children()
         if self.parent is not None:
             raise gave_up
-        if self._on_give_up is not None:
+        if self._sup_on_give_up is not None:
             try:
-                self._on_give_up(gave_up)
+                self._sup_on_give_up(gave_up)
             except Exception:
-                logger.exception("on_give_up callback of supervisor %r failed", self._name())
+                logger.exception("on_give_up callback of supervisor %r failed", self._sup_name())
         self.stop()

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -108,10 +109,8 @@ class Runtime:
         """Stop every actor, in reverse start order. Instances keep running."""
         root, self._root, self._manager = self._root, None, None
         if root is not None:
-            try:
+            with contextlib.suppress(pykka.ActorDeadError):
                 root.stop(block=True, timeout=timeout)
-            except pykka.ActorDeadError:
-                pass
         for plugin in self.plugins.values():
             close = getattr(plugin, "close", None)
             if callable(close):

@@ -8,6 +8,7 @@ them has a default. Plugin `Properties` stay opaque here: the plugins validate t
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -40,7 +41,12 @@ class _Model(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _fold_keys(cls, data: Any) -> Any:
+    def _fold(cls, data: Any) -> Any:
+        return cls.fold_keys(data)
+
+    @classmethod
+    def fold_keys(cls, data: Any) -> Any:
+        """`data` with keys renamed to this model's key names where they match but for case."""
         if not isinstance(data, Mapping):
             return data
         canonical = {
@@ -368,8 +374,8 @@ def parse_group(data: Any, source: str = "", path: str = "") -> GroupSpec:
     except PydanticError as error:
         raise SpecError(_problems(error, path), source) from None
     # Keep the user's own Health/Update sections so the stored spec reads as they wrote it.
-    folded = GroupSpec._fold_keys(dict(data))
-    props = GroupProperties._fold_keys(dict(folded.get("Properties") or {}))
+    folded = GroupSpec.fold_keys(dict(data))
+    props = GroupProperties.fold_keys(dict(folded.get("Properties") or {}))
     return spec.model_copy(update={"raw": {"Properties": props}})
 
 
@@ -421,7 +427,7 @@ def plugin_name(reference: str) -> str:
     return reference.split("/", 1)[0]
 
 
-def load_json(path: str | Path) -> Any:
+def load_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file, turning a syntax error into a `SpecError` with line and column."""
     text = Path(path).read_text(encoding="utf-8")
     try:

@@ -31,4 +31,3 @@ class Election(Protocol):
     def leader_location(self) -> str | None:
         """Where the current leader says it can be reached, if known."""
         ...
-

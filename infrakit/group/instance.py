@@ -175,6 +175,7 @@ class InstanceActor(SupervisedActor):
                 self._event(events.ADOPTED, f"adopted {instance.id}", instance.id)
                 self.started_at = now
                 self.unhealthy_checks = 0
+                self._label(instance)
             self.phase = Phase.STARTING if self.phase is not Phase.RUNNING else self.phase
         self.owned = instance
         self.retry_pending = False
@@ -293,6 +294,15 @@ class InstanceActor(SupervisedActor):
         self.phase = Phase.STARTING
         self._event(events.PROVISIONED, f"provisioned {instance_id}", instance_id)
         self._ask_for_look()
+
+    def _label(self, instance: Description) -> None:
+        """Tag an adopted instance with its logical ID (Go InfraKit tagged only named ones)."""
+        if instance.tags.get(TAG_LOGICAL_ID) == self.logical_id:
+            return
+        try:
+            self.context.instance_plugin.label(instance.id, {TAG_LOGICAL_ID: self.logical_id})
+        except PluginError as error:
+            log.warning("%s: cannot label %s: %s", self.logical_id, instance.id, error)
 
     def _destroy(self, instance: Description) -> bool:
         context = self.context

@@ -391,4 +391,3 @@ class GroupSupervisor(Supervisor):
 
     def __str__(self) -> str:
         return f"GroupSupervisor({self.spec.id})"
-

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infrakit.plugins._atomic import is_temp_name, write_json_atomic
+from infrakit.plugins._atomic import TEMP_PREFIX, is_temp_name, write_json_atomic
 from infrakit.plugins.instance._watch import PollingWatcher
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.instance import (
@@ -111,7 +111,6 @@ class FileInstancePlugin(InstancePlugin, Watchable):
 
     def provision(self, spec: Spec) -> InstanceID:
         """Write a new instance file carrying the spec; return its ID (`instance-<hex>`)."""
-        self.validate(spec.properties)
         instance_id = f"{ID_PREFIX}{secrets.token_hex(6)}"
         record = {
             "ID": instance_id,
@@ -122,6 +121,8 @@ class FileInstancePlugin(InstancePlugin, Watchable):
         path = self._dir / instance_id
         try:
             st = write_json_atomic(path, record)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"not JSON: {exc}") from exc
         except OSError as exc:
             raise PluginError(f"cannot write instance file {path}: {exc}") from exc
         description = _parse_record(instance_id, record)
@@ -146,9 +147,8 @@ class FileInstancePlugin(InstancePlugin, Watchable):
         wanted = dict(tags)
         out: list[Description] = []
         with self._lock:
-            for entry in self._scan_locked():
-                found = entry.instance
-                if found is None or (wanted and not tags_match(found.tags, wanted)):
+            for found in self._scan_locked():
+                if wanted and not tags_match(found.tags, wanted):
                     continue
                 out.append(
                     Description(
@@ -196,9 +196,14 @@ class FileInstancePlugin(InstancePlugin, Watchable):
             raise PluginError(f"not an instance ID: {instance_id!r}")
         return self._dir / instance_id
 
-    def _scan_locked(self) -> list[_Entry]:
-        """List the directory once, refreshing changed files in the cache; caller holds _lock."""
-        seen: list[_Entry] = []
+    def _scan_locked(self) -> list[Description]:
+        """List the directory once, refreshing changed files in the cache; caller holds _lock.
+
+        Returns the instances found (corrupt files left out). This runs every describe over
+        every file, so the loop is kept lean: one stat per file, parsing only on change.
+        """
+        found: list[Description] = []
+        cache = self._cache
         fresh: dict[str, _Entry] = {}
         try:
             it = os.scandir(self._dir)
@@ -208,21 +213,22 @@ class FileInstancePlugin(InstancePlugin, Watchable):
             for dirent in it:
                 name = dirent.name
                 try:
-                    if is_temp_name(name) or not dirent.is_file():
+                    if name.startswith(TEMP_PREFIX) or not dirent.is_file():
                         continue
                     st = dirent.stat()
                 except OSError:
                     continue  # vanished since listed
-                key = _file_key(st)
-                entry = self._cache.get(name)
+                key = (st.st_mtime_ns, st.st_size, st.st_ino)
+                entry = cache.get(name)
                 if entry is None or entry.key != key:
                     entry = self._load(dirent.path, name, key)
                     if entry is None:
                         continue
                 fresh[name] = entry
-                seen.append(entry)
+                if entry.instance is not None:
+                    found.append(entry.instance)
         self._cache = fresh
-        return seen
+        return found
 
     def _load(self, path: str, name: str, key: _FileKey) -> _Entry | None:
         """Parse one file; a corrupt or unreadable one is cached as such and warned about once."""

@@ -162,7 +162,10 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
         options = parse_options(spec.properties)
         instance_id = f"{ID_PREFIX}{secrets.token_hex(6)}"
         idir = self._dir / instance_id
-        idir.mkdir(mode=0o700)
+        try:
+            idir.mkdir(mode=0o700)
+        except OSError as exc:
+            raise PluginError(f"cannot create {idir}: {exc}") from exc
         env = dict(os.environ)
         env.update(options.env or {})
         env["INFRAKIT_INSTANCE_ID"] = instance_id

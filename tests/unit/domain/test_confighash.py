@@ -49,10 +49,9 @@ def test_infrakit_tutorial_cattle_hash_matches_go() -> None:
 
 
 def test_absent_properties_hash_as_null_like_go() -> None:
-    assert (
-        config_hash({"Plugin": "instance-process"}, {"Plugin": "flavor-vanilla", "Properties": None})
-        != config_hash({"Plugin": "instance-process", "Properties": None}, {"Plugin": "x"})
-    )
+    assert config_hash(
+        {"Plugin": "instance-process"}, {"Plugin": "flavor-vanilla", "Properties": None}
+    ) != config_hash({"Plugin": "instance-process", "Properties": None}, {"Plugin": "x"})
     spec = parse_group(
         {
             "ID": "g",

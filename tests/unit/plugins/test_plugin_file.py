@@ -203,3 +203,9 @@ def test_many_instances_describe_matches(file_plugin: FileInstancePlugin) -> Non
     assert len(ids(file_plugin, n="0")) == 100
     fresh = FileInstancePlugin(file_plugin.directory)
     assert ids(fresh) == made
+
+
+def test_provision_of_non_json_properties_fails_cleanly(file_plugin: FileInstancePlugin) -> None:
+    with pytest.raises(ValidationError):
+        file_plugin.provision(Spec(properties={"bad": object()}))
+    assert list(file_plugin.directory.iterdir()) == []

@@ -137,12 +137,23 @@ def test_destroy_stops_the_whole_group_and_removes_the_dir(
     proc_plugin.destroy("proc-000000000000")
 
 
-def test_destroy_kills_what_ignores_sigterm(state_dir: Path) -> None:
+def test_destroy_kills_what_ignores_sigterm(
+    state_dir: Path, tmp_path: Path, wait_for: WaitFor
+) -> None:
     plugin = ProcessInstancePlugin(state_dir, stop_timeout=0.2)
-    iid = plugin.provision(Spec(init="trap '' TERM; sleep 1000 & wait; wait"))
-    pid = pid_of(plugin, iid)
+    child_file = tmp_path / "child.pid"
+    init = (
+        f"trap '' TERM; sleep 1000 & echo $! > {child_file}.part; "
+        f"mv {child_file}.part {child_file}; wait; wait"
+    )
+    iid = plugin.provision(Spec(init=init))
+    wait_for(lambda: read_int(child_file) is not None)
+    shell, child = pid_of(plugin, iid), read_int(child_file)
+    assert child is not None
+
     plugin.destroy(iid)
-    assert not running(pid)
+
+    assert not running(shell) and not running(child)
     assert ids(plugin) == set()
 
 

@@ -1,0 +1,100 @@
+"""The `infrakit` command: run a cluster in the foreground, validate files."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from infrakit.cli.logs import configure
+from infrakit.runtime import Runtime, default_home
+from infrakit.spec import SpecError, load_json, parse_cluster, parse_group
+
+log = logging.getLogger("infrakit")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="infrakit")
+def main() -> None:
+    """InfraKit for Python: declarative, self-healing infrastructure.
+
+    Everything the runtime writes goes under $INFRAKIT_HOME (default ~/.infrakit).
+    """
+
+
+@main.command()
+@click.argument("cluster", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="How much to log.",
+)
+@click.option("--json-logs", is_flag=True, help="Log one JSON object per line.")
+def run(cluster: Path, log_level: str, json_logs: bool) -> None:
+    """Run the groups of CLUSTER (a cluster file) in the foreground.
+
+    Ctrl-C or SIGTERM stops the runtime cleanly and leaves the instances running; the next
+    `infrakit run` adopts them. A second `infrakit run` on the same home waits as a follower.
+    """
+    configure(log_level, json_logs)
+    try:
+        runtime = Runtime.from_file(cluster)
+    except (SpecError, OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: stopping (instances keep running)", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("home is %s", runtime.home)
+    runtime.start()
+    if not runtime.is_leader():
+        log.info("another runtime leads on this home; waiting as a follower")
+    try:
+        while not stop.wait(0.5):
+            if not runtime.running:
+                log.error("the runtime stopped by itself; see the errors above")
+                sys.exit(1)
+    finally:
+        runtime.stop()
+        log.info("stopped")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def validate(file: Path) -> None:
+    """Check FILE, a cluster file or a group spec, and say what is wrong and where."""
+    try:
+        data: Any = load_json(file)
+        if isinstance(data, dict) and any(k.lower() == "properties" for k in data):
+            spec = parse_group(data, source=str(file))
+            click.echo(f"{file}: a valid group spec for group {spec.id!r}")
+        else:
+            config = parse_cluster(data, source=str(file))
+            names = ", ".join(str(g.get("ID")) for g in config.groups) or "no groups"
+            click.echo(f"{file}: a valid cluster file ({names})")
+    except SpecError as error:
+        for path, fault in error.problems:
+            click.echo(f"{file}: {path + ': ' if path else ''}{fault}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+def home() -> None:
+    """Print the home directory the runtime would use."""
+    click.echo(default_home())
+
+
+if __name__ == "__main__":
+    main()
