@@ -56,16 +56,19 @@ class Runtime:
         config: ClusterConfig | Mapping[str, Any] | None = None,
         home: str | os.PathLike[str] | None = None,
         location: str = "",
+        plugins: Mapping[str, InstancePlugin | FlavorPlugin] | None = None,
     ) -> None:
+        """`plugins` adds plugin objects of your own, by name, beside the cluster's."""
+        extra = dict(plugins or {})
         if config is None:
             config = ClusterConfig()
         elif not isinstance(config, ClusterConfig):
-            config = parse_cluster(config)
+            config = parse_cluster(config, extra_plugins=extra)
         self.config = config
         self.home = Path(home) if home is not None else default_home()
         self.location = location or f"pid {os.getpid()}"
         self.events = EventBus()
-        self.plugins = self._make_plugins()
+        self.plugins = {**self._make_plugins(), **extra}
         self._root: pykka.ActorRef[Any] | None = None
         self._manager: pykka.ActorRef[Any] | None = None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -379,8 +379,11 @@ def parse_group(data: Any, source: str = "", path: str = "") -> GroupSpec:
     return spec.model_copy(update={"raw": {"Properties": props}})
 
 
-def parse_cluster(data: Any, source: str = "") -> ClusterConfig:
-    """Validate a cluster file (parsed JSON), its groups included."""
+def parse_cluster(data: Any, source: str = "", extra_plugins: Iterable[str] = ()) -> ClusterConfig:
+    """Validate a cluster file (parsed JSON), its groups included.
+
+    `extra_plugins` names plugins supplied by an embedding program, which groups may use.
+    """
     if not isinstance(data, Mapping):
         raise SpecError(
             [("", f"a cluster file must be an object, got {_describe_type(data)}")], source
@@ -390,7 +393,7 @@ def parse_cluster(data: Any, source: str = "") -> ClusterConfig:
     except PydanticError as error:
         raise SpecError(_problems(error), source) from None
     problems: list[tuple[str, str]] = []
-    names = {name for name, _ in DEFAULT_PLUGINS}
+    names = {name for name, _ in DEFAULT_PLUGINS} | set(extra_plugins)
     for index, plugin in enumerate(config.plugins):
         names.add(plugin.name)
         if [p.name for p in config.plugins].count(plugin.name) > 1:

@@ -153,6 +153,7 @@ class GroupSupervisor(Supervisor):
             self.update_total = self.update_done = 0
         self.spec = spec
         self.paused = None
+        self.converged = False  # until a look at the group says otherwise
         for name, ref in self.which_children():
             if ref is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
@@ -176,6 +177,7 @@ class GroupSupervisor(Supervisor):
     def destroy_all(self) -> None:
         """Drain and destroy every instance of the group; keeps retrying until none is left."""
         self.destroying = True
+        self.converged = False
         self._schedule(0.0)
 
     def destroyed(self) -> bool:

@@ -1,0 +1,329 @@
+"""The runtime end to end with real local processes and real files: healing, adoption after a
+restart, scaling and rolling updates with InfraKit's sentences, pretend, bad input, free and
+destroy, a crashing plugin, a failing plugin, and a follower on the same home."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import alive, recorded_pids, wait_for
+
+from infrakit import Runtime, SpecError
+from infrakit.events import Event
+from infrakit.manager.actor import GroupNotFoundError, NotLeaderError
+from infrakit.plugins.instance.file import FileInstancePlugin
+from infrakit.spi import PluginError, Spec
+from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_LOGICAL_ID
+
+
+def process_group(
+    group_id: str = "workers",
+    size: int | None = 3,
+    ids: list[str] | None = None,
+    init: str = "exec sleep 600",
+    health: dict[str, Any] | None = None,
+    **properties: Any,
+) -> dict[str, Any]:
+    flavor: dict[str, Any] = {"Init": [init]}
+    if health is not None:
+        flavor["Health"] = health
+    spec: dict[str, Any] = {
+        "ID": group_id,
+        "Properties": {
+            "Allocation": {"LogicalIDs": ids} if ids is not None else {"Size": size},
+            "Instance": {"Plugin": "instance-process", "Properties": {}},
+            "Flavor": {"Plugin": "flavor-vanilla", "Properties": flavor},
+            "Health": {"Interval": "100ms", "GracePeriod": "2s", "UnhealthyAfter": 2},
+        },
+    }
+    spec["Properties"].update(properties)
+    return spec
+
+
+def members(runtime: Runtime, group_id: str = "workers") -> dict[str, dict[str, Any]]:
+    """Instance ID -> description of every live member."""
+    return {i["ID"]: i for i in runtime.describe(group_id)["Instances"]}
+
+
+def logical_ids(runtime: Runtime, group_id: str = "workers") -> list[str]:
+    return sorted(i["Tags"][TAG_LOGICAL_ID] for i in members(runtime, group_id).values())
+
+
+class Recorder:
+    """Collects the runtime's events."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.events: list[Event] = []
+        runtime.events.subscribe(self.events.append)
+
+    def kinds(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
+
+
+def test_a_killed_instance_is_replaced(home: Path) -> None:
+    with Runtime(home=home) as runtime:
+        assert runtime.commit(process_group()) == "Managing 3 instances"
+        before = runtime.wait_converged("workers")
+        victim = before["Instances"][1]
+        pid = recorded_pids(home / "instances" / "process")[victim["ID"]]
+        os.killpg(pid, signal.SIGKILL)
+
+        def replaced() -> bool:
+            now = members(runtime)
+            return len(now) == 3 and victim["ID"] not in now
+
+        wait_for(replaced, what="a replacement for the killed instance")
+        assert logical_ids(runtime) == ["workers-0", "workers-1", "workers-2"]
+        runtime.wait_converged("workers")
+
+
+def test_a_restarted_runtime_adopts_its_instances_without_duplicates(home: Path) -> None:
+    with Runtime(home=home) as first:
+        first.commit(process_group(ids=["zk1", "zk2", "zk3"]))
+        original = {i["ID"] for i in first.wait_converged("workers")["Instances"]}
+        assert len(original) == 3
+    # Stopping the runtime leaves the instances running.
+    pids = recorded_pids(home / "instances" / "process")
+    assert all(alive(pids[i]) for i in original)
+    second = Runtime(home=home)
+    recorder = Recorder(second)  # before start: adoption happens at once
+    with second:
+        wait_for(lambda: second.info("workers")["Converged"], what="convergence after restart")
+        assert set(members(second)) == original
+        assert recorder.kinds("provisioned") == []
+
+
+def test_scale_up_down_and_roll_with_infrakit_sentences(home: Path) -> None:
+    spec = process_group(size=2)
+    with Runtime(home=home) as runtime:
+        assert runtime.commit(spec) == "Managing 2 instances"
+        runtime.wait_converged("workers")
+        spec["Properties"]["Allocation"]["Size"] = 4
+        assert runtime.commit(spec) == "Adding 2 instances to increase the group size to 4"
+        runtime.wait_converged("workers")
+        assert logical_ids(runtime) == [f"workers-{n}" for n in range(4)]
+        spec["Properties"]["Allocation"]["Size"] = 3
+        assert runtime.commit(spec) == "Terminating 1 instances to reduce the group size to 3"
+        runtime.wait_converged("workers")
+        assert logical_ids(runtime) == ["workers-0", "workers-1", "workers-2"]
+
+        old = members(runtime)
+        spec["Properties"]["Flavor"]["Properties"]["Init"] = ["exec sleep 700"]
+        spec["Properties"]["Allocation"]["Size"] = 4
+        assert runtime.commit(spec) == (
+            "Performing a rolling update on 3 instances, then adding 1 instances to increase"
+            " the group size to 4"
+        )
+        done = runtime.wait_converged("workers")
+        hashes = {i["Tags"][TAG_CONFIG_HASH] for i in done["Instances"]}
+        assert len(hashes) == 1 and len(done["Instances"]) == 4
+        assert not set(old) & {i["ID"] for i in done["Instances"]}
+
+
+def test_rolling_update_replaces_one_at_a_time_and_pauses_on_failure(home: Path) -> None:
+    ready = home.parent / "ready"
+    ready.mkdir()
+    health = {"Command": f'test -e "{ready}/$INFRAKIT_INSTANCE_ID" -o -e "{ready}/all"'}
+    spec = process_group(size=3, health=health)
+    (ready / "all").touch()
+    with Runtime(home=home) as runtime:
+        recorder = Recorder(runtime)
+        runtime.commit(spec)
+        runtime.wait_converged("workers")
+        (ready / "all").unlink()
+        for instance_id in members(runtime):
+            (ready / instance_id).touch()  # the old ones stay healthy; new ones never will
+        changed = copy.deepcopy(spec)
+        changed["Properties"]["Flavor"]["Properties"]["Init"] = ["exec sleep 650"]
+        changed["Properties"]["Update"] = {"HealthyTimeout": "1s", "MaxParallel": 1}
+        assert runtime.commit(changed) == "Performing a rolling update on 3 instances"
+        wait_for(lambda: recorder.kinds("update-paused"), what="the update to pause")
+        assert "commit the spec again to resume" in recorder.kinds("update-paused")[0].message
+        hashes = [i["Tags"][TAG_CONFIG_HASH] for i in members(runtime).values()]
+        # Exactly one instance was replaced; the other two still run the old config.
+        assert len(hashes) == 3 and len(set(hashes)) == 2
+        assert sorted(hashes.count(h) for h in set(hashes)) == [1, 2]
+        assert not runtime.info("workers")["Converged"]
+
+
+def test_pretend_changes_nothing(home: Path) -> None:
+    spec = process_group(size=2)
+    with Runtime(home=home) as runtime:
+        assert runtime.commit(spec, pretend=True) == "Managing 2 instances"
+        assert runtime.inspect() == []
+        with pytest.raises(GroupNotFoundError, match="Group 'workers' is not being watched"):
+            runtime.free("workers")
+        runtime.commit(spec)
+        runtime.wait_converged("workers")
+        before, stored = members(runtime), runtime.inspect()
+        bigger = copy.deepcopy(spec)
+        bigger["Properties"]["Allocation"]["Size"] = 5
+        bigger["Properties"]["Flavor"]["Properties"]["Init"] = ["exec sleep 601"]
+        assert runtime.commit(bigger, pretend=True) == (
+            "Performing a rolling update on 2 instances, then adding 3 instances to increase"
+            " the group size to 5"
+        )
+        assert runtime.inspect() == stored
+        assert members(runtime) == before
+        assert runtime.info("workers")["Converged"]
+
+
+def test_a_bad_spec_is_refused_whole_and_changes_nothing(home: Path) -> None:
+    spec = process_group(size=2)
+    with Runtime(home=home) as runtime:
+        runtime.commit(spec)
+        runtime.wait_converged("workers")
+        before, stored = members(runtime), runtime.inspect()
+        bad = copy.deepcopy(spec)
+        bad["Properties"]["Allocation"]["Size"] = -1
+        with pytest.raises(SpecError, match=r"Properties\.Allocation\.Size: must be >= 0, got -1"):
+            runtime.commit(bad)
+        bad = copy.deepcopy(spec)
+        bad["Properties"]["Allocation"]["Size"] = 5
+        bad["Properties"]["Instance"]["Properties"] = {"Cmd": "sleep 5"}
+        with pytest.raises(SpecError, match=r"Properties\.Instance\.Properties\.Cmd"):
+            runtime.commit(bad)
+        bad = copy.deepcopy(spec)
+        bad["Properties"]["Flavor"]["Plugin"] = "flavor-nowhere"
+        with pytest.raises(SpecError, match="no flavor plugin named 'flavor-nowhere'"):
+            runtime.commit(bad)
+        assert runtime.inspect() == stored
+        assert members(runtime) == before
+
+
+def test_free_leaves_instances_and_destroy_removes_them(home: Path) -> None:
+    spec = process_group(size=2)
+    with Runtime(home=home) as runtime:
+        runtime.commit(spec)
+        original = set(runtime.wait_converged("workers")["Instances"][i]["ID"] for i in (0, 1))
+        runtime.free("workers")
+        assert runtime.inspect() == []
+        pids = recorded_pids(home / "instances" / "process")
+        assert all(alive(pids[i]) for i in original)
+        recorder = Recorder(runtime)
+        assert runtime.commit(spec) == "Managing 2 instances"
+        runtime.wait_converged("workers")
+        assert set(members(runtime)) == original  # adopted again, not duplicated
+        assert recorder.kinds("provisioned") == []
+        runtime.destroy("workers", timeout=30)
+        assert runtime.inspect() == []
+        wait_for(lambda: not any(alive(pids[i]) for i in original), what="processes to end")
+
+
+class CrashingFiles(FileInstancePlugin):
+    """A real file plugin with a bug: its first provisions raise an unexpected exception."""
+
+    def __init__(self, directory: Path, crashes: int) -> None:
+        super().__init__(directory)
+        self.crashes = crashes
+
+    def provision(self, spec: Spec) -> str:
+        if self.crashes > 0:
+            self.crashes -= 1
+            raise ZeroDivisionError("a bug in the plugin")
+        return super().provision(spec)
+
+
+class StubbornFiles(FileInstancePlugin):
+    """A real file plugin whose destroys fail a few times (a cloud API having a bad day)."""
+
+    def __init__(self, directory: Path, failures: int) -> None:
+        super().__init__(directory)
+        self.failures = failures
+
+    def destroy(self, instance_id: str) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise PluginError("the API is unavailable")
+        super().destroy(instance_id)
+
+
+def file_group(plugin: str, size: int = 2) -> dict[str, Any]:
+    return {
+        "ID": "files",
+        "Properties": {
+            "Allocation": {"Size": size},
+            "Instance": {"Plugin": plugin, "Properties": {"Note": "v1"}},
+            "Flavor": {"Plugin": "flavor-vanilla"},
+            "Health": {"Interval": "100ms"},
+        },
+    }
+
+
+def test_a_plugin_that_raises_gets_its_actor_restarted_and_the_runtime_lives(
+    home: Path,
+) -> None:
+    plugin = CrashingFiles(home.parent / "files", crashes=3)
+    with Runtime(home=home, plugins={"instance-buggy": plugin}) as runtime:
+        runtime.commit(file_group("instance-buggy", size=2))
+        done = runtime.wait_converged("files", timeout=30)
+        assert len(done["Instances"]) == 2
+        assert plugin.crashes == 0
+        assert runtime.running and runtime.is_leader()
+
+
+def test_destroy_keeps_retrying_until_nothing_is_left(home: Path) -> None:
+    plugin = StubbornFiles(home.parent / "files", failures=0)
+    with Runtime(home=home, plugins={"instance-stubborn": plugin}) as runtime:
+        recorder = Recorder(runtime)
+        runtime.commit(file_group("instance-stubborn", size=3))
+        runtime.wait_converged("files")
+        plugin.failures = 4
+        runtime.destroy("files", timeout=60)
+        assert recorder.kinds("destroy-failed")
+        assert plugin.describe_instances({}) == []
+        assert runtime.inspect() == []
+
+
+class BrokenFiles(FileInstancePlugin):
+    """A real file plugin whose provisions always fail, to trip the circuit breaker."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.attempts = 0
+
+    def provision(self, spec: Spec) -> str:
+        self.attempts += 1
+        raise PluginError("quota exceeded")
+
+
+def test_a_group_that_keeps_failing_stops_hammering_and_says_so(home: Path) -> None:
+    plugin = BrokenFiles(home.parent / "files")
+    with Runtime(home=home, plugins={"instance-broken": plugin}) as runtime:
+        recorder = Recorder(runtime)
+        runtime.commit(file_group("instance-broken", size=10))
+        opened = wait_for(
+            lambda: [e for e in recorder.kinds("circuit") if "open" in e.message],
+            what="the circuit to open",
+        )
+        assert "quota exceeded" in opened[0].message
+        attempts = plugin.attempts
+        # While open, nothing calls the plugin: the count stays where it was when it opened.
+        assert runtime.info("files")["Circuit"] == "open"
+        assert plugin.attempts == attempts
+        assert attempts < 20
+
+
+def test_a_second_runtime_on_the_same_home_follows_and_takes_over(home: Path) -> None:
+    first = Runtime(home=home, location="first").start()
+    try:
+        first.commit(process_group(size=2))
+        original = set(first.wait_converged("workers")["Instances"][i]["ID"] for i in (0, 1))
+        second = Runtime(home=home, location="second").start(wait_for_leadership=0.5)
+        try:
+            assert not second.is_leader()
+            with pytest.raises(NotLeaderError, match="the leader is at first"):
+                second.commit(process_group(size=5))
+            first.stop()
+            wait_for(second.is_leader, what="the follower to take over")
+            wait_for(lambda: second.info("workers")["Converged"], what="adoption")
+            assert set(members(second)) == original
+        finally:
+            second.stop()
+    finally:
+        first.stop()

@@ -1,0 +1,55 @@
+"""Helpers shared by the tests: waiting on a condition with a deadline, and cleaning up the
+real processes that process-instance groups leave running (by design) after a test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "") -> T:
+    """Poll `predicate` until it returns something truthy, and return that; fail on the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+def recorded_pids(state_dir: Path) -> dict[str, int]:
+    """Instance ID -> PID of every process instance recorded under `state_dir`."""
+    pids = {}
+    for record in state_dir.glob("*/instance.json"):
+        try:
+            pids[record.parent.name] = int(json.loads(record.read_text())["PID"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return pids
+
+
+def alive(pid: int) -> bool:
+    """True if `pid` runs and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def kill_all(state_dir: Path) -> None:
+    """SIGKILL the process group of every recorded instance (test teardown)."""
+    for pid in recorded_pids(state_dir).values():
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
