@@ -3,6 +3,7 @@ real processes that process-instance groups leave running (by design) after a te
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -49,7 +50,5 @@ def alive(pid: int) -> bool:
 def kill_all(state_dir: Path) -> None:
     """SIGKILL the process group of every recorded instance (test teardown)."""
     for pid in recorded_pids(state_dir).values():
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
