@@ -39,7 +39,7 @@ def measure(size: int, interval: str, steady: float) -> dict[str, float]:
         started = time.monotonic()
         runtime.commit(spec)
         while not runtime.info("bench")["Converged"]:
-            time.sleep(0.01)
+            time.sleep(0.05)
         converge = time.monotonic() - started
         threads = threading.active_count()
         time.sleep(1.0)  # let the last tells drain before measuring the steady state

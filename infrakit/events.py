@@ -92,7 +92,8 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         level = logging.WARNING if event.kind in _WARNINGS else logging.INFO
-        log.log(level, event.line(), extra={"event": event.to_json()})
+        if log.isEnabledFor(level):
+            log.log(level, event.line(), extra={"event": event.to_json()})
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:

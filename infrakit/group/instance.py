@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from actors import Backoff, CircuitBreaker, SupervisedActor, tell_later
+from actors import Backoff, CircuitBreaker, tell_later
+from actors.pooled import PooledActor
 from infrakit import events
 from infrakit.duration import format_duration
 from infrakit.group.plan import Observation, Phase, SlotStatus, hash_of
@@ -92,10 +93,35 @@ class WantLook:
     """Asks the group supervisor for a fresh observation soon."""
 
 
-class InstanceActor(SupervisedActor):
-    """Keeps one logical instance of a group alive."""
+class FirstStart:
+    """When the first incarnation of an actor may trust observations from.
 
-    def __init__(self, context: GroupContext, spec: GroupSpec, logical_id: str) -> None:
+    A new actor may act on the very look that made the group start it. A restarted one (same
+    constructor arguments) must not: its predecessor may have provisioned since that look.
+    """
+
+    def __init__(self, at: float) -> None:
+        self._at: float | None = at
+
+    def take(self) -> float | None:
+        at, self._at = self._at, None
+        return at
+
+
+class InstanceActor(PooledActor):
+    """Keeps one logical instance of a group alive.
+
+    A pooled actor (no thread of its own), so that a group of 10,000 costs 10,000 small objects,
+    not 10,000 threads; its plugin calls run on the runtime's actor pool.
+    """
+
+    def __init__(
+        self,
+        context: GroupContext,
+        spec: GroupSpec,
+        logical_id: str,
+        first_start: FirstStart | None = None,
+    ) -> None:
         super().__init__()
         self.context = context
         self.spec = spec
@@ -104,8 +130,10 @@ class InstanceActor(SupervisedActor):
         self.reason = ""
         self.owned: Description | None = None
         self.extras: tuple[Description, ...] = ()
-        self.acted_at = time.monotonic()
-        self.started_at = self.acted_at
+        now = time.monotonic()
+        trusted_from = first_start.take() if first_start is not None else None
+        self.acted_at = now if trusted_from is None else trusted_from
+        self.started_at = now
         self.unhealthy_checks = 0
         self.failures = 0
         self.retry_pending = False
@@ -135,9 +163,9 @@ class InstanceActor(SupervisedActor):
     # -- behaviour ------------------------------------------------------------------------
 
     def _observe(self, message: Observe) -> None:
-        if message.taken_at < self.acted_at:
-            return  # the look began before our last action: it cannot show its result
         observation = message.observation
+        if message.taken_at < self.acted_at and not self._shows_mine(observation):
+            return  # the look began before our last action and does not show its result
         self.extras = observation.extras
         for extra in observation.extras:
             self._event(events.DUPLICATE, f"destroying duplicate {extra.id}", extra.id)
@@ -153,6 +181,10 @@ class InstanceActor(SupervisedActor):
         else:
             self._present(observation.owned, message.health)
         self._report()
+
+    def _shows_mine(self, observation: Observation) -> bool:
+        owned = observation.owned
+        return owned is not None and self.owned is not None and owned.id == self.owned.id
 
     def _missing(self) -> None:
         if self.phase in (Phase.REPLACING, Phase.PROVISIONING):

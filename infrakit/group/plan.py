@@ -182,6 +182,14 @@ def plan(
         if lid not in by_lid and (lid not in status or status[lid].phase not in leaving)
     )
 
+    available = {
+        lid
+        for lid in wanted
+        if (report := status.get(lid)) is not None
+        and report.phase in IN_SERVICE
+        and observations[lid].owned is not None
+    }
+
     # Rolling update.
     def stale(lid: LogicalID) -> bool:
         owned = observations[lid].owned
@@ -197,16 +205,15 @@ def plan(
             break
     stale_lids = [lid for lid in wanted if stale(lid) and lid not in in_flight]
     replace: list[tuple[LogicalID, str]] = []
-    busy = {lid for lid in wanted if status.get(lid) and status[lid].phase is Phase.REPLACING}
-    if not update_paused and failed is None:
-        unavailable = sum(1 for lid in wanted if not _available(lid, status, observations))
+    if stale_lids and not update_paused and failed is None:
+        busy = {lid for lid in wanted if lid in status and status[lid].phase is Phase.REPLACING}
+        unavailable = len(wanted) - len(available)
         room = spec.properties.update.max_parallel - len(in_flight)
         # Stale instances already out of service cost nothing to replace: take them first.
-        ordered = sorted(stale_lids, key=lambda lid: _available(lid, status, observations))
-        for lid in ordered:
+        for lid in sorted(stale_lids, key=lambda lid: lid in available):
             if room <= 0 or lid in busy:
                 continue
-            if _available(lid, status, observations):
+            if lid in available:
                 if unavailable >= spec.properties.update.max_parallel:
                     continue
                 unavailable += 1
@@ -215,19 +222,17 @@ def plan(
 
     # Self-healing of instances unhealthy past the threshold.
     chosen = {lid for lid, _ in replace}
-    sick = [
-        lid
-        for lid in wanted
-        if status.get(lid) and status[lid].phase is Phase.UNHEALTHY and lid not in chosen
-    ]
+    sick: list[LogicalID] = []
+    healing = 0
+    for lid in wanted:
+        report = status.get(lid)
+        if report is None:
+            continue
+        if report.phase is Phase.UNHEALTHY and lid not in chosen:
+            sick.append(lid)
+        elif report.phase is Phase.REPLACING and report.reason == REASON_UNHEALTHY:
+            healing += 1
     held: tuple[LogicalID, ...] = ()
-    healing = sum(
-        1
-        for lid in wanted
-        if status.get(lid)
-        and status[lid].phase is Phase.REPLACING
-        and status[lid].reason == REASON_UNHEALTHY
-    )
     limit = spec.properties.health.max_unhealthy_of(len(wanted))
     if sick and len(sick) + healing > limit:
         held = tuple(sick)
@@ -241,8 +246,8 @@ def plan(
         and not replace
         and not in_flight
         and not stale_lids
+        and len(available) == len(wanted)
         and all(not observations[lid].extras for lid in wanted)
-        and all(_available(lid, status, observations) for lid in wanted)
     )
     return Plan(
         observations=observations,
@@ -254,19 +259,6 @@ def plan(
             stale=len(stale_lids) + len(in_flight), in_flight=in_flight, failed=failed
         ),
         converged=converged,
-    )
-
-
-def _available(
-    lid: LogicalID,
-    status: Mapping[LogicalID, SlotStatus],
-    observations: Mapping[LogicalID, Observation],
-) -> bool:
-    report = status.get(lid)
-    return (
-        report is not None
-        and report.phase in IN_SERVICE
-        and observations.get(lid, Observation(None)).owned is not None
     )
 
 

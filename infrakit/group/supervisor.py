@@ -22,6 +22,7 @@ from actors.scheduler import Handle
 from infrakit import events
 from infrakit.group import plan as planner
 from infrakit.group.instance import (
+    FirstStart,
     GroupContext,
     InstanceActor,
     Observe,
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 # A look asked for by an actor or a plugin waits this long, so that a burst becomes one look.
 LOOK_SOON = 0.05
+
+
+_NEEDS_NEWS = frozenset({Phase.PENDING, Phase.FAILING, Phase.UNHEALTHY})
 
 
 @dataclass
@@ -103,6 +107,8 @@ class GroupSupervisor(Supervisor):
         self._describe_failing = False
         self._timer: Handle | None = None
         self._next_tick = 0.0
+        self._tick_cost = 0.0
+        self._dirty = True  # something happened since the last full look
         self._unwatch: Callable[[], None] | None = None
 
     # -- Pykka hooks ---------------------------------------------------------------------
@@ -133,13 +139,13 @@ class GroupSupervisor(Supervisor):
         elif isinstance(message, StatusReport):
             self._status_report(message)
         elif isinstance(message, WantLook):
-            if self._next_tick > time.monotonic() + LOOK_SOON:
-                self._schedule(LOOK_SOON)
+            self._look_soon()
         else:
             return super().on_receive(message)
         return None
 
     def on_child_restarted(self, name: str, ref: pykka.ActorRef[Any]) -> None:
+        self._dirty = True
         self.status[name] = SlotStatus(Phase.PENDING)
         self._sent.pop(name, None)
         self._schedule(LOOK_SOON)
@@ -154,6 +160,7 @@ class GroupSupervisor(Supervisor):
         self.spec = spec
         self.paused = None
         self.converged = False  # until a look at the group says otherwise
+        self._dirty = True
         for name, ref in self.which_children():
             if ref is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
@@ -178,6 +185,7 @@ class GroupSupervisor(Supervisor):
         """Drain and destroy every instance of the group; keeps retrying until none is left."""
         self.destroying = True
         self.converged = False
+        self._dirty = True
         self._schedule(0.0)
 
     def destroyed(self) -> bool:
@@ -219,6 +227,11 @@ class GroupSupervisor(Supervisor):
             self._schedule(spec.properties.health.interval)
             return
         self._describe_failing = False
+        if self._quiet_tick(spec, members):
+            self._tick_cost = time.monotonic() - started
+            self._schedule(spec.properties.health.interval)
+            return
+        self._dirty = False
         self.members = members
         plan = planner.plan(
             spec,
@@ -234,7 +247,7 @@ class GroupSupervisor(Supervisor):
                 ChildSpec(
                     name=lid,
                     actor_class=InstanceActor,
-                    args=(self.context, spec, lid),
+                    args=(self.context, spec, lid, FirstStart(started)),
                     restart=Restart.TRANSIENT,
                 )
             )
@@ -250,7 +263,16 @@ class GroupSupervisor(Supervisor):
         self.converged = converged
         if self.destroyed() and self.on_destroyed is not None:
             self.on_destroyed(spec.id)
+        self._tick_cost = time.monotonic() - started
         self._schedule(spec.properties.health.interval)
+
+    def _quiet_tick(self, spec: GroupSpec, members: list[Description]) -> bool:
+        """True if nothing changed since a converged look: same members, no reports, all
+        healthy. Then there is nothing to plan, and nothing to tell any actor."""
+        if not self.converged or self._dirty or self.last_plan is None or members != self.members:
+            return False
+        health = self._check_health(spec, self.last_plan)
+        return all(value is Health.HEALTHY for value in health.values())
 
     def _check_health(self, spec: GroupSpec, plan: planner.Plan) -> dict[str, Health]:
         health: dict[str, Health] = {}
@@ -276,8 +298,10 @@ class GroupSupervisor(Supervisor):
             if ref is None or report is None:
                 continue
             seen = (observation, health.get(lid))
-            quiet = report.phase is Phase.RUNNING and seen[1] in (Health.HEALTHY, None)
-            if (quiet or report.phase is Phase.RETIRING) and self._sent.get(lid) == seen:
+            # An actor hears the same news once, unless it waits on news (pending, failing)
+            # or counts ill-health checks.
+            quiet = report.phase not in _NEEDS_NEWS and seen[1] in (Health.HEALTHY, None)
+            if quiet and self._sent.get(lid) == seen:
                 continue
             self._sent[lid] = seen
             self._tell(ref, Observe(observation, seen[1], taken_at))
@@ -355,6 +379,7 @@ class GroupSupervisor(Supervisor):
         self._held = plan.unhealthy_held
 
     def _status_report(self, message: StatusReport) -> None:
+        self._dirty = True
         lid = message.logical_id
         if self.child(lid) is None and lid not in self.status:
             return  # a report from an actor that has since been stopped
@@ -364,6 +389,8 @@ class GroupSupervisor(Supervisor):
             self.stop_child(lid)
             return
         self.status[lid] = message.status
+        if message.status.phase is Phase.RUNNING and not self.converged:
+            self._look_soon()  # perhaps the last one we waited for: say so promptly
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -372,6 +399,12 @@ class GroupSupervisor(Supervisor):
             self._timer.cancel()
         self._next_tick = time.monotonic() + delay
         self._timer = tell_later(self.actor_ref, delay, _Tick())
+
+    def _look_soon(self) -> None:
+        """Look again soon, but never so soon that looking crowds out the work it looks at."""
+        delay = max(LOOK_SOON, 3 * self._tick_cost)
+        if self._next_tick > time.monotonic() + delay:
+            self._schedule(delay)
 
     def _quiet(self) -> None:
         if self._timer is not None:

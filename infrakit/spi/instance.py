@@ -64,7 +64,10 @@ class Spec:
 
 @dataclass(frozen=True)
 class Description:
-    """What exists: InfraKit's `instance.Description`."""
+    """What exists: InfraKit's `instance.Description`.
+
+    Read-only by contract: plugins may hand out the same object (and its tags) to many callers.
+    """
 
     id: InstanceID
     logical_id: LogicalID | None = None

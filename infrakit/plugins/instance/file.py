@@ -84,10 +84,18 @@ class FileInstancePlugin(InstancePlugin, Watchable):
     Returned descriptions share their `properties` with the cache: treat them as read-only.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], watch_interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        watch_interval: float = 0.2,
+        full_scan_every: float = 10.0,
+    ) -> None:
         self._dir = Path(directory)
         self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = threading.Lock()  # guards _cache; held for a whole scan
+        self._last_full_scan = 0.0
+        # Every this many seconds a describe stats every file, to notice one edited in place.
+        self._full_scan_every = full_scan_every
         self._write_lock = threading.Lock()  # serialises read-modify-write (label)
         self._cache: dict[str, _Entry] = {}
         self._watcher = PollingWatcher(
@@ -150,14 +158,7 @@ class FileInstancePlugin(InstancePlugin, Watchable):
             for found in self._scan_locked():
                 if wanted and not tags_match(found.tags, wanted):
                     continue
-                out.append(
-                    Description(
-                        id=found.id,
-                        logical_id=found.logical_id,
-                        tags=dict(found.tags),
-                        properties=found.properties,
-                    )
-                )
+                out.append(found)  # shared with the cache: descriptions are read-only
         out.sort(key=lambda d: d.id)
         return out
 
@@ -197,14 +198,20 @@ class FileInstancePlugin(InstancePlugin, Watchable):
         return self._dir / instance_id
 
     def _scan_locked(self) -> list[Description]:
-        """List the directory once, refreshing changed files in the cache; caller holds _lock.
+        """List the directory once, refreshing the cache; caller holds _lock.
 
         Returns the instances found (corrupt files left out). This runs every describe over
-        every file, so the loop is kept lean: one stat per file, parsing only on change.
+        every file, so the loop is kept lean: a new name is read, a known one is taken from
+        the cache, and only every `full_scan_every` seconds is every file stat'ed to catch one
+        edited in place (this plugin's own writes replace files, and update the cache).
         """
         found: list[Description] = []
         cache = self._cache
         fresh: dict[str, _Entry] = {}
+        now = time.monotonic()
+        full = now - self._last_full_scan >= self._full_scan_every
+        if full:
+            self._last_full_scan = now
         try:
             it = os.scandir(self._dir)
         except OSError as exc:
@@ -212,6 +219,12 @@ class FileInstancePlugin(InstancePlugin, Watchable):
         with it:
             for dirent in it:
                 name = dirent.name
+                known = cache.get(name)
+                if known is not None and not full:
+                    fresh[name] = known
+                    if known.instance is not None:
+                        found.append(known.instance)
+                    continue
                 try:
                     if name.startswith(TEMP_PREFIX) or not dirent.is_file():
                         continue
@@ -219,8 +232,8 @@ class FileInstancePlugin(InstancePlugin, Watchable):
                 except OSError:
                     continue  # vanished since listed
                 key = (st.st_mtime_ns, st.st_size, st.st_ino)
-                entry = cache.get(name)
-                if entry is None or entry.key != key:
+                entry = known if known is not None and known.key == key else None
+                if entry is None:
                     entry = self._load(dirent.path, name, key)
                     if entry is None:
                         continue

@@ -99,7 +99,9 @@ def test_deleting_a_file_loses_the_instance(file_plugin: FileInstancePlugin) -> 
     assert ids(file_plugin) == {b}
 
 
-def test_external_changes_are_seen(file_plugin: FileInstancePlugin) -> None:
+def test_external_changes_are_seen(tmp_path: Path) -> None:
+    """A file edited in place is seen at the next full scan (here: every describe)."""
+    file_plugin = FileInstancePlugin(tmp_path / "instances", full_scan_every=0.0)
     iid = file_plugin.provision(Spec(tags={"a": "1"}))
     assert ids(file_plugin, a="1") == {iid}
     path = file_plugin.directory / iid
@@ -114,8 +116,9 @@ def test_external_changes_are_seen(file_plugin: FileInstancePlugin) -> None:
 
 
 def test_temp_and_corrupt_files_are_ignored_and_warned_once(
-    file_plugin: FileInstancePlugin, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    file_plugin = FileInstancePlugin(tmp_path / "instances", full_scan_every=0.0)
     good = file_plugin.provision(Spec())
     (file_plugin.directory / ".instance-x.abc.tmp").write_text("{half")
     (file_plugin.directory / "broken").write_text("{not json")
@@ -209,3 +212,17 @@ def test_provision_of_non_json_properties_fails_cleanly(file_plugin: FileInstanc
     with pytest.raises(ValidationError):
         file_plugin.provision(Spec(properties={"bad": object()}))
     assert list(file_plugin.directory.iterdir()) == []
+
+
+def test_an_in_place_edit_is_missed_until_the_next_full_scan(tmp_path: Path) -> None:
+    """Describes between full scans trust the cache for known names (cheap at 10,000 files)."""
+    plugin = FileInstancePlugin(tmp_path / "instances", full_scan_every=3600.0)
+    iid = plugin.provision(Spec(tags={"a": "1"}))
+    assert ids(plugin, a="1") == {iid}
+    path = plugin.directory / iid
+    data = json.loads(path.read_text())
+    data["Tags"] = {"a": "2"}
+    path.write_text(json.dumps(data))
+    assert ids(plugin, a="1") == {iid}
+    path.unlink()
+    assert ids(plugin) == set()  # a vanished file is always seen
