@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -327,3 +329,93 @@ def test_a_second_runtime_on_the_same_home_follows_and_takes_over(home: Path) ->
             second.stop()
     finally:
         first.stop()
+
+
+def test_an_instance_unhealthy_past_the_threshold_is_replaced(home: Path) -> None:
+    sick = home.parent / "sick"
+    sick.mkdir()
+    health = {"Command": f'test ! -e "{sick}/$INFRAKIT_INSTANCE_ID"'}
+    spec = process_group(size=3, health=health)
+    spec["Properties"]["Health"] = {"Interval": "100ms", "GracePeriod": "1s", "UnhealthyAfter": 3}
+    with Runtime(home=home) as runtime:
+        recorder = Recorder(runtime)
+        runtime.commit(spec)
+        runtime.wait_converged("workers")
+        before = set(members(runtime))
+        victim = sorted(before)[0]
+        (sick / victim).touch()
+        wait_for(lambda: victim not in members(runtime), what="the sick instance to go")
+        runtime.wait_converged("workers")
+        after = set(members(runtime))
+        assert len(after) == 3 and after - before and victim not in after
+        assert [e.instance for e in recorder.kinds("unhealthy")] == [victim]
+        assert any(victim in e.message for e in recorder.kinds("replacing"))
+
+
+def test_too_many_unhealthy_at_once_are_held_and_reported(home: Path) -> None:
+    sick = home.parent / "sick"
+    sick.mkdir()
+    health = {"Command": f'test ! -e "{sick}/$INFRAKIT_INSTANCE_ID"'}
+    spec = process_group(size=4, health=health)
+    spec["Properties"]["Health"] = {
+        "Interval": "100ms",
+        "GracePeriod": "1s",
+        "UnhealthyAfter": 2,
+        "MaxUnhealthy": "25%",
+    }
+    with Runtime(home=home) as runtime:
+        recorder = Recorder(runtime)
+        runtime.commit(spec)
+        runtime.wait_converged("workers")
+        before = set(members(runtime))
+        for instance_id in sorted(before)[:3]:
+            (sick / instance_id).touch()
+        held = wait_for(lambda: recorder.kinds("unhealthy-held"), what="the hold")
+        assert "3 of 4 instances unhealthy" in held[0].message
+        assert set(members(runtime)) == before  # nothing destroyed
+        for marker in sick.iterdir():
+            marker.unlink()
+        wait_for(lambda: runtime.info("workers")["Converged"], what="recovery")
+        assert set(members(runtime)) == before
+
+
+CRASHER = """
+import sys
+from infrakit import Runtime
+runtime = Runtime(home=sys.argv[1]).start()
+print(runtime.commit({
+    "ID": "durable",
+    "Properties": {
+        "Allocation": {"Size": 2},
+        "Instance": {"Plugin": "instance-process"},
+        "Flavor": {"Plugin": "flavor-vanilla", "Properties": {"Init": ["exec sleep 600"]}},
+        "Health": {"Interval": "100ms"},
+    },
+}), flush=True)
+runtime.wait_converged("durable")
+print("converged", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_committed_spec_survives_a_crash_and_instances_are_adopted(home: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", CRASHER, str(home)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "Managing 2 instances"
+    assert process.stdout.readline().strip() == "converged"
+    process.kill()  # SIGKILL: no clean shutdown of anything
+    process.wait(timeout=30)
+    pids = recorded_pids(home / "instances" / "process")
+    assert len(pids) == 2 and all(alive(pid) for pid in pids.values())
+    runtime = Runtime(home=home)
+    recorder = Recorder(runtime)
+    with runtime:
+        assert [spec["ID"] for spec in runtime.inspect()] == ["durable"]
+        wait_for(lambda: runtime.info("durable")["Converged"], what="adoption")
+        assert set(members(runtime, "durable")) == set(pids)
+        assert recorder.kinds("provisioned") == []

@@ -208,7 +208,7 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
             CHILDREN.wait(child.pid, _KILL_WAIT)
             shutil.rmtree(idir, ignore_errors=True)
             raise PluginError(f"cannot record instance {instance_id}: {exc}") from exc
-        log.info("started instance %s as pid %d", instance_id, child.pid)
+        log.debug("started instance %s as pid %d", instance_id, child.pid)
         return instance_id
 
     def destroy(self, instance_id: InstanceID) -> None:
@@ -219,7 +219,7 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
         idir = self._instance_dir(instance_id)
         record = self._record(instance_id)
         if record is not None and self._stop(record):
-            log.info("stopped instance %s (pid %d)", instance_id, record.pid)
+            log.debug("stopped instance %s (pid %d)", instance_id, record.pid)
         CHILDREN.reap()
         # Rename first so a concurrent describe cannot add files to a directory being removed.
         doomed = idir.with_name(f".destroyed-{instance_id}-{secrets.token_hex(4)}")
