@@ -179,11 +179,14 @@ class Runtime:
         return self._manager is not None and bool(self._call("is_leader"))
 
     def wait_converged(self, group_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        """Wait until the group has converged; returns its description. TimeoutError if not."""
-        deadline = time.monotonic() + timeout
+        """Wait until a look begun after this call finds the group converged; returns its
+        description. Raises TimeoutError if that does not happen within `timeout` seconds."""
+        since = time.monotonic()
+        deadline = since + timeout
+        self._call("look", group_id)
         while True:
             info = self.info(group_id)
-            if info["Converged"]:
+            if info["Converged"] and info["LookedAt"] >= since:
                 return self.describe(group_id)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"group {group_id!r} did not converge in {timeout:g}s: {info}")

@@ -108,6 +108,7 @@ class GroupSupervisor(Supervisor):
         self._timer: Handle | None = None
         self._next_tick = 0.0
         self._tick_cost = 0.0
+        self.looked_at = 0.0  # when the last complete look began (monotonic)
         self._dirty = True  # something happened since the last full look
         self._unwatch: Callable[[], None] | None = None
 
@@ -210,7 +211,12 @@ class GroupSupervisor(Supervisor):
             },
             "Circuit": self.breaker.state,
             "Destroying": self.destroying,
+            "LookedAt": self.looked_at,
         }
+
+    def look(self) -> None:
+        """Look at the group soon (a caller is waiting on it)."""
+        self._look_soon()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -228,6 +234,7 @@ class GroupSupervisor(Supervisor):
             return
         self._describe_failing = False
         if self._quiet_tick(spec, members):
+            self.looked_at = started
             self._tick_cost = time.monotonic() - started
             self._schedule(spec.properties.health.interval)
             return
@@ -261,6 +268,7 @@ class GroupSupervisor(Supervisor):
             what = "destroyed" if self.destroying else f"{len(members)} instances"
             self._event(events.CONVERGED, f"converged: {what}")
         self.converged = converged
+        self.looked_at = started
         if self.destroyed() and self.on_destroyed is not None:
             self.on_destroyed(spec.id)
         self._tick_cost = time.monotonic() - started

@@ -19,6 +19,7 @@ import pykka
 from actors import Backoff, ChildSpec, LeaderActor, Restart, Supervisor
 from actors.election import Election
 from infrakit import events
+from infrakit.group.instance import WantLook
 from infrakit.group.plan import describe_commit
 from infrakit.group.supervisor import GroupRecord, GroupSupervisor
 from infrakit.manager.store.file import FileStore
@@ -179,6 +180,13 @@ class ManagerActor(Supervisor):
         assert group is not None
         result: dict[str, Any] = group.proxy().info().get(timeout=CALL_TIMEOUT)
         return result
+
+    def look(self, group_id: str) -> None:
+        """Ask a group to look at its instances soon."""
+        self._require_group(group_id)
+        group = self._group(group_id)
+        if group is not None:
+            group.tell(WantLook())
 
     def inspect(self) -> list[dict[str, Any]]:
         """Every committed spec, as stored."""

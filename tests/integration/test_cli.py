@@ -153,3 +153,18 @@ def test_the_example_cluster_is_valid() -> None:
     example = Path(__file__).parents[2] / "examples" / "cluster.json"
     result = run_validate(example)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_embedding_example_runs(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "examples" / "embed.py"
+    result = subprocess.run(
+        [sys.executable, str(example), str(tmp_path / "home")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Managing 3 instances"
+    assert "healed: 3 instances" in lines
+    assert lines[-1] == "destroyed"

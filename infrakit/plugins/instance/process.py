@@ -330,7 +330,7 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
         except FileNotFoundError:
             with contextlib.suppress(OSError):
                 marker.touch()
-                log.info("instance %s is no longer running", idir.name)
+                log.debug("instance %s is no longer running", idir.name)
             return
         except OSError:
             return
