@@ -363,8 +363,8 @@ class GroupSupervisor(Supervisor):
                 f"rolling update failed: {lid} {why};"
                 f" rolling back to config {back.config_hash[:8]}",
             )
-            self.previous_spec = None
             self.update(back)
+            self.previous_spec = None  # a failed rollback pauses; it never rolls forward again
             if self.on_rollback is not None:
                 self.on_rollback(back)
             return

@@ -419,3 +419,31 @@ def test_a_committed_spec_survives_a_crash_and_instances_are_adopted(home: Path)
         wait_for(lambda: runtime.info("durable")["Converged"], what="adoption")
         assert set(members(runtime, "durable")) == set(pids)
         assert recorder.kinds("provisioned") == []
+
+
+def test_a_failed_update_with_rollback_returns_to_the_previous_config(home: Path) -> None:
+    health = {"Command": 'test "$INFRAKIT_TAG_VERSION" != broken'}
+    spec = process_group(size=2, health=health)
+    spec["Properties"]["Flavor"]["Properties"]["Tags"] = {"version": "good"}
+    with Runtime(home=home) as runtime:
+        recorder = Recorder(runtime)
+        runtime.commit(spec)
+        good_hash = {
+            i["Tags"][TAG_CONFIG_HASH] for i in runtime.wait_converged("workers")["Instances"]
+        }
+        broken = copy.deepcopy(spec)
+        broken["Properties"]["Flavor"]["Properties"]["Tags"] = {"version": "broken"}
+        broken["Properties"]["Update"] = {"HealthyTimeout": "1s", "OnFailure": "rollback"}
+        assert runtime.commit(broken) == "Performing a rolling update on 2 instances"
+        wait_for(lambda: recorder.kinds("update-paused"), what="the update to fail")
+        assert "rolling back" in recorder.kinds("update-paused")[0].message
+        wait_for(
+            lambda: (
+                runtime.info("workers")["Converged"]
+                and {i["Tags"][TAG_CONFIG_HASH] for i in runtime.describe("workers")["Instances"]}
+                == good_hash
+            ),
+            what="the rollback to converge",
+        )
+        stored = runtime.inspect()[0]["Properties"]["Flavor"]["Properties"]["Tags"]
+        assert stored == {"version": "good"}

@@ -1,0 +1,160 @@
+"""JSON-RPC 2.0 envelopes as bytes: parse requests and replies, encode them.
+
+Strict on input (UTF-8 only, no NaN/Infinity, a request must be an object with the right
+types) so that anything a client in another language sends is either valid JSON-RPC or
+answered with the standard error code. Encoders are compact and ASCII-only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from actors.rpc_errors import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
+
+__all__ = [
+    "BadMessage",
+    "Reply",
+    "Request",
+    "encode_error",
+    "encode_request",
+    "encode_result",
+    "parse_reply",
+    "parse_request",
+]
+
+RequestId = int | str | None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+class BadMessage(Exception):
+    """A message that is not a valid request; the server answers it with this error."""
+
+    def __init__(self, code: int, message: str, id: RequestId = None) -> None:
+        super().__init__(code, message, id)
+        self.code = code
+        self.message = message
+        self.id = id
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A parsed JSON-RPC request; `notification` means it had no id and gets no reply."""
+
+    method: str
+    params: dict[str, Any]
+    id: RequestId
+    notification: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A parsed JSON-RPC reply: either `error` (code, message, data) or `result` is set."""
+
+    id: RequestId
+    result: Any = None
+    error: tuple[int, str, Any] | None = None
+
+
+def _decode(body: bytes) -> Any:
+    if not body:
+        raise BadMessage(PARSE_ERROR, "parse error: empty message")
+    try:
+        return _decoder.decode(body.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise BadMessage(PARSE_ERROR, f"parse error: not UTF-8 ({error.reason})") from None
+    except RecursionError:
+        raise BadMessage(PARSE_ERROR, "parse error: JSON nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, NaN, too many digits in an int
+        raise BadMessage(PARSE_ERROR, f"parse error: {error}") from None
+
+
+def _valid_id(value: Any) -> bool:
+    return (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, int) and not isinstance(value, bool))
+    )
+
+
+def parse_request(body: bytes) -> Request:
+    """Parse one request message; raise `BadMessage` with the code and id to answer with."""
+    message = _decode(body)
+    if isinstance(message, list):
+        raise BadMessage(INVALID_REQUEST, "batch requests are not supported")
+    if not isinstance(message, dict):
+        raise BadMessage(INVALID_REQUEST, "invalid request: not a JSON object")
+    notification = "id" not in message
+    id = message.get("id")
+    if not _valid_id(id):
+        raise BadMessage(INVALID_REQUEST, "invalid request: id must be a string, integer or null")
+    if message.get("jsonrpc") != "2.0":
+        raise BadMessage(INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"', id)
+    method = message.get("method")
+    if not isinstance(method, str):
+        raise BadMessage(INVALID_REQUEST, 'invalid request: "method" must be a string', id)
+    params = message.get("params", {})
+    if isinstance(params, list):
+        raise BadMessage(INVALID_PARAMS, "invalid params: pass an object, not an array", id)
+    if not isinstance(params, dict):
+        raise BadMessage(INVALID_PARAMS, "invalid params: must be an object", id)
+    return Request(method, params, id, notification)
+
+
+def parse_reply(body: bytes) -> Reply:
+    """Parse one reply message; raise `BadMessage` if it is not a JSON-RPC reply."""
+    message = _decode(body)
+    if not isinstance(message, dict) or not _valid_id(message.get("id")):
+        raise BadMessage(INVALID_REQUEST, "not a JSON-RPC reply")
+    id = message.get("id")
+    if "error" in message:
+        error = message["error"]
+        if not isinstance(error, dict):
+            raise BadMessage(INVALID_REQUEST, "reply has a malformed error", id)
+        code = error.get("code")
+        text = error.get("message")
+        return Reply(
+            id,
+            error=(
+                code if isinstance(code, int) else INVALID_REQUEST,
+                text if isinstance(text, str) else repr(text),
+                error.get("data"),
+            ),
+        )
+    if "result" not in message:
+        raise BadMessage(INVALID_REQUEST, "reply has neither result nor error", id)
+    return Reply(id, result=message["result"])
+
+
+def encode_request(id: RequestId, method: str, params: Any, notification: bool = False) -> bytes:
+    """Encode a request (a notification if `notification`); raises if params do not encode."""
+    if notification:
+        message = {"jsonrpc": "2.0", "method": method, "params": params}
+    else:
+        message = {"jsonrpc": "2.0", "id": id, "method": method, "params": params}
+    return _encoder.encode(message).encode()
+
+
+def encode_result(id: RequestId, result: Any) -> bytes:
+    """Encode a success reply; raises TypeError/ValueError if the result does not encode."""
+    return _encoder.encode({"jsonrpc": "2.0", "id": id, "result": result}).encode()
+
+
+def encode_error(id: RequestId, code: int, message: str, data: Any = None) -> bytes:
+    """Encode an error reply; data that does not encode is replaced by its repr."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    try:
+        return _encoder.encode({"jsonrpc": "2.0", "id": id, "error": error}).encode()
+    except (TypeError, ValueError, RecursionError):
+        error["data"] = repr(data)
+        return _encoder.encode({"jsonrpc": "2.0", "id": id, "error": error}).encode()
