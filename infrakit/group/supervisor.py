@@ -233,7 +233,8 @@ class GroupSupervisor(Supervisor):
             self._schedule(spec.properties.health.interval)
             return
         self._describe_failing = False
-        if self._quiet_tick(spec, members):
+        quiet_health = self._quiet_health(spec, members)
+        if quiet_health is not None and all(h is Health.HEALTHY for h in quiet_health.values()):
             self.looked_at = started
             self._tick_cost = time.monotonic() - started
             self._schedule(spec.properties.health.interval)
@@ -259,7 +260,8 @@ class GroupSupervisor(Supervisor):
                 )
             )
             self.status[lid] = SlotStatus(Phase.PENDING)
-        health = self._check_health(spec, plan)
+        # Health found by the quiet check is still true: same members, no reports since.
+        health = quiet_health if quiet_health is not None else self._check_health(spec, plan)
         self._dispatch(plan, health, started)
         self._track_update(spec, plan, started)
         self._track_health(plan)
@@ -274,13 +276,14 @@ class GroupSupervisor(Supervisor):
         self._tick_cost = time.monotonic() - started
         self._schedule(spec.properties.health.interval)
 
-    def _quiet_tick(self, spec: GroupSpec, members: list[Description]) -> bool:
-        """True if nothing changed since a converged look: same members, no reports, all
-        healthy. Then there is nothing to plan, and nothing to tell any actor."""
+    def _quiet_health(
+        self, spec: GroupSpec, members: list[Description]
+    ) -> dict[str, Health] | None:
+        """Health of every member if nothing changed since a converged look (same members, no
+        reports); else None. If they are all healthy there is nothing to plan or tell."""
         if not self.converged or self._dirty or self.last_plan is None or members != self.members:
-            return False
-        health = self._check_health(spec, self.last_plan)
-        return all(value is Health.HEALTHY for value in health.values())
+            return None
+        return self._check_health(spec, self.last_plan)
 
     def _check_health(self, spec: GroupSpec, plan: planner.Plan) -> dict[str, Health]:
         health: dict[str, Health] = {}

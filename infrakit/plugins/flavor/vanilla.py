@@ -155,7 +155,7 @@ def run_health_check(check: HealthCheck, instance: Description) -> Health:
             return Health.HEALTHY
         output.seek(max(0, output.tell() - _OUTPUT_TAIL))
         tail = output.read().decode(errors="replace").strip()
-        log.info("health check for %s exited %d: %s", instance.id, code, tail)
+        log.debug("health check for %s exited %d: %s", instance.id, code, tail)
         return Health.UNHEALTHY
 
 
