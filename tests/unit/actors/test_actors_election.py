@@ -7,26 +7,17 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pykka
 import pytest
+from support import wait_for
 
 import actors
 from actors import Election, LeaderActor
 from actors.election.file import FileElection
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until `predicate()` is true, failing the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.005)
 
 
 @pytest.fixture(autouse=True)

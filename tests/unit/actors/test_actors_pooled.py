@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pykka
 import pytest
+from support import wait_for
 
 from actors import ChildSpec, Supervisor
 from actors.pooled import ActorPool, PooledActor
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.005)
 
 
 @pytest.fixture(autouse=True)

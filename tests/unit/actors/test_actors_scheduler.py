@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pykka
 import pytest
+from support import wait_for
 
 from actors import Scheduler, default_scheduler, tell_later
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until `predicate()` is true, failing the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.005)
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pykka
 import pytest
+from support import wait_for
 
 from actors import (
     Backoff,
@@ -24,15 +24,6 @@ from actors import (
 )
 
 FAST = Backoff(initial=0.001, maximum=0.01, jitter=0.0)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until `predicate()` is true, failing the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.005)
 
 
 class Recorder:

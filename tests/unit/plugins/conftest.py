@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import wait_for as _wait_for
 
 from infrakit.plugins.instance._proc import CHILDREN, group_running, kill_group
 from infrakit.plugins.instance.file import FileInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
 
 WaitFor = Callable[..., None]
-
-
-def _wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Poll `predicate` until it is truthy; fail the test if `timeout` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {predicate}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
