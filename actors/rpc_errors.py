@@ -70,20 +70,23 @@ class RpcTimeout(TimeoutError):
     def __init__(
         self, method: str, endpoint: str, seconds: float, attempts: int = 1, reason: str = ""
     ) -> None:
-        super().__init__(method, endpoint, seconds, attempts, reason)
         self.method = method
         self.endpoint = endpoint
         self.seconds = seconds
         self.attempts = attempts
         self.reason = reason
+        super().__init__(self._describe())  # one argument, so OSError leaves it alone
 
-    def __str__(self) -> str:
+    def _describe(self) -> str:
         text = f"{self.method} to {self.endpoint} timed out after {self.seconds:g}s"
         if self.attempts > 1:
             text += f" (each of {self.attempts} attempts)"
         if self.reason:
             text += f"; {self.reason}"
         return text
+
+    def __str__(self) -> str:
+        return self._describe()
 
 
 class RpcClosed(RuntimeError):
@@ -94,10 +97,13 @@ class AddressInUse(OSError):
     """An `RpcServer` cannot bind its endpoint because something live already holds it."""
 
     def __init__(self, endpoint: str, detail: str = "") -> None:
-        super().__init__(endpoint, detail)
         self.endpoint = endpoint
         self.detail = detail
+        super().__init__(self._describe())  # one argument, so OSError leaves it alone
 
-    def __str__(self) -> str:
+    def _describe(self) -> str:
         text = f"address in use: {self.endpoint}"
         return f"{text} ({self.detail})" if self.detail else text
+
+    def __str__(self) -> str:
+        return self._describe()

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -22,12 +23,18 @@ from typing import Any
 
 import pykka
 
-from actors import ChildSpec, Supervisor
+from actors import Backoff, ChildSpec, Supervisor
 from actors.election.file import FileElection
-from infrakit.events import EventBus
+from actors.remote import CurveServerConfig, RpcServer, load_keypair
+from infrakit import events
+from infrakit.events import Event, EventBus
+from infrakit.launcher import LaunchedPlugin
 from infrakit.manager.actor import CALL_TIMEOUT, ManagerActor
 from infrakit.manager.store.file import FileStore
+from infrakit.paths import default_home, plugin_endpoint, plugins_dir
 from infrakit.plugins import create_plugin
+from infrakit.publisher import EventPublisher
+from infrakit.rpc import connect_plugin, group_handlers
 from infrakit.spec import (
     DEFAULT_PLUGINS,
     ClusterConfig,
@@ -38,14 +45,11 @@ from infrakit.spec import (
 )
 from infrakit.spi import FlavorPlugin, InstancePlugin
 
+log = logging.getLogger(__name__)
+
 # Each instance is an actor with a thread: small stacks keep 10,000 of them cheap in virtual
 # memory (Python frames live on the heap; 256 KiB is ample for the actors' call depth).
 ACTOR_STACK_SIZE = 256 * 1024
-
-
-def default_home() -> Path:
-    """`$INFRAKIT_HOME`, else `~/.infrakit`: where the runtime keeps everything it writes."""
-    return Path(os.environ.get("INFRAKIT_HOME") or Path.home() / ".infrakit").expanduser()
 
 
 class Runtime:
@@ -66,11 +70,21 @@ class Runtime:
             config = parse_cluster(config, extra_plugins=extra)
         self.config = config
         self.home = Path(home) if home is not None else default_home()
-        self.location = location or f"pid {os.getpid()}"
+        self.plugins_dir = plugins_dir(self.home)
+        self.listen = config.manager.listen or (f"ipc://{self.plugins_dir / 'group'}",)
+        self.location = location or self.listen[0]
+        self.events_endpoint = f"ipc://{self.home / 'events'}"
         self.events = EventBus()
         self.plugins = {**self._make_plugins(), **extra}
         self._root: pykka.ActorRef[Any] | None = None
         self._manager: pykka.ActorRef[Any] | None = None
+        # Servers on this home's ipc:// paths run only while leading (a follower on the same
+        # home must not take the leader's sockets); tcp:// ones run all the time.
+        self._servers: list[RpcServer] = []
+        self._leader_servers: list[RpcServer] = []
+        self._publisher: EventPublisher | None = None
+        self._unsubscribe: Any = None
+        self._unpublish: Any = None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Runtime:
@@ -88,7 +102,9 @@ class Runtime:
         if self._root is not None:
             return self
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.plugins_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         threading.stack_size(ACTOR_STACK_SIZE)
+        self._unsubscribe = self.events.subscribe(self._on_event)
         election = FileElection(self.home / "leader.lock", location=self.location)
         store = FileStore(self.home / "configs" / "global.config")
         manager = ChildSpec(
@@ -101,8 +117,27 @@ class Runtime:
             },
             shutdown_timeout=120.0,
         )
-        self._root = Supervisor.start(children=[manager], max_restarts=10, within=60.0)
+        children = [manager]
+        launched = self._launched_plugins()
+        if launched:
+            # Plugin processes restart with backoff for ever; their own supervisor's budget is
+            # generous so a crash-looping plugin cannot take the runtime down.
+            plugins = ChildSpec(
+                "plugins",
+                Supervisor,
+                kwargs={
+                    "children": launched,
+                    "max_restarts": 1000,
+                    "within": 60.0,
+                    "backoff": Backoff(initial=0.2, maximum=10.0),
+                },
+            )
+            children.insert(0, plugins)
+        self._root = Supervisor.start(children=children, max_restarts=10, within=60.0)
         self._manager = self._root.proxy().child("manager").get(timeout=CALL_TIMEOUT)
+        for endpoint in self.listen:
+            if endpoint.startswith("tcp://"):
+                self._servers.append(self._serve(endpoint))
         deadline = time.monotonic() + wait_for_leadership
         while time.monotonic() < deadline and not self.is_leader():
             time.sleep(0.02)
@@ -111,9 +146,16 @@ class Runtime:
     def stop(self, timeout: float = 120.0) -> None:
         """Stop every actor, in reverse start order. Instances keep running."""
         root, self._root, self._manager = self._root, None, None
+        for server in self._servers:
+            server.stop()
+        self._servers.clear()
         if root is not None:
             with contextlib.suppress(pykka.ActorDeadError):
                 root.stop(block=True, timeout=timeout)
+        self._stop_leader_servers()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         for plugin in self.plugins.values():
             close = getattr(plugin, "close", None)
             if callable(close):
@@ -158,6 +200,10 @@ class Runtime:
         """Stop watching a group; its instances keep running."""
         self._call("free", group_id)
 
+    def start_destroy(self, group_id: str) -> None:
+        """Begin destroying a group and return; `destroy` waits for the end."""
+        self._call("destroy", group_id)
+
     def destroy(self, group_id: str, timeout: float = 120.0) -> None:
         """Drain and destroy every instance of a group, then forget it.
 
@@ -177,6 +223,16 @@ class Runtime:
 
     def is_leader(self) -> bool:
         return self._manager is not None and bool(self._call("is_leader"))
+
+    def leader_location(self) -> str | None:
+        """Where the leading runtime can be reached (its first listen endpoint)."""
+        location: str | None = self._call("leader_location")
+        return location
+
+    def status(self) -> dict[str, Any]:
+        """This runtime's view: leadership, since when, where, and each group's summary."""
+        result: dict[str, Any] = self._call("status")
+        return {"Location": self.location, "Home": str(self.home), **result}
 
     def wait_converged(self, group_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """Wait until a look begun after this call finds the group converged; returns its
@@ -200,12 +256,68 @@ class Runtime:
         return getattr(self._manager.proxy(), method)(*args).get(timeout=CALL_TIMEOUT)
 
     def _make_plugins(self) -> dict[str, InstancePlugin | FlavorPlugin]:
-        configured = {(p.name, p.kind): p.options for p in self.config.plugins}
-        named = {name for name, _ in configured}
         plugins: dict[str, InstancePlugin | FlavorPlugin] = {}
+        named = {p.name for p in self.config.plugins}
         for name, kind in DEFAULT_PLUGINS:
             if name not in named:
-                configured[(name, kind)] = {}
-        for (name, kind), options in configured.items():
-            plugins[name] = create_plugin(kind, options, self.home)
+                plugins[name] = create_plugin(kind, {}, self.home)
+        for config in self.config.plugins:
+            if config.kind is not None:
+                plugins[config.name] = create_plugin(config.kind, config.options, self.home)
+            else:
+                endpoint = config.endpoint or plugin_endpoint(config.name, self.home)
+                plugins[config.name] = connect_plugin(config.name, endpoint)
         return plugins
+
+    def _launched_plugins(self) -> list[ChildSpec]:
+        return [
+            ChildSpec(
+                config.name,
+                LaunchedPlugin,
+                args=(config.name, config.launch, self.home / "logs" / f"{config.name}.log"),
+            )
+            for config in self.config.plugins
+            if config.launch
+        ]
+
+    def _serve(self, endpoint: str) -> RpcServer:
+        curve = None
+        settings = self.config.manager.curve
+        if endpoint.startswith("tcp://") and settings is not None:
+            public, secret = load_keypair(settings.secret_key)
+            if secret is None:
+                raise ValueError(f"{settings.secret_key}: not a secret key file")
+            curve = CurveServerConfig(public, secret, settings.authorized_keys)
+        return RpcServer(endpoint, group_handlers(self), curve=curve, name="manager").start()
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind != events.LEADERSHIP:
+            return
+        if event.message.startswith("gained"):
+            self._start_leader_servers()
+        else:
+            self._stop_leader_servers()
+
+    def _start_leader_servers(self) -> None:
+        for endpoint in self.listen:
+            if endpoint.startswith("ipc://"):
+                try:
+                    self._leader_servers.append(self._serve(endpoint))
+                except OSError as error:
+                    log.error("cannot serve the Group API at %s: %s", endpoint, error)
+        try:
+            self._publisher = EventPublisher(self.events_endpoint).start()
+        except Exception as error:
+            log.error("cannot publish events at %s: %s", self.events_endpoint, error)
+            self._publisher = None
+        else:
+            self._unpublish = self.events.subscribe(self._publisher.publish)
+
+    def _stop_leader_servers(self) -> None:
+        for server in self._leader_servers:
+            server.stop()
+        self._leader_servers.clear()
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            self._unpublish()
+            publisher.stop()

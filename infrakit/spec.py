@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -256,11 +257,34 @@ class GroupSpec(_Model):
 
 
 class PluginConfig(_Model):
-    """A plugin the runtime runs in process: a name groups refer to, a built-in kind, options."""
+    """A plugin, by the name groups use: a built-in `Kind` run in process (with `Options`), an
+    `Endpoint` to connect to, or a `Launch` command the runtime runs and supervises (serving at
+    `Endpoint`, by default the plugins directory's socket of that name)."""
 
-    name: str = Field(alias="Name", min_length=1)
-    kind: str = Field(alias="Kind", min_length=1)
+    name: str = Field(alias="Name", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    kind: str | None = Field(default=None, alias="Kind", min_length=1)
     options: dict[str, Any] = Field(default_factory=dict, alias="Options")
+    endpoint: str | None = Field(default=None, alias="Endpoint", min_length=1)
+    launch: tuple[str, ...] | None = Field(default=None, alias="Launch")
+
+    @field_validator("launch", mode="before")
+    @classmethod
+    def _command(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(shlex.split(value))
+        return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PluginConfig:
+        if self.kind is not None and (self.endpoint or self.launch):
+            raise ValueError("give either a Kind (in process) or an Endpoint/Launch, not both")
+        if self.kind is None and not self.endpoint and not self.launch:
+            raise ValueError("needs a Kind (run in process), an Endpoint or a Launch command")
+        if self.launch is not None and not self.launch:
+            raise ValueError("Launch must not be empty")
+        if self.endpoint and not self.endpoint.startswith(("ipc://", "tcp://")):
+            raise ValueError(f"Endpoint must be ipc:// or tcp://, got {self.endpoint!r}")
+        return self
 
 
 class BackendConfig(_Model):
@@ -271,10 +295,34 @@ class BackendConfig(_Model):
     kind: Literal["file"] = Field(default="file", alias="Kind")
 
 
+class CurveConfig(_Model):
+    """CURVE for tcp:// listen endpoints: the server's key pair and the authorized client keys."""
+
+    secret_key: str = Field(alias="SecretKey", min_length=1)
+    authorized_keys: str = Field(alias="AuthorizedKeys", min_length=1)
+
+
 class ManagerConfig(_Model):
     leader: BackendConfig = Field(default_factory=BackendConfig, alias="Leader")
     store: BackendConfig = Field(default_factory=BackendConfig, alias="Store")
     poll: float = Field(default=1.0, alias="LeaderPoll")
+    listen: tuple[str, ...] = Field(default=(), alias="Listen")
+    curve: CurveConfig | None = Field(default=None, alias="Curve")
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _endpoints(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for endpoint in value:
+            if not endpoint.startswith(("ipc://", "tcp://")):
+                raise ValueError(f"listen endpoints must be ipc:// or tcp://, got {endpoint!r}")
+        return value
 
     @field_validator("poll", mode="before")
     @classmethod
@@ -340,6 +388,8 @@ def _fault(error: Mapping[str, Any]) -> str:
         return "must not be empty"
     if kind in ("string_too_short",):
         return "must not be blank"
+    if kind == "string_pattern_mismatch":
+        return f"must be letters, digits, '.', '_' or '-', got {value!r}"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}, got {value!r}"
     if kind in ("int_type", "int_parsing", "int_from_float"):

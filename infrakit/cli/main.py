@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from infrakit.cli.logs import configure
-from infrakit.runtime import Runtime, default_home
+from infrakit.paths import default_home
+from infrakit.runtime import Runtime
 from infrakit.spec import SpecError, load_json, parse_cluster, parse_group
 
 log = logging.getLogger("infrakit")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from infrakit.group.plan import describe_commit
 from infrakit.group.supervisor import GroupRecord, GroupSupervisor
 from infrakit.manager.store.file import FileStore
 from infrakit.spec import GroupSpec, SpecError, parse_group, plugin_name
-from infrakit.spi import FlavorPlugin, InstancePlugin, ValidationError
+from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class ManagerActor(Supervisor):
         self.publish = publish
         self.initial_groups = tuple(initial_groups)
         self.leading = False
+        self.leading_since: float | None = None
         self.records: dict[str, GroupRecord] = {}
 
     # -- Pykka hooks ---------------------------------------------------------------------
@@ -193,6 +195,24 @@ class ManagerActor(Supervisor):
         self._require_leader()
         return [record.spec.to_json() for record in self.records.values()]
 
+    def status(self) -> dict[str, Any]:
+        """This manager's view: leadership, since when, the leader's location, its groups."""
+        groups = []
+        for group_id in sorted(self.records):
+            group = self._group(group_id)
+            if group is None:
+                continue
+            try:
+                groups.append(group.proxy().info().get(timeout=CALL_TIMEOUT))
+            except pykka.ActorDeadError:
+                continue
+        return {
+            "Leader": self.leading,
+            "LeaderSince": self.leading_since,
+            "LeaderLocation": self.election.leader_location(),
+            "Groups": groups,
+        }
+
     def is_managed(self, group_id: str) -> bool:
         return group_id in self.records
 
@@ -214,6 +234,7 @@ class ManagerActor(Supervisor):
         if leading == self.leading:
             return
         self.leading = leading
+        self.leading_since = time.time() if leading else None
         if not leading:
             for group_id in list(self.records):
                 self.stop_child(group_id)
@@ -334,6 +355,16 @@ class ManagerActor(Supervisor):
         if problems:
             raise SpecError(problems)
         assert isinstance(instance, InstancePlugin) and isinstance(flavor, FlavorPlugin)
+        # A plugin in another process says in its handshake which interfaces it serves.
+        for section, plugin in (("Instance", instance), ("Flavor", flavor)):
+            require = getattr(plugin, "require", None)
+            if callable(require):
+                try:
+                    require(section)
+                except PluginError as error:
+                    problems.append((f"Properties.{section}.Plugin", str(error)))
+        if problems:
+            raise SpecError(problems)
         try:
             instance.validate(props.instance.properties)
         except ValidationError as error:

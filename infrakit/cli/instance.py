@@ -1,0 +1,74 @@
+"""`infrakit instance --name PLUGIN ...`: call an instance plugin directly, as InfraKit's CLI did."""
+
+from __future__ import annotations
+
+from typing import IO
+
+import click
+
+from infrakit.cli.plugin import connect_to_plugin
+from infrakit.cli.remote import parse_pairs, print_descriptions, read_json
+from infrakit.rpc import param
+
+NAME_HELP = (
+    "The plugin: its name in the plugins directory (`sock/type` means socket `sock`),"
+    " or an endpoint such as tcp://host:port."
+)
+
+
+@click.group()
+@click.option("--name", required=True, metavar="PLUGIN", help=NAME_HELP)
+@click.pass_context
+def instance(ctx: click.Context, name: str) -> None:
+    """Talk to the instance plugin PLUGIN: describe, provision, destroy, validate.
+
+    Example: infrakit instance --name instance-file describe -q
+    """
+    ctx.obj = name
+
+
+@instance.command()
+@click.option("--tags", multiple=True, metavar="K=V", help="Only instances with this tag (AND).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the instance IDs, one per line.")
+@click.pass_obj
+def describe(name: str, tags: tuple[str, ...], quiet: bool) -> None:
+    """List the plugin's instances (ID, LOGICAL, TAGS), optionally only those with all --tags."""
+    with connect_to_plugin(name) as server:
+        result = server.call("Instance.DescribeInstances", {"Tags": parse_pairs(tags, "--tags")})
+    print_descriptions(param(result, "Descriptions") or [], quiet)
+
+
+@instance.command()
+@click.argument("file", type=click.File("r"))
+@click.pass_obj
+def provision(name: str, file: IO[str]) -> None:
+    """Create an instance from FILE, an instance Spec, and print its ID.
+
+    FILE ("-" for stdin) is JSON: {"Properties": ..., "Tags": {...}, "Init": "...",
+    "LogicalID": "...", "Attachments": [...]}; every key optional.
+    """
+    spec = read_json(file)
+    with connect_to_plugin(name) as server:
+        result = server.call("Instance.Provision", {"Spec": spec})
+    click.echo(str(param(result, "ID")))
+
+
+@instance.command()
+@click.argument("instance_id", metavar="ID")
+@click.pass_obj
+def destroy(name: str, instance_id: str) -> None:
+    """Destroy the instance ID."""
+    with connect_to_plugin(name) as server:
+        server.call("Instance.Destroy", {"Instance": instance_id})
+    click.echo(f"Destroyed {instance_id}")
+
+
+@instance.command()
+@click.argument("file", type=click.File("r"))
+@click.pass_obj
+def validate(name: str, file: IO[str]) -> None:
+    """Ask the plugin whether FILE ("-" for stdin), instance Properties in JSON, is valid."""
+    properties = read_json(file)
+    with connect_to_plugin(name) as server:
+        server.call("Instance.Validate", {"Properties": properties})
+    click.echo("valid")

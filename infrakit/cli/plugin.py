@@ -1,0 +1,213 @@
+"""`infrakit plugin start|ls`: serve a built-in plugin on a socket of the plugins directory, and
+list the plugins found there.
+
+A plugin named NAME is served at `ipc://<plugins dir>/NAME`, with `NAME.pid` beside it holding
+the serving process's pid; both go when it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from actors.remote import RemoteRef, RpcServer
+from actors.rpc_errors import AddressInUse, RemoteError
+from infrakit.cli.logs import configure
+from infrakit.cli.remote import Server, connect, ipc_listening, parse_pairs, print_table
+from infrakit.plugins import builtin_kinds, create_plugin
+from infrakit.rpc import implements, plugin_handlers
+from infrakit.runtime import default_home
+
+LS_TIMEOUT = 1.0
+"""Seconds `plugin ls` gives each plugin to answer the handshake."""
+
+
+def plugins_dir() -> Path:
+    """Where plugins listen: `$INFRAKIT_PLUGINS_DIR`, else `$INFRAKIT_HOME/plugins`, else
+    `~/.infrakit/plugins`. Every client and server finds plugins by name there."""
+    explicit = os.environ.get("INFRAKIT_PLUGINS_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    return default_home() / "plugins"
+
+
+def plugin_endpoint(name: str) -> str:
+    """The endpoint of plugin `name`; `sock/type` means socket `sock`; a URL stays itself."""
+    if "://" in name:
+        return name
+    return f"ipc://{plugins_dir() / name.split('/', 1)[0]}"
+
+
+def connect_to_plugin(name: str) -> Server:
+    """A connection to plugin `name`, or one clear error line if it does not run."""
+    endpoint = plugin_endpoint(name)
+    unreachable = f"no plugin answers at {endpoint} (is `infrakit plugin start` running?)"
+    return connect(endpoint, unreachable)
+
+
+@click.group()
+def plugin() -> None:
+    """Start built-in plugins and list the running ones (in the plugins directory).
+
+    The plugins directory is $INFRAKIT_PLUGINS_DIR, else $INFRAKIT_HOME/plugins, else
+    ~/.infrakit/plugins. Plugin NAME listens at ipc://<plugins dir>/NAME.
+    """
+
+
+@plugin.command()
+@click.argument("kind", type=click.Choice(builtin_kinds()))
+@click.option(
+    "--name",
+    help="The plugin's name (its socket). Default: instance-KIND or flavor-KIND, by what it is.",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A plugin option, e.g. Dir=/var/lib/instances (repeatable; values are strings).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="How much to log (on stderr).",
+)
+def start(kind: str, name: str | None, options: tuple[str, ...], log_level: str) -> None:
+    """Serve the built-in plugin KIND in the foreground until Ctrl-C or SIGTERM.
+
+    Prints `Listening at: ENDPOINT` once it serves. State goes under $INFRAKIT_HOME (as for
+    `infrakit run`) unless the plugin is given a Dir option.
+    """
+    configure(log_level, False)
+    try:
+        served = create_plugin(kind, parse_pairs(options, "--option"), default_home())
+    except (ValueError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        name = name or default_name(kind, served)
+        serve(name, served)
+    finally:
+        close = getattr(served, "close", None)
+        if callable(close):
+            close()
+
+
+def default_name(kind: str, served: object) -> str:
+    """InfraKit's name for a plugin of `kind`: `instance-KIND`, or `flavor-KIND` for a flavor."""
+    names = [api["Name"] for api in implements(served)]
+    return f"flavor-{kind}" if names == ["Flavor"] else f"instance-{kind}"
+
+
+def serve(name: str, served: Any) -> None:
+    """Serve `served` as plugin `name` until SIGTERM or SIGINT, then remove socket and pid file."""
+    if not name or "/" in name:
+        raise click.ClickException(f"a plugin name must be non-empty and without '/': {name!r}")
+    directory = plugins_dir()
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise click.ClickException(f"cannot create the plugins directory: {error}") from None
+    endpoint = f"ipc://{directory / name}"
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = RpcServer(endpoint, plugin_handlers(served), name=name)
+    try:
+        server.start()
+    except AddressInUse:
+        raise click.ClickException(f"plugin {name} is already running at {endpoint}") from None
+    except Exception as error:  # zmq: path too long, no permission...
+        raise click.ClickException(f"cannot serve at {endpoint}: {error}") from None
+    pid_file = directory / f"{name}.pid"
+    try:
+        write_pid(pid_file)
+        click.echo(f"Listening at: {server.endpoint}")
+        click.get_text_stream("stdout").flush()
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        with contextlib.suppress(OSError, ValueError):
+            if int(pid_file.read_text().strip()) == os.getpid():
+                pid_file.unlink()
+
+
+def write_pid(path: Path) -> None:
+    """Write this process's pid to `path` atomically, so readers never see half a number."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(f"{os.getpid()}\n")
+    temporary.replace(path)
+
+
+@plugin.command(name="ls")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the names of live plugins.")
+def ls(quiet: bool) -> None:
+    """List the plugins in the plugins directory: name, interfaces and endpoint.
+
+    Every socket is asked for its interfaces (`Handshake.Implements`) at once; one that does
+    not answer within a second is marked `(stale)` (its server died without cleaning up).
+    """
+    directory = plugins_dir()
+    try:
+        names = sorted(
+            entry.name
+            for entry in directory.iterdir()
+            if not entry.name.endswith(".pid") and stat.S_ISSOCK(entry.lstat().st_mode)
+        )
+    except FileNotFoundError:
+        names = []
+    except OSError as error:
+        raise click.ClickException(f"cannot list {directory}: {error}") from None
+    answers = handshake_all({name: f"ipc://{directory / name}" for name in names})
+    if quiet:
+        for name in names:
+            if answers[name] is not None:
+                click.echo(name)
+        return
+    rows = []
+    for name in names:
+        apis = answers[name]
+        interfaces = "(stale)" if apis is None else ", ".join(apis) or "-"
+        rows.append((name, interfaces, f"ipc://{directory / name}"))
+    print_table(("NAME", "INTERFACES", "LISTEN"), rows)
+
+
+def handshake_all(endpoints: dict[str, str]) -> dict[str, list[str] | None]:
+    """Ask every endpoint for its interfaces concurrently: name -> `["Instance/0.1.0", ...]`,
+    or None for one that does not answer within `LS_TIMEOUT`."""
+    refs: dict[str, RemoteRef] = {}
+    futures: dict[str, Future[Any]] = {}
+    try:
+        for name, endpoint in endpoints.items():
+            if not ipc_listening(endpoint):
+                continue
+            ref = refs[name] = RemoteRef(endpoint, timeout=LS_TIMEOUT, retries=0, name="ls")
+            futures[name] = ref.call_async("Handshake.Implements", {})
+        answers: dict[str, list[str] | None] = dict.fromkeys(endpoints)
+        for name, future in futures.items():
+            try:
+                result = future.result(timeout=LS_TIMEOUT + 5.0)
+                answers[name] = [f"{a['Name']}/{a['Version']}" for a in result.get("APIs") or []]
+            except RemoteError:
+                answers[name] = []  # alive, but does not say what it implements
+            except Exception:
+                answers[name] = None
+        return answers
+    finally:
+        for ref in refs.values():
+            ref.close(timeout=1.0)

@@ -1,0 +1,229 @@
+"""What the client commands share: reaching a server, turning its errors into one clear line,
+reading JSON files and printing tables."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+
+from actors.remote import CurveClientConfig, RemoteRef, load_keypair
+from actors.rpc_errors import RemoteError, RpcClosed, RpcTimeout
+from infrakit.rpc import INVALID_SPEC, NOT_LEADER, IDEMPOTENT, param
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a connection before saying that nothing answers."""
+CALL_TIMEOUT = 60.0
+"""Seconds to wait for the reply to one call once connected."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Problems(click.ClickException):
+    """A refused spec: every fault on a line of its own (`path: fault`), then exit status 1."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        for line in self.problems:
+            click.echo(line, err=True)
+
+
+class Server:
+    """A connection to one RPC server, with the sentence to print when it does not answer."""
+
+    def __init__(self, ref: RemoteRef, unreachable: str) -> None:
+        self.ref = ref
+        self.endpoint = ref.endpoint
+        self.unreachable = unreachable
+
+    def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Call `method`; every failure becomes a `click.ClickException` worth printing."""
+        try:
+            return self.ref.call(method, dict(params or {}))
+        except RemoteError as error:
+            raise remote_error(error) from None
+        except (RpcTimeout, RpcClosed):
+            raise click.ClickException(self.unreachable) from None
+
+    def close(self) -> None:
+        """Drop the connection (quickly: a CLI process is about to exit)."""
+        self.ref.close(timeout=1.0)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def remote_error(error: RemoteError) -> click.ClickException:
+    """The exception to print for an error reply: the spec's faults, or the server's message."""
+    data = error.data if isinstance(error.data, dict) else {}
+    if error.code == INVALID_SPEC:
+        problems = param(data, "Problems") or [["", error.message]]
+        lines = []
+        for problem in problems:
+            path, fault = (list(problem) + ["", ""])[:2] if isinstance(problem, list) else ("", problem)
+            lines.append(f"{path}: {fault}" if path else str(fault))
+        return Problems(lines)
+    if error.code == NOT_LEADER:
+        leader = param(data, "Leader")
+        if leader and str(leader) not in error.message:
+            return click.ClickException(f"{error.message} (the leader is {leader})")
+    return click.ClickException(error.message)
+
+
+def ipc_listening(endpoint: str) -> bool:
+    """False if `endpoint` is an ipc:// path that nothing listens on (missing or stale).
+
+    A quick local check, so a client fails at once instead of waiting for a connection.
+    Endpoints of other transports are assumed reachable (the connect timeout decides).
+    """
+    if not endpoint.startswith("ipc://") or endpoint.startswith("ipc://@"):
+        return True
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(endpoint[len("ipc://") :])
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # e.g. a path too long for a socket: let ZeroMQ say what is wrong
+    finally:
+        probe.close()
+    return True
+
+
+def connect(
+    endpoint: str,
+    unreachable: str,
+    curve: CurveClientConfig | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    call_timeout: float = CALL_TIMEOUT,
+) -> Server:
+    """Connect to the RPC server at `endpoint`, waiting at most `connect_timeout` seconds.
+
+    Raises `click.ClickException(unreachable)` if nothing answers in time, so that a command
+    never hangs on a server that is not there.
+    """
+    if not ipc_listening(endpoint):
+        raise click.ClickException(unreachable)
+    up = threading.Event()
+    failures: list[str] = []
+
+    def on_down(reason: str) -> None:
+        if "failed" in reason:  # a handshake refused, e.g. CURVE authentication
+            failures.append(reason)
+
+    try:
+        ref = RemoteRef(
+            endpoint,
+            timeout=call_timeout,
+            retries=1,
+            idempotent=IDEMPOTENT,
+            curve=curve,
+            on_up=lambda _reason: up.set(),
+            on_down=on_down,
+            name="cli",
+        )
+    except Exception as error:  # zmq refuses a malformed endpoint
+        raise click.ClickException(f"cannot connect to {endpoint}: {error}") from None
+    if not up.wait(connect_timeout):
+        ref.close(timeout=1.0)
+        if failures:
+            raise click.ClickException(f"cannot talk to {endpoint}: {failures[-1]}")
+        raise click.ClickException(unreachable)
+    return Server(ref, unreachable)
+
+
+def curve_config(curve_key: Path | None, server_key: Path | None) -> CurveClientConfig | None:
+    """The CURVE settings for `--curve-key` and `--server-key`, or None when neither is given."""
+    if curve_key is None and server_key is None:
+        return None
+    if curve_key is None or server_key is None:
+        raise click.ClickException("--curve-key and --server-key go together")
+    try:
+        public, secret = load_keypair(curve_key)
+        server_public, _ = load_keypair(server_key)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"cannot read a CURVE key: {error}") from None
+    if secret is None:
+        raise click.ClickException(f"{curve_key} holds no secret key (use the .key_secret file)")
+    return CurveClientConfig(public_key=public, secret_key=secret, server_key=server_public)
+
+
+def curve_options(function: F) -> F:
+    """Add `--curve-key` and `--server-key` (CURVE encryption and authentication)."""
+    function = click.option(
+        "--server-key",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The server's public CURVE key file (NAME.key); with --curve-key.",
+    )(function)
+    function = click.option(
+        "--curve-key",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Your CURVE key pair (NAME.key_secret from `infrakit keys generate`).",
+    )(function)
+    return function
+
+
+def read_json(file: IO[str]) -> Any:
+    """The JSON document in `file` (a click.File); a bad one is one clear error line."""
+    try:
+        return json.load(file)
+    except ValueError as error:
+        raise click.ClickException(f"{file.name}: not JSON: {error}") from None
+
+
+def pretty(value: Any) -> str:
+    """`value` as indented JSON, the way the commands print documents."""
+    return json.dumps(value, indent=2, sort_keys=True)
+
+
+def print_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Print rows in columns padded to their widest cell, under `header`."""
+    table = [list(header), *[list(row) for row in rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+def format_tags(tags: Mapping[str, Any] | None) -> str:
+    """Tags as `k=v,k=v`, sorted, or `-` when there are none."""
+    if not tags:
+        return "-"
+    return ",".join(f"{key}={value}" for key, value in sorted(tags.items()))
+
+
+def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
+    """`["k=v", ...]` as a dict; a pair without `=` is an error naming the option."""
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.ClickException(f"{what} must be KEY=VALUE, not {pair!r}")
+        result[key] = value
+    return result
+
+
+def print_descriptions(descriptions: Iterable[Mapping[str, Any]], quiet: bool) -> None:
+    """Instance descriptions as a table of ID, LOGICAL and TAGS, or just the IDs (`quiet`)."""
+    items = list(descriptions)
+    if quiet:
+        for item in items:
+            click.echo(str(param(item, "ID")))
+        return
+    rows = [
+        (str(param(d, "ID")), str(param(d, "LogicalID") or "-"), format_tags(param(d, "Tags")))
+        for d in items
+    ]
+    print_table(("ID", "LOGICAL", "TAGS"), rows)
