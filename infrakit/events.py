@@ -34,6 +34,7 @@ FREED = "freed"
 GROUP_DESTROYED = "group-destroyed"
 DESCRIBE_FAILED = "describe-failed"
 LEADERSHIP = "leadership"
+PLUGIN = "plugin"
 
 _WARNINGS = {
     GONE,

@@ -281,9 +281,25 @@ class RemotePlugin(InstancePlugin, FlavorPlugin):
             raise PluginError(f"plugin {self.name!r}: {error}") from None
 
 
-def connect_plugin(name: str, endpoint: str, timeout: float = 30.0) -> RemotePlugin:
-    """A `RemotePlugin` for the plugin served at `endpoint`."""
-    ref = RemoteRef(endpoint, timeout=timeout, idempotent=IDEMPOTENT, name=f"plugin-{name}")
+def connect_plugin(
+    name: str,
+    endpoint: str,
+    timeout: float = 30.0,
+    on_change: Callable[[bool, str], None] | None = None,
+) -> RemotePlugin:
+    """A `RemotePlugin` for the plugin served at `endpoint`.
+
+    `on_change(up, reason)` hears when the connection to the plugin is lost or back (ZMTP
+    heartbeats notice a peer that stops answering); it must return at once.
+    """
+    ref = RemoteRef(
+        endpoint,
+        timeout=timeout,
+        idempotent=IDEMPOTENT,
+        name=f"plugin-{name}",
+        on_down=(lambda reason: on_change(False, reason)) if on_change else None,
+        on_up=(lambda reason: on_change(True, reason)) if on_change else None,
+    )
     return RemotePlugin(name, ref)
 
 

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -266,8 +266,21 @@ class Runtime:
                 plugins[config.name] = create_plugin(config.kind, config.options, self.home)
             else:
                 endpoint = config.endpoint or plugin_endpoint(config.name, self.home)
-                plugins[config.name] = connect_plugin(config.name, endpoint)
+                plugins[config.name] = connect_plugin(
+                    config.name, endpoint, on_change=self._plugin_watcher(config.name, endpoint)
+                )
         return plugins
+
+    def _plugin_watcher(self, name: str, endpoint: str) -> Callable[[bool, str], None]:
+        """Report a remote plugin's connection going down or coming back, as an event."""
+
+        def changed(up: bool, reason: str) -> None:
+            state = "is back" if up else "is down"
+            self.events.publish(
+                Event("plugins", events.PLUGIN, f"plugin {name} at {endpoint} {state}: {reason}")
+            )
+
+        return changed
 
     def _launched_plugins(self) -> list[ChildSpec]:
         return [
