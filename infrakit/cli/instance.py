@@ -1,4 +1,4 @@
-"""`infrakit instance --name PLUGIN ...`: call an instance plugin directly, as InfraKit's CLI did."""
+"""`infrakit instance --name PLUGIN ...`: call an instance plugin directly, as InfraKit did."""
 
 from __future__ import annotations
 
@@ -16,10 +16,17 @@ NAME_HELP = (
 )
 
 
+def require_name(name: str | None) -> str:
+    """The plugin named by the group's --name, which every subcommand needs."""
+    if not name:
+        raise click.UsageError("Missing option '--name': which plugin to talk to.")
+    return name
+
+
 @click.group()
-@click.option("--name", required=True, metavar="PLUGIN", help=NAME_HELP)
+@click.option("--name", metavar="PLUGIN", help=NAME_HELP)
 @click.pass_context
-def instance(ctx: click.Context, name: str) -> None:
+def instance(ctx: click.Context, name: str | None) -> None:
     """Talk to the instance plugin PLUGIN: describe, provision, destroy, validate.
 
     Example: infrakit instance --name instance-file describe -q
@@ -31,9 +38,9 @@ def instance(ctx: click.Context, name: str) -> None:
 @click.option("--tags", multiple=True, metavar="K=V", help="Only instances with this tag (AND).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the instance IDs, one per line.")
 @click.pass_obj
-def describe(name: str, tags: tuple[str, ...], quiet: bool) -> None:
+def describe(name: str | None, tags: tuple[str, ...], quiet: bool) -> None:
     """List the plugin's instances (ID, LOGICAL, TAGS), optionally only those with all --tags."""
-    with connect_to_plugin(name) as server:
+    with connect_to_plugin(require_name(name)) as server:
         result = server.call("Instance.DescribeInstances", {"Tags": parse_pairs(tags, "--tags")})
     print_descriptions(param(result, "Descriptions") or [], quiet)
 
@@ -41,14 +48,14 @@ def describe(name: str, tags: tuple[str, ...], quiet: bool) -> None:
 @instance.command()
 @click.argument("file", type=click.File("r"))
 @click.pass_obj
-def provision(name: str, file: IO[str]) -> None:
+def provision(name: str | None, file: IO[str]) -> None:
     """Create an instance from FILE, an instance Spec, and print its ID.
 
     FILE ("-" for stdin) is JSON: {"Properties": ..., "Tags": {...}, "Init": "...",
     "LogicalID": "...", "Attachments": [...]}; every key optional.
     """
     spec = read_json(file)
-    with connect_to_plugin(name) as server:
+    with connect_to_plugin(require_name(name)) as server:
         result = server.call("Instance.Provision", {"Spec": spec})
     click.echo(str(param(result, "ID")))
 
@@ -56,9 +63,9 @@ def provision(name: str, file: IO[str]) -> None:
 @instance.command()
 @click.argument("instance_id", metavar="ID")
 @click.pass_obj
-def destroy(name: str, instance_id: str) -> None:
+def destroy(name: str | None, instance_id: str) -> None:
     """Destroy the instance ID."""
-    with connect_to_plugin(name) as server:
+    with connect_to_plugin(require_name(name)) as server:
         server.call("Instance.Destroy", {"Instance": instance_id})
     click.echo(f"Destroyed {instance_id}")
 
@@ -66,9 +73,9 @@ def destroy(name: str, instance_id: str) -> None:
 @instance.command()
 @click.argument("file", type=click.File("r"))
 @click.pass_obj
-def validate(name: str, file: IO[str]) -> None:
+def validate(name: str | None, file: IO[str]) -> None:
     """Ask the plugin whether FILE ("-" for stdin), instance Properties in JSON, is valid."""
     properties = read_json(file)
-    with connect_to_plugin(name) as server:
+    with connect_to_plugin(require_name(name)) as server:
         server.call("Instance.Validate", {"Properties": properties})
     click.echo("valid")

@@ -12,7 +12,14 @@ from typing import Any
 
 import click
 
+from infrakit.cli.client import group
+from infrakit.cli.events import events
+from infrakit.cli.flavor import flavor
+from infrakit.cli.instance import instance
+from infrakit.cli.keys import keys
 from infrakit.cli.logs import configure
+from infrakit.cli.manager import manager
+from infrakit.cli.plugin import plugin
 from infrakit.paths import default_home
 from infrakit.runtime import Runtime
 from infrakit.spec import SpecError, load_json, parse_cluster, parse_group
@@ -96,6 +103,14 @@ def home() -> None:
     """Print the home directory the runtime would use."""
     click.echo(default_home())
 
+
+main.add_command(plugin)
+main.add_command(group)
+main.add_command(instance)
+main.add_command(flavor)
+main.add_command(manager)
+main.add_command(events)
+main.add_command(keys)
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import stat
+import sys
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -21,11 +22,11 @@ import click
 
 from actors.remote import RemoteRef, RpcServer
 from actors.rpc_errors import AddressInUse, RemoteError
+from infrakit import paths
 from infrakit.cli.logs import configure
 from infrakit.cli.remote import Server, connect, ipc_listening, parse_pairs, print_table
 from infrakit.plugins import builtin_kinds, create_plugin
 from infrakit.rpc import implements, plugin_handlers
-from infrakit.runtime import default_home
 
 LS_TIMEOUT = 1.0
 """Seconds `plugin ls` gives each plugin to answer the handshake."""
@@ -34,17 +35,12 @@ LS_TIMEOUT = 1.0
 def plugins_dir() -> Path:
     """Where plugins listen: `$INFRAKIT_PLUGINS_DIR`, else `$INFRAKIT_HOME/plugins`, else
     `~/.infrakit/plugins`. Every client and server finds plugins by name there."""
-    explicit = os.environ.get("INFRAKIT_PLUGINS_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    return default_home() / "plugins"
+    return paths.plugins_dir()
 
 
 def plugin_endpoint(name: str) -> str:
     """The endpoint of plugin `name`; `sock/type` means socket `sock`; a URL stays itself."""
-    if "://" in name:
-        return name
-    return f"ipc://{plugins_dir() / name.split('/', 1)[0]}"
+    return name if "://" in name else paths.plugin_endpoint(name)
 
 
 def connect_to_plugin(name: str) -> Server:
@@ -91,7 +87,7 @@ def start(kind: str, name: str | None, options: tuple[str, ...], log_level: str)
     """
     configure(log_level, False)
     try:
-        served = create_plugin(kind, parse_pairs(options, "--option"), default_home())
+        served = create_plugin(kind, parse_pairs(options, "--option"), paths.default_home())
     except (ValueError, OSError) as error:
         raise click.ClickException(str(error)) from None
     try:
@@ -137,7 +133,7 @@ def serve(name: str, served: Any) -> None:
     try:
         write_pid(pid_file)
         click.echo(f"Listening at: {server.endpoint}")
-        click.get_text_stream("stdout").flush()
+        sys.stdout.flush()
         while not stop.wait(1.0):
             pass
     finally:

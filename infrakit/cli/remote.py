@@ -13,8 +13,8 @@ from typing import IO, Any, TypeVar
 import click
 
 from actors.remote import CurveClientConfig, RemoteRef, load_keypair
-from actors.rpc_errors import RemoteError, RpcClosed, RpcTimeout
-from infrakit.rpc import INVALID_SPEC, NOT_LEADER, IDEMPOTENT, param
+from actors.rpc_errors import METHOD_NOT_FOUND, RemoteError, RpcClosed, RpcTimeout
+from infrakit.rpc import IDEMPOTENT, INVALID_SPEC, NOT_LEADER, param
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a connection before saying that nothing answers."""
@@ -44,11 +44,18 @@ class Server:
         self.endpoint = ref.endpoint
         self.unreachable = unreachable
 
-    def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
-        """Call `method`; every failure becomes a `click.ClickException` worth printing."""
+    def call(
+        self, method: str, params: Mapping[str, Any] | None = None, *, optional: bool = False
+    ) -> Any:
+        """Call `method`; every failure becomes a `click.ClickException` worth printing.
+
+        With `optional`, a server that does not know `method` (an older one) gives None.
+        """
         try:
             return self.ref.call(method, dict(params or {}))
         except RemoteError as error:
+            if optional and error.code == METHOD_NOT_FOUND:
+                return None
             raise remote_error(error) from None
         except (RpcTimeout, RpcClosed):
             raise click.ClickException(self.unreachable) from None
@@ -71,7 +78,8 @@ def remote_error(error: RemoteError) -> click.ClickException:
         problems = param(data, "Problems") or [["", error.message]]
         lines = []
         for problem in problems:
-            path, fault = (list(problem) + ["", ""])[:2] if isinstance(problem, list) else ("", problem)
+            pair = isinstance(problem, list | tuple) and len(problem) == 2
+            path, fault = problem if pair else ("", problem)
             lines.append(f"{path}: {fault}" if path else str(fault))
         return Problems(lines)
     if error.code == NOT_LEADER:
@@ -116,12 +124,18 @@ def connect(
     """
     if not ipc_listening(endpoint):
         raise click.ClickException(unreachable)
-    up = threading.Event()
+    settled = threading.Event()  # connected, or a handshake refused: no point waiting more
+    up: list[bool] = []
     failures: list[str] = []
 
+    def on_up(_reason: str) -> None:
+        up.append(True)
+        settled.set()
+
     def on_down(reason: str) -> None:
-        if "failed" in reason:  # a handshake refused, e.g. CURVE authentication
+        if "failed" in reason:  # the handshake was refused, e.g. CURVE authentication
             failures.append(reason)
+            settled.set()
 
     try:
         ref = RemoteRef(
@@ -130,13 +144,14 @@ def connect(
             retries=1,
             idempotent=IDEMPOTENT,
             curve=curve,
-            on_up=lambda _reason: up.set(),
+            on_up=on_up,
             on_down=on_down,
             name="cli",
         )
     except Exception as error:  # zmq refuses a malformed endpoint
         raise click.ClickException(f"cannot connect to {endpoint}: {error}") from None
-    if not up.wait(connect_timeout):
+    settled.wait(connect_timeout)
+    if not up:
         ref.close(timeout=1.0)
         if failures:
             raise click.ClickException(f"cannot talk to {endpoint}: {failures[-1]}")

@@ -1,0 +1,197 @@
+"""`infrakit group ...`: talk to a running `infrakit run` over its Group API (by default at
+ipc://<plugins dir>/group)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+
+from infrakit.cli.plugin import plugins_dir
+from infrakit.cli.remote import (
+    Server,
+    connect,
+    curve_config,
+    curve_options,
+    pretty,
+    print_descriptions,
+    print_table,
+    read_json,
+)
+from infrakit.rpc import param
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_endpoint() -> str:
+    """Where a runtime serves the Group API by default: `ipc://<plugins dir>/group`."""
+    return f"ipc://{plugins_dir() / 'group'}"
+
+
+def manager_options(function: F) -> F:
+    """Add `--endpoint` (env INFRAKIT_ENDPOINT) and the CURVE options to a command."""
+    function = curve_options(function)
+    function = click.option(
+        "--endpoint",
+        envvar="INFRAKIT_ENDPOINT",
+        default=default_endpoint,
+        show_default="ipc://<plugins dir>/group; env INFRAKIT_ENDPOINT",
+        help="Where the runtime serves the Group API (ipc://PATH or tcp://HOST:PORT).",
+    )(function)
+    return function
+
+
+def connect_manager(endpoint: str, curve_key: Path | None, server_key: Path | None) -> Server:
+    """A connection to the runtime at `endpoint`, or one clear error line if none answers."""
+    unreachable = f"no runtime answers at {endpoint} (is `infrakit run` running?)"
+    return connect(endpoint, unreachable, curve=curve_config(curve_key, server_key))
+
+
+@click.group()
+def group() -> None:
+    """Commit, describe, inspect, list, free and destroy the groups of a running runtime."""
+
+
+@group.command()
+@click.argument("file", type=click.File("r"))
+@click.option("--pretend", is_flag=True, help="Only say what committing would do.")
+@manager_options
+def commit(
+    file: IO[str], pretend: bool, endpoint: str, curve_key: Path | None, server_key: Path | None
+) -> None:
+    """Commit the group spec in FILE ("-" for stdin): create the group or change it.
+
+    Prints `Committed ID: <what it does>`; with --pretend, `Committing ID would involve: ...`
+    and changes nothing. A refused spec prints each fault as `path: fault`.
+    """
+    spec = read_json(file)
+    with connect_manager(endpoint, curve_key, server_key) as server:
+        result = server.call("Group.CommitGroup", {"Spec": spec, "Pretend": pretend})
+    group_id = param(result, "ID") or (param(spec, "ID") if isinstance(spec, dict) else None)
+    details = param(result, "Details")
+    if pretend:
+        click.echo(f"Committing {group_id} would involve: {details}")
+    else:
+        click.echo(f"Committed {group_id}: {details}")
+
+
+@group.command()
+@click.argument("group_id", metavar="ID")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the instance IDs, one per line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@manager_options
+def describe(
+    group_id: str,
+    quiet: bool,
+    as_json: bool,
+    endpoint: str,
+    curve_key: Path | None,
+    server_key: Path | None,
+) -> None:
+    """List the instances of group ID: ID, LOGICAL and TAGS."""
+    with connect_manager(endpoint, curve_key, server_key) as server:
+        result = server.call("Group.DescribeGroup", {"ID": group_id})
+    description = param(result, "Description") or {}
+    if as_json:
+        click.echo(pretty(description))
+        return
+    print_descriptions(param(description, "Instances") or [], quiet)
+
+
+def inspect_groups(server: Server) -> list[dict[str, Any]]:
+    """Every group spec the runtime holds (`Group.InspectGroups`)."""
+    groups = param(server.call("Group.InspectGroups", {}), "Groups") or []
+    return [spec for spec in groups if isinstance(spec, dict)]
+
+
+@group.command()
+@click.argument("group_id", metavar="ID")
+@manager_options
+def inspect(group_id: str, endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
+    """Print the committed spec of group ID as JSON."""
+    with connect_manager(endpoint, curve_key, server_key) as server:
+        groups = inspect_groups(server)
+    for spec in groups:
+        if param(spec, "ID") == group_id:
+            click.echo(pretty(spec))
+            return
+    raise click.ClickException(f"Group '{group_id}' is not being watched")
+
+
+def group_size(spec: dict[str, Any]) -> str:
+    """The size a spec asks for: its Allocation's Size, or how many LogicalIDs it lists."""
+    allocation = param(param(spec, "Properties") or {}, "Allocation") or {}
+    if not isinstance(allocation, dict):
+        return "?"
+    ids = param(allocation, "LogicalIDs")
+    if isinstance(ids, list):
+        return str(len(ids))
+    size = param(allocation, "Size")
+    return "?" if size is None else str(size)
+
+
+@group.command(name="ls")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the group IDs, one per line.")
+@manager_options
+def ls(quiet: bool, endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
+    """List the groups the runtime manages, with the size each one asks for."""
+    with connect_manager(endpoint, curve_key, server_key) as server:
+        groups = inspect_groups(server)
+    if quiet:
+        for spec in groups:
+            click.echo(str(param(spec, "ID")))
+        return
+    print_table(("ID", "SIZE"), [(str(param(s, "ID")), group_size(s)) for s in groups])
+
+
+@group.command()
+@click.argument("group_id", metavar="ID")
+@manager_options
+def free(group_id: str, endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
+    """Stop managing group ID; its instances keep running (a later commit adopts them)."""
+    with connect_manager(endpoint, curve_key, server_key) as server:
+        server.call("Group.FreeGroup", {"ID": group_id})
+    click.echo(f"Freed {group_id}")
+
+
+@group.command()
+@click.argument("group_id", metavar="ID")
+@click.option("--wait", is_flag=True, help="Wait until every instance is gone.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds --wait waits at most.",
+)
+@manager_options
+def destroy(
+    group_id: str,
+    wait: bool,
+    timeout: float,
+    endpoint: str,
+    curve_key: Path | None,
+    server_key: Path | None,
+) -> None:
+    """Drain and destroy every instance of group ID, then forget the group.
+
+    The runtime goes on destroying in the background (and after a restart); --wait polls
+    until the group is gone.
+    """
+    with connect_manager(endpoint, curve_key, server_key) as server:
+        server.call("Group.DestroyGroup", {"ID": group_id})
+        click.echo(f"Destroying {group_id}")
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while any(param(spec, "ID") == group_id for spec in inspect_groups(server)):
+            if time.monotonic() > deadline:
+                raise click.ClickException(
+                    f"group {group_id} is still being destroyed after {timeout:g}s;"
+                    " the runtime keeps at it"
+                )
+            time.sleep(0.2)
+    click.echo(f"Destroyed {group_id}")

@@ -1,0 +1,90 @@
+"""`infrakit flavor --name PLUGIN ...`: call a flavor plugin directly, as InfraKit's CLI did."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import click
+
+from infrakit.cli.instance import NAME_HELP, require_name
+from infrakit.cli.plugin import connect_to_plugin
+from infrakit.cli.remote import pretty, read_json
+from infrakit.rpc import param
+
+HEALTH = {0: "unknown", 1: "healthy", 2: "unhealthy"}
+
+
+@click.group()
+@click.option("--name", metavar="PLUGIN", help=NAME_HELP)
+@click.pass_context
+def flavor(ctx: click.Context, name: str | None) -> None:
+    """Talk to the flavor plugin PLUGIN: validate, prepare, healthy.
+
+    Example: infrakit flavor --name flavor-vanilla prepare params.json
+    """
+    ctx.obj = name
+
+
+def read_object(file: IO[str]) -> dict[str, Any]:
+    """The JSON object in `file`; anything else is an error."""
+    data = read_json(file)
+    if not isinstance(data, dict):
+        raise click.ClickException(f"{file.name}: must be a JSON object")
+    return data
+
+
+@flavor.command()
+@click.argument("file", type=click.File("r"))
+@click.option("--size", type=int, default=0, show_default=True, help="The group's Size.")
+@click.option(
+    "--logical-id",
+    "logical_ids",
+    multiple=True,
+    help="A logical ID of the group (repeatable; instead of --size).",
+)
+@click.pass_obj
+def validate(name: str | None, file: IO[str], size: int, logical_ids: tuple[str, ...]) -> None:
+    """Ask the plugin whether FILE ("-" for stdin), flavor Properties in JSON, is valid for a
+    group allocated by --size or --logical-id."""
+    properties = read_json(file)
+    allocation = {"LogicalIDs": list(logical_ids)} if logical_ids else {"Size": size}
+    with connect_to_plugin(require_name(name)) as server:
+        server.call("Flavor.Validate", {"Properties": properties, "Allocation": allocation})
+    click.echo("valid")
+
+
+@flavor.command()
+@click.argument("file", type=click.File("r"))
+@click.pass_obj
+def prepare(name: str | None, file: IO[str]) -> None:
+    """Print the instance Spec the flavor makes of FILE's, as JSON.
+
+    FILE ("-" for stdin) is {"Properties": flavor properties, "Spec": an instance Spec,
+    "Allocation": {"Size": n} or {"LogicalIDs": [...]}}.
+    """
+    params = read_object(file)
+    request = {
+        "Properties": param(params, "Properties"),
+        "Spec": param(params, "Spec") or {},
+        "Allocation": param(params, "Allocation") or {"Size": 0},
+    }
+    with connect_to_plugin(require_name(name)) as server:
+        result = server.call("Flavor.Prepare", request)
+    click.echo(pretty(param(result, "Spec")))
+
+
+@flavor.command()
+@click.argument("file", type=click.File("r"))
+@click.pass_obj
+def healthy(name: str | None, file: IO[str]) -> None:
+    """Print `healthy`, `unhealthy` or `unknown` for an instance.
+
+    FILE ("-" for stdin) is {"Properties": flavor properties, "Instance": a Description
+    {"ID", "LogicalID", "Tags"}}.
+    """
+    params = read_object(file)
+    request = {"Properties": param(params, "Properties"), "Instance": param(params, "Instance")}
+    with connect_to_plugin(require_name(name)) as server:
+        result = server.call("Flavor.Healthy", request)
+    health = param(result, "Health")
+    click.echo(HEALTH.get(health, f"unknown ({health})") if isinstance(health, int) else "unknown")

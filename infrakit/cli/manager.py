@@ -1,0 +1,75 @@
+"""`infrakit manager status`: what a running runtime says about itself."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from infrakit.cli.client import connect_manager, manager_options
+from infrakit.cli.remote import pretty
+
+
+@click.group()
+def manager() -> None:
+    """Ask the runtime about itself: leadership, location, groups."""
+
+
+@manager.command()
+@manager_options
+def status(endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
+    """Print whether the runtime leads, where the leader is, and a summary of each group."""
+    with connect_manager(endpoint, curve_key, server_key) as server:
+        result = server.call("Manager.Status", optional=True)
+        if result is None:  # an older runtime
+            result = server.call("Manager.IsLeader")
+            location = server.call("Manager.LeaderLocation", optional=True)
+            if isinstance(result, dict) and isinstance(location, dict):
+                result = {**result, **location}
+    if isinstance(result, dict):
+        for line in render(result):
+            click.echo(line)
+    else:
+        click.echo(pretty(result))
+
+
+def render(data: dict[str, Any], indent: int = 0) -> list[str]:
+    """`data` as aligned `Key: value` lines, nested objects and lists of objects indented
+    beneath their key (YAML-like), so any shape of status reads well."""
+    lines: list[str] = []
+    width = max((len(str(key)) for key in data), default=0) + 1
+    for key, value in data.items():
+        label = " " * indent + f"{key}:".ljust(width)
+        if isinstance(value, dict) and value:
+            lines.append(label.rstrip())
+            lines.extend(render(value, indent + 2))
+        elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
+            lines.append(label.rstrip())
+            for item in value:
+                if isinstance(item, dict) and item:
+                    block = render(item, indent + 4)
+                    block[0] = " " * (indent + 2) + "- " + block[0].lstrip()
+                    lines.extend(block)
+                else:
+                    lines.append(" " * (indent + 2) + "- " + scalar(str(key), item))
+        else:
+            lines.append(f"{label} {scalar(str(key), value)}")
+    return lines
+
+
+def scalar(key: str, value: Any) -> str:
+    """One value for people: `yes`/`no`, `-` for nothing, lists joined by commas, and a
+    wall-clock time for `...Since` keys."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None or value == [] or value == {}:
+        return "-"
+    if key.endswith("Since") and isinstance(value, int | float):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    if isinstance(value, list):
+        return ", ".join(scalar("", item) for item in value)
+    if isinstance(value, dict):
+        return pretty(value)
+    return str(value)
