@@ -56,6 +56,7 @@ from actors.rpc_errors import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     AddressInUse,
+    PeerDown,
     RemoteError,
     RpcClosed,
     RpcError,
@@ -623,8 +624,9 @@ class RemoteRef:
     for a connection rather than failing (requests are only queued to a connected peer, so
     a call that timed out is never delivered later). A call with no reply by its deadline
     raises `RpcTimeout`; methods in `idempotent` are then sent again, with the same id, up to
-    `retries` more times (a late reply to an earlier attempt completes the call). In-flight
-    calls to a peer that died are not failed early: they raise `RpcTimeout` at their deadline.
+    `retries` more times (a late reply to an earlier attempt completes the call). When the
+    connection drops, calls in flight on it can never be answered: idempotent ones are sent
+    again once it is back, the others fail at once with `PeerDown` (a kind of `RpcTimeout`).
 
     `alive` says whether the connection is up (handshake done, heartbeats answered).
     `on_up(reason)` runs on each connection (the first included); `on_down(reason)` when
@@ -799,7 +801,7 @@ class RemoteRef:
                             pending[call.id] = call
                         backlog.append(call)
                     if monitor in ready:
-                        self._watch(monitor)
+                        self._watch(monitor, pending, backlog)
                     if sock in ready:
                         self._receive(sock, pending)
                     self._flush(sock, backlog)
@@ -884,7 +886,12 @@ class RemoteRef:
             error = RpcTimeout(call.method, self.endpoint, call.timeout, call.attempts, reason)
             call.finish(error=error)
 
-    def _watch(self, monitor: zmq.Socket[bytes]) -> None:
+    def _watch(
+        self,
+        monitor: zmq.Socket[bytes],
+        pending: dict[int, _Call],
+        backlog: collections.deque[_Call],
+    ) -> None:
         while True:
             try:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)
@@ -895,6 +902,7 @@ class RemoteRef:
                 self._set_state(True, f"connected to {self.endpoint}")
             elif kind == zmq.EVENT_DISCONNECTED:
                 self._set_state(False, f"disconnected from {self.endpoint}")
+                self._orphaned(pending, backlog)
             elif kind == zmq.EVENT_CONNECT_RETRIED:
                 if self._state is None:
                     self._set_state(False, f"cannot connect to {self.endpoint}; retrying")
@@ -907,6 +915,27 @@ class RemoteRef:
                     detail = "no detail"
 
                 self._set_state(False, f"handshake with {self.endpoint} failed: {detail}")
+
+    def _orphaned(self, pending: dict[int, _Call], backlog: collections.deque[_Call]) -> None:
+        """Calls sent on a lost connection will never be answered: resend the idempotent
+        ones when the peer is back; fail the others now (`PeerDown`), not at their deadline."""
+        for call in list(pending.values()):
+            if not call.sent:
+                continue
+            call.sent = False
+            if call.method in self.idempotent:
+                backlog.append(call)
+                continue
+            pending.pop(call.id, None)
+            call.finish(
+                error=PeerDown(
+                    call.method,
+                    self.endpoint,
+                    call.timeout,
+                    call.attempts,
+                    f"peer down: {self._down_reason}; it may or may not have taken effect",
+                )
+            )
 
     def _set_state(self, up: bool, reason: str) -> None:
         if self._state is up:

@@ -14,6 +14,7 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
     "AddressInUse",
+    "PeerDown",
     "RemoteError",
     "RpcClosed",
     "RpcError",
@@ -87,6 +88,11 @@ class RpcTimeout(TimeoutError):
 
     def __str__(self) -> str:
         return self._describe()
+
+
+class PeerDown(RpcTimeout):
+    """The connection was lost while the call was in flight: no reply will ever come, and the
+    call may or may not have taken effect. (A kind of timeout: callers treat both alike.)"""
 
 
 class RpcClosed(RuntimeError):

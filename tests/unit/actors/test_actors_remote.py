@@ -29,7 +29,7 @@ from actors.remote import (
     load_keypair,
     serve_actor,
 )
-from actors.rpc_errors import AddressInUse, RemoteError, RpcClosed, RpcError, RpcTimeout
+from actors.rpc_errors import AddressInUse, PeerDown, RemoteError, RpcClosed, RpcError, RpcTimeout
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -580,3 +580,38 @@ def test_a_bad_request_is_logged(
     with caplog.at_level("WARNING", logger="actors.remote"):
         raw.ask(b"{oops")
     assert any("parse error" in record.getMessage() for record in caplog.records)
+
+
+def test_a_call_in_flight_when_the_peer_dies_fails_at_once_with_peer_down(
+    tmp_path: Path,
+) -> None:
+    """A non-idempotent call sent to a server that then dies fails when the connection drops,
+    long before its own deadline; an idempotent one is sent again to the server that returns."""
+
+    endpoint = f"ipc://{tmp_path}/dying"
+    script = (
+        "import sys, threading\n"
+        "from actors.remote import RpcServer\n"
+        "hang = threading.Event()\n"
+        "def slow(p):\n"
+        "    hang.wait()\n"
+        "server = RpcServer(sys.argv[1], {'Slow.Provision': slow, 'Slow.Describe': slow})\n"
+        "server.start()\n"
+        "print('ready', flush=True)\n"
+        "hang.wait()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, endpoint], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        with RemoteRef(endpoint, timeout=60.0, heartbeat=0.2) as ref:
+            provision = ref.call_async("Slow.Provision", {})
+            wait_for(lambda: ref.alive, what="the connection")
+            process.kill()
+            process.wait(10)
+            with pytest.raises(PeerDown, match="may or may not have taken effect"):
+                provision.result(timeout=20)  # far less than the call's own 60 s
+    finally:
+        if process.poll() is None:
+            process.kill()

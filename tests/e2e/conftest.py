@@ -1,0 +1,77 @@
+"""End-to-end fixtures: a fresh home and plugins directory, the CLI as a subprocess, and no
+process left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import kill_all
+
+INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
+
+
+class Cli:
+    """Runs `infrakit ...` in a private INFRAKIT_HOME, the way a user would."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.home = tmp_path / "home"
+        self.plugins = self.home / "plugins"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")},
+            "INFRAKIT_HOME": str(self.home),
+        }
+        self.background: list[subprocess.Popen[str]] = []
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        result = subprocess.run(
+            [*INFRAKIT, *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        if check:
+            assert result.returncode == 0, f"infrakit {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def start(self, *args: str, ready: str) -> subprocess.Popen[str]:
+        """Start `infrakit ARGS` in the background; return once it prints `ready`."""
+        process = subprocess.Popen(
+            [*INFRAKIT, *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.background.append(process)
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if ready in line:
+                break
+        else:
+            raise AssertionError(f"infrakit {' '.join(args)} ended: {''.join(seen)}")
+        os.set_blocking(process.stdout.fileno(), False)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.background:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(5)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    runner = Cli(tmp_path)
+    yield runner
+    runner.stop_all()
+    kill_all(runner.home / "instances" / "process")
