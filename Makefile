@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit venv clean
+.PHONY: demo test lint typecheck services venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# Real services for the tests (Docker, Vagrant, ZooKeeper, etcd). In CI a failure here is
+# fatal; elsewhere the tests that need a missing service skip and say why.
+services:
+	@bash scripts/services.sh || [ "$$CI" != true ]
+
+test: services lint typecheck
 	$(BIN)/pytest
 
 clean:

@@ -52,3 +52,32 @@ def kill_all(state_dir: Path) -> None:
     for pid in recorded_pids(state_dir).values():
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+
+
+def require(component: str, available: bool, why: str = "") -> None:
+    """Skip (loudly) a test whose real component is missing; in CI (CI=true), fail instead."""
+    import pytest
+
+    if available:
+        return
+    reason = f"{component} is not available here{': ' + why if why else ''}"
+    reason += " (run scripts/services.sh as root to install and start it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs {reason}")
+    pytest.skip(reason)
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers on this machine."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        client.ping()
+        client.close()
+    except Exception:
+        return False
+    return True
+
+
+TEST_IMAGE = os.environ.get("INFRAKIT_TEST_IMAGE", "infrakit-test/busybox:latest")
