@@ -177,10 +177,18 @@ class GroupSupervisor(Supervisor):
     def describe(self) -> dict[str, Any]:
         """InfraKit's group Description: the live instances and whether the group converged."""
         members = self.instance_plugin.describe_instances({TAG_GROUP: self.spec.id})
-        return {
-            "Instances": [member.to_json() for member in members],
-            "Converged": self.converged,
-        }
+        instances = [member.to_json() for member in members]
+        # A flavor that knows its software may say more about each member (e.g. ZooKeeper's
+        # leader / follower); an operator sees it as "Status".
+        member_status = getattr(self.flavor_plugin, "member_status", None)
+        if callable(member_status):
+            props = self.spec.properties.flavor.properties
+            for member, out in zip(members, instances, strict=True):
+                try:
+                    out["Status"] = member_status(props, member)
+                except Exception as error:
+                    out["Status"] = {"Error": str(error)}
+        return {"Instances": instances, "Converged": self.converged}
 
     def destroy_all(self) -> None:
         """Drain and destroy every instance of the group; keeps retrying until none is left."""
