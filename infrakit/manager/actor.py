@@ -380,5 +380,7 @@ class ManagerActor(Supervisor):
 def _nested(prefix: str, error: ValidationError) -> tuple[str, str]:
     if not error.path:
         return prefix, error.reason
+    if error.path.split(".", 1)[0].split("[", 1)[0] == "Allocation":
+        return "Properties." + error.path, error.reason  # a flavor judging the allocation
     joiner = "" if error.path.startswith("[") else "."
     return prefix + joiner + error.path, error.reason
