@@ -1,0 +1,81 @@
+"""The etcd store: committed group specs, one etcd key per group, fenced by leadership."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from etcd3gw.client import Etcd3Client
+
+from actors.election.etcd import EtcdConnection, EtcdElection, decode, encode, prefix_end
+
+__all__ = ["EtcdStore", "NotLeaderError"]
+
+
+class NotLeaderError(ValueError):
+    """A write was refused because the writer no longer leads."""
+
+
+class EtcdStore:
+    """Keeps each group as `<prefix><ID>` = JSON `{"Plugin": "group", "Properties": spec, ...}`.
+
+    Same interface and record layout as FileStore. Given an `election`, every put and remove is
+    one etcd transaction that also compares the leader key against our lease and the revision
+    at which we took it, so etcd itself refuses the write of a deposed leader (for instance one
+    that was frozen between its fencing check and its write) with NotLeaderError, and nothing
+    changes. Errors reaching etcd raise `actors.election.etcd.EtcdError`.
+    """
+
+    def __init__(
+        self,
+        client_or_endpoints: Etcd3Client | str | Sequence[str],
+        prefix: str = "/infrakit/groups/",
+        election: EtcdElection | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        if not prefix:
+            raise ValueError("the store prefix must not be empty")
+        self.prefix = prefix
+        self.election = election
+        self.etcd = EtcdConnection(client_or_endpoints, timeout=timeout)
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every stored group record by ID; empty when nothing was ever stored."""
+        records = {}
+        for kv in self.etcd.get(self.prefix, range_end=prefix_end(self.prefix)):
+            key = decode(kv["key"])
+            try:
+                record = json.loads(decode(kv.get("value", "")))
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"etcd {key}: not valid JSON ({error}); refusing to guess"
+                ) from None
+            if isinstance(record, dict):
+                records[key[len(self.prefix) :]] = record
+        return records
+
+    def put(self, group_id: str, spec: dict[str, Any], **marks: Any) -> None:
+        """Store (or replace) one group's spec, with optional marks such as Destroying=True."""
+        record = {"Plugin": "group", "Properties": spec, **marks}
+        text = json.dumps(record, sort_keys=True)
+        self._write(group_id, {"request_put": {"key": self._key(group_id), "value": encode(text)}})
+
+    def remove(self, group_id: str) -> None:
+        """Forget one group; nothing happens if it is not stored."""
+        self._write(group_id, {"request_delete_range": {"key": self._key(group_id)}})
+
+    def _key(self, group_id: str) -> str:
+        if not group_id:
+            raise ValueError("a group ID must not be empty")
+        return encode(self.prefix + group_id)
+
+    def _write(self, group_id: str, request: dict[str, Any]) -> None:
+        if self.election is None:
+            self.etcd.txn([], [request])
+            return
+        fence = self.election.fence()
+        if fence is None or not self.etcd.txn(fence, [request])["succeeded"]:
+            raise NotLeaderError(
+                f"not the leader any more ({self.election.key}); refusing to write {group_id!r}"
+            )
