@@ -12,7 +12,12 @@ from infrakit.spi.instance import InstancePlugin
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "file": ("Dir",),
     "process": ("Dir",),
+    "docker": (),
+    "dind": (),
+    "vagrant": ("Dir",),
     "vanilla": (),
+    "zookeeper": (),
+    "swarm": (),
 }
 
 
@@ -25,6 +30,8 @@ def create_plugin(
     kind: str, options: Mapping[str, Any], home: Path
 ) -> InstancePlugin | FlavorPlugin:
     """Make a built-in plugin of `kind`; state goes under `home` unless `options` say `Dir`.
+
+    Plugins that talk to an outside engine (docker, dind, swarm) connect on first use.
 
     Raises ValueError for an unknown kind or option, or an option of the wrong type.
     """
@@ -49,6 +56,26 @@ def create_plugin(
         from infrakit.plugins.instance.process import ProcessInstancePlugin
 
         return ProcessInstancePlugin(directory or Path(home) / "instances" / "process")
+    if kind == "docker":
+        from infrakit.plugins.instance.docker import DockerInstancePlugin
+
+        return DockerInstancePlugin()
+    if kind == "dind":
+        from infrakit.plugins.instance.dind import DindInstancePlugin
+
+        return DindInstancePlugin()
+    if kind == "vagrant":
+        from infrakit.plugins.instance.vagrant import VagrantInstancePlugin
+
+        return VagrantInstancePlugin(directory or Path(home) / "instances" / "vagrant")
+    if kind == "zookeeper":
+        from infrakit.plugins.flavor.zookeeper import ZooKeeperFlavor
+
+        return ZooKeeperFlavor()
+    if kind == "swarm":
+        from infrakit.plugins.flavor.swarm import SwarmFlavor
+
+        return SwarmFlavor()
     from infrakit.plugins.flavor.vanilla import VanillaFlavor
 
     return VanillaFlavor()

@@ -14,7 +14,16 @@ from infrakit.spi import FlavorPlugin, InstancePlugin
 
 
 def test_builtin_kinds() -> None:
-    assert builtin_kinds() == ["file", "process", "vanilla"]
+    assert builtin_kinds() == [
+        "file",
+        "process",
+        "docker",
+        "dind",
+        "vagrant",
+        "vanilla",
+        "zookeeper",
+        "swarm",
+    ]
 
 
 def test_default_directories_are_under_home(tmp_path: Path) -> None:
@@ -44,7 +53,10 @@ def test_dir_option(tmp_path: Path) -> None:
 def test_unknown_kind(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as caught:
         create_plugin("x", {}, tmp_path)
-    assert str(caught.value) == "unknown plugin kind 'x'; built-in kinds: file, process, vanilla"
+    assert str(caught.value) == (
+        "unknown plugin kind 'x'; built-in kinds: "
+        "file, process, docker, dind, vagrant, vanilla, zookeeper, swarm"
+    )
 
 
 @pytest.mark.parametrize(
