@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
+
+import pykka
 
 from actors.child import SupervisedActor
 from actors.election import Election
@@ -43,6 +46,7 @@ class LeaderActor(SupervisedActor):
         self._leader: bool | None = None
         self._subscribers: list[Callable[[bool], None]] = []
         self._timer: Handle | None = None
+        self._unwatch: Any = None
 
     def subscribe(self, callback: Callable[[bool], None]) -> None:
         """Call `callback` on every change of leadership, and now with the current state."""
@@ -59,7 +63,20 @@ class LeaderActor(SupervisedActor):
         return self._election.leader_location()
 
     def on_start(self) -> None:
-        """Campaign at once, then every `interval` seconds."""
+        """Campaign at once, then every `interval` seconds, and at once whenever an election
+        that can watch (e.g. etcd) sees the leader's key go."""
+        watch = getattr(self._election, "watch", None)
+        if callable(watch):
+            ref = self.actor_ref
+
+            def key_gone() -> None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(_Campaign())
+
+            try:
+                self._unwatch = watch(key_gone)
+            except Exception as error:
+                logger.warning("cannot watch %r (%s); polling only", self._election, error)
         self._campaign()
 
     def on_receive(self, message: Any) -> Any:
@@ -85,9 +102,15 @@ class LeaderActor(SupervisedActor):
             self._resign()
             leader = False
         self._set_leader(leader)
+        if self._timer is not None:
+            self._timer.cancel()  # a watched change came first: keep one timer, not two
         self._timer = tell_later(self.actor_ref, self._interval, _Campaign(), self._scheduler)
 
     def _step_down(self) -> None:
+        unwatch, self._unwatch = self._unwatch, None
+        if callable(unwatch):
+            with contextlib.suppress(Exception):
+                unwatch()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -24,12 +24,14 @@ from typing import Any
 import pykka
 
 from actors import Backoff, ChildSpec, Supervisor
+from actors.election import Election
 from actors.election.file import FileElection
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
 from infrakit import events
 from infrakit.events import Event, EventBus
 from infrakit.launcher import LaunchedPlugin
 from infrakit.manager.actor import CALL_TIMEOUT, ManagerActor
+from infrakit.manager.store import Store
 from infrakit.manager.store.file import FileStore
 from infrakit.paths import default_home, plugin_endpoint, plugins_dir
 from infrakit.plugins import create_plugin
@@ -105,8 +107,7 @@ class Runtime:
         self.plugins_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         threading.stack_size(ACTOR_STACK_SIZE)
         self._unsubscribe = self.events.subscribe(self._on_event)
-        election = FileElection(self.home / "leader.lock", location=self.location)
-        store = FileStore(self.home / "configs" / "global.config")
+        election, store = self._backends()
         manager = ChildSpec(
             "manager",
             ManagerActor,
@@ -270,6 +271,26 @@ class Runtime:
                     config.name, endpoint, on_change=self._plugin_watcher(config.name, endpoint)
                 )
         return plugins
+
+    def _backends(self) -> tuple[Election, Store]:
+        """The election and store the cluster file asks for (`file` unless it says `etcd`)."""
+        leader, stored = self.config.manager.leader, self.config.manager.store
+        election: Election
+        if leader.kind == "etcd":
+            from actors.election.etcd import EtcdElection
+
+            election = EtcdElection(
+                list(leader.endpoints), key=leader.key, location=self.location, ttl=leader.ttl
+            )
+        else:
+            election = FileElection(self.home / "leader.lock", location=self.location)
+        if stored.kind == "etcd":
+            from actors.election.etcd import EtcdElection
+            from infrakit.manager.store.etcd import EtcdStore
+
+            fence = election if isinstance(election, EtcdElection) else None
+            return election, EtcdStore(list(stored.endpoints), prefix=stored.prefix, election=fence)
+        return election, FileStore(self.home / "configs" / "global.config")
 
     def _plugin_watcher(self, name: str, endpoint: str) -> Callable[[bool, str], None]:
         """Report a remote plugin's connection going down or coming back, as an event."""

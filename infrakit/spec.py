@@ -288,11 +288,32 @@ class PluginConfig(_Model):
 
 
 class BackendConfig(_Model):
-    """An election or store backend, by kind, with that kind's settings."""
+    """An election or store backend: `file` (one host, the default) or `etcd` (many hosts)."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    kind: Literal["file", "etcd"] = Field(default="file", alias="Kind")
+    endpoints: tuple[str, ...] = Field(default=("http://127.0.0.1:2379",), alias="Endpoints")
+    ttl: float = Field(default=3.0, alias="TTL")
+    key: str = Field(default="/infrakit/leader", alias="Key", min_length=1)
+    prefix: str = Field(default="/infrakit/groups/", alias="Prefix", min_length=1)
 
-    kind: Literal["file"] = Field(default="file", alias="Kind")
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _endpoint_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float:
+        return _duration(value)
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl_at_least_two_seconds(cls, value: float) -> float:
+        if value < 2.0:
+            raise ValueError(f"must be at least 2s (etcd leases are whole seconds), got {value}s")
+        return value
 
 
 class CurveConfig(_Model):

@@ -39,10 +39,13 @@ class Problems(click.ClickException):
 class Server:
     """A connection to one RPC server, with the sentence to print when it does not answer."""
 
-    def __init__(self, ref: RemoteRef, unreachable: str) -> None:
+    def __init__(
+        self, ref: RemoteRef, unreachable: str, curve: CurveClientConfig | None = None
+    ) -> None:
         self.ref = ref
         self.endpoint = ref.endpoint
         self.unreachable = unreachable
+        self.curve = curve
 
     def call(
         self, method: str, params: Mapping[str, Any] | None = None, *, optional: bool = False
@@ -56,9 +59,23 @@ class Server:
         except RemoteError as error:
             if optional and error.code == METHOD_NOT_FOUND:
                 return None
+            leader = param(error.data, "Leader") if isinstance(error.data, dict) else None
+            if error.code == NOT_LEADER and isinstance(leader, str) and leader != self.endpoint:
+                return self._forward(leader, method, params)
             raise remote_error(error) from None
         except (RpcTimeout, RpcClosed):
             raise click.ClickException(self.unreachable) from None
+
+    def _forward(self, leader: str, method: str, params: Mapping[str, Any] | None) -> Any:
+        """Send a call refused by a follower to the leader it named (once, never further)."""
+        click.echo(f"(forwarded to the leader at {leader})", err=True)
+        with connect(leader, f"the leader at {leader} does not answer", self.curve) as other:
+            try:
+                return other.ref.call(method, dict(params or {}))
+            except RemoteError as error:
+                raise remote_error(error) from None
+            except (RpcTimeout, RpcClosed):
+                raise click.ClickException(other.unreachable) from None
 
     def close(self) -> None:
         """Drop the connection (quickly: a CLI process is about to exit)."""
@@ -156,7 +173,7 @@ def connect(
         if failures:
             raise click.ClickException(f"cannot talk to {endpoint}: {failures[-1]}")
         raise click.ClickException(unreachable)
-    return Server(ref, unreachable)
+    return Server(ref, unreachable, curve)
 
 
 def curve_config(curve_key: Path | None, server_key: Path | None) -> CurveClientConfig | None:

@@ -23,7 +23,7 @@ from infrakit import events
 from infrakit.group.instance import WantLook
 from infrakit.group.plan import describe_commit
 from infrakit.group.supervisor import GroupRecord, GroupSupervisor
-from infrakit.manager.store.file import FileStore
+from infrakit.manager.store import Store
 from infrakit.spec import GroupSpec, SpecError, parse_group, plugin_name
 from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError, ValidationError
 
@@ -65,7 +65,7 @@ class ManagerActor(Supervisor):
     def __init__(
         self,
         election: Election,
-        store: FileStore,
+        store: Store,
         plugins: Mapping[str, InstancePlugin | FlavorPlugin],
         publish: Callable[[events.Event], None],
         initial_groups: Sequence[GroupSpec] = (),
