@@ -292,7 +292,7 @@ class BackendConfig(_Model):
 
     kind: Literal["file", "etcd"] = Field(default="file", alias="Kind")
     endpoints: tuple[str, ...] = Field(default=("http://127.0.0.1:2379",), alias="Endpoints")
-    ttl: float = Field(default=3.0, alias="TTL")
+    ttl: float = Field(default=2.0, alias="TTL")
     key: str = Field(default="/infrakit/leader", alias="Key", min_length=1)
     prefix: str = Field(default="/infrakit/groups/", alias="Prefix", min_length=1)
 

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # A look asked for by an actor or a plugin waits this long, so that a burst becomes one look.
 LOOK_SOON = 0.05
+# A plugin's own signal is a confirmed change, not a burst of actor reports: look at once.
+PLUGIN_SAID_SOON = 0.005
 
 
 _NEEDS_NEWS = frozenset({Phase.PENDING, Phase.FAILING, Phase.UNHEALTHY})
@@ -52,6 +54,11 @@ class GroupRecord:
 
     spec: GroupSpec
     destroying: bool = False
+
+
+@dataclass(frozen=True)
+class _PluginSaid:
+    """The instance plugin signalled a change (e.g. a container died): look at once."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ class GroupSupervisor(Supervisor):
 
             def changed() -> None:
                 with contextlib.suppress(pykka.ActorDeadError):
-                    ref.tell(WantLook())
+                    ref.tell(_PluginSaid())
 
             self._unwatch = self.instance_plugin.watch(changed)
         self._schedule(0.0)
@@ -141,6 +148,8 @@ class GroupSupervisor(Supervisor):
             self._status_report(message)
         elif isinstance(message, WantLook):
             self._look_soon()
+        elif isinstance(message, _PluginSaid):
+            self._look_soon(PLUGIN_SAID_SOON)
         else:
             return super().on_receive(message)
         return None
@@ -419,9 +428,9 @@ class GroupSupervisor(Supervisor):
         self._next_tick = time.monotonic() + delay
         self._timer = tell_later(self.actor_ref, delay, _Tick())
 
-    def _look_soon(self) -> None:
+    def _look_soon(self, soon: float = LOOK_SOON) -> None:
         """Look again soon, but never so soon that looking crowds out the work it looks at."""
-        delay = max(LOOK_SOON, 3 * self._tick_cost)
+        delay = max(soon, 3 * self._tick_cost)
         if self._next_tick > time.monotonic() + delay:
             self._schedule(delay)
 

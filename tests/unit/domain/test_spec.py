@@ -145,7 +145,7 @@ def test_cluster_faults_name_their_path() -> None:
             }
         )
     found = caught.value.problems
-    assert ("Manager.Leader.Kind", "must be one of 'file', got 'zookeeper'") in found
+    assert ("Manager.Leader.Kind", "must be one of 'file' or 'etcd', got 'zookeeper'") in found
 
 
 def test_cluster_groups_checked_against_known_plugins() -> None:

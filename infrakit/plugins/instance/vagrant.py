@@ -1,0 +1,820 @@
+"""The vagrant instance plugin: each instance is a Vagrant machine in its own directory.
+
+As InfraKit's vagrant plugin did, an instance is a directory `<state_dir>/<id>/` holding a
+rendered `Vagrantfile`, the flavor's Init as `boot.sh` and the instance's tags as JSON in `tags`;
+provisioning is `vagrant up`, destroying is `vagrant destroy -f` and removing the directory.
+Vagrant is driven through python-vagrant, offline (no version check, no box update check).
+
+Properties (keys case-insensitive, as Go's JSON):
+
+- `Provider`: the Vagrant provider, default `"docker"`; any other (`"virtualbox"`, `"libvirt"`...)
+  makes a VM from `Box` and runs `boot.sh` as a shell provisioner during `vagrant up`.
+- `Box`: the box name; required unless the provider is docker.
+- `CPUs` (default 2) and `Memory` in MB (default 512): the VM's size. With the docker provider
+  they become `--cpus`/`--memory` only when given explicitly.
+- `Docker`: the docker provider's settings, `{"Image" (required), "Cmd", "Name", "NetworkMode",
+  "Env", "Ports", "Volumes", "Privileged", "CreateArgs"}`. The container is the machine; it has
+  no SSH, so Vagrant cannot run a shell provisioner in it. Instead the container's command runs
+  `/vagrant/boot.sh` from the synced instance directory, writes its exit status to `boot.status`
+  there and keeps the machine up (as a VM stays up after provisioning). A `Cmd` of your own
+  replaces that command (it can run `/vagrant/boot.sh` itself). `Name` prefixes the container
+  name, `<Name>-<instance id>` (default `infrakit-<instance id>`), so a group's machines never
+  clash; `NetworkMode` is `docker run --network`.
+- `Template`: the path of a Vagrantfile template of your own, in Python `string.Template` syntax
+  (`$Name` or `${Name}`; `$$` for a literal `$`, which Ruby rarely needs). `{...}` is *not* a
+  placeholder: Ruby uses braces for blocks and hashes. Each placeholder becomes a Ruby literal:
+  `$Box` (a string, or `nil`), `$CPUs`, `$Memory` (integers), `$Hostname`, `$InstanceID`,
+  `$Provider` (strings), `$LogicalID` (a string or `nil`), `$Env` (a hash of the
+  `INFRAKIT_INSTANCE_ID` and `INFRAKIT_LOGICAL_ID` variables), `$NetworkOptions` (`, ip: '...'` when
+  the logical ID is an IPv4 address, else `, type: 'dhcp'`, for `config.vm.network
+  "private_network"$NetworkOptions`) and `$DockerProvider` (the whole `config.vm.provider "docker"`
+  block built from `Docker`, or nothing for another provider).
+
+`describe_instances` does not run `vagrant status` for docker-provider machines (each costs a
+second or more of Ruby start-up): it reads each machine's container ID from
+`.vagrant/machines/default/docker/id` and asks the Docker engine once, with `docker ps`, which
+containers run. Machines of other providers are asked with `vagrant status`, concurrently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import shutil
+import string
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import vagrant
+
+from infrakit.plugins._atomic import is_temp_name, write_json_atomic
+from infrakit.plugins._props import join_path, object_fields, string_list, string_map
+from infrakit.spi.errors import PluginError, ValidationError
+from infrakit.spi.instance import Description, InstanceID, InstancePlugin, Spec, tags_match
+
+log = logging.getLogger(__name__)
+
+ID_PREFIX = "vagrant-"
+VAGRANTFILE = "Vagrantfile"
+BOOT_SCRIPT = "boot.sh"
+BOOT_STATUS = "boot.status"  # docker provider: boot.sh's exit status, written by the container
+TAGS = "tags"
+DEAD_MARKER = "dead"  # made when the machine is first seen not running; its mtime says when
+RECORD = "instance.json"  # ID, LogicalID, Provider and Properties of the instance
+OUTPUT = "vagrant.log"  # what Vagrant printed, every command appended
+MACHINE = "default"
+SYNCED_DIR = "/vagrant"
+INSTANCE_LABEL = "infrakit.vagrant.instance"  # docker label on each machine's container
+
+DEFAULT_PROVIDER = "docker"
+DEFAULT_CPUS = 2
+DEFAULT_MEMORY = 512
+DEFAULT_NAME_PREFIX = "infrakit"
+
+# The docker machine's command: run boot.sh once, record how it ended, then stay up like a VM.
+BOOT_COMMAND = (
+    "trap 'exit 0' TERM INT; "
+    f"/bin/sh {SYNCED_DIR}/{BOOT_SCRIPT}; echo $? > {SYNCED_DIR}/{BOOT_STATUS}; "
+    "while :; do sleep 3600 & wait $!; done"
+)
+
+VM_TEMPLATE = """\
+# Made by infrakit's vagrant instance plugin for instance $InstanceID.
+Vagrant.configure("2") do |config|
+  config.vm.box = $Box
+  config.vm.hostname = $Hostname
+  config.vm.network "private_network"$NetworkOptions
+  config.vm.provision "shell", path: "boot.sh", env: $Env
+  config.vm.provider "virtualbox" do |vb|
+    vb.memory = $Memory
+    vb.cpus = $CPUs
+  end
+  config.vm.provider "libvirt" do |lv|
+    lv.memory = $Memory
+    lv.cpus = $CPUs
+  end
+end
+"""
+
+DOCKER_TEMPLATE = """\
+# Made by infrakit's vagrant instance plugin for instance $InstanceID.
+Vagrant.configure("2") do |config|
+  config.vm.hostname = $Hostname
+  config.vm.synced_folder ".", "/vagrant"
+$DockerProvider
+end
+"""
+
+# Set for every Vagrant run: work offline, plain output.
+_VAGRANT_ENV = {
+    "VAGRANT_CHECKPOINT_DISABLE": "1",
+    "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1",
+    "VAGRANT_NO_COLOR": "1",
+}
+# Dropped from the environment: they would point Vagrant away from the instance directory.
+_DROPPED_ENV = frozenset(
+    {"VAGRANT_CWD", "VAGRANT_VAGRANTFILE", "VAGRANT_DOTFILE_PATH", "VAGRANT_FORCE_COLOR"}
+)
+# A Vagrant run that failed with one of these in its output is tried again:
+_TRANSIENT_MARKERS = (
+    # Vagrant's own locks, busy with another Vagrant process.
+    "lock is being held by another instance of Vagrant",
+    "another process is already executing an action on the machine",
+    # Before creating a container, the docker provider lists every container on the engine
+    # and `docker inspect`s each (to find forwarded ports in use): one removed in between, by
+    # anybody, fails the `vagrant up` before it made anything ("Error: No such object").
+    'Command: ["docker", "inspect", ',
+)
+_RETRY_FOR = 60.0  # seconds: how long to keep trying a run that failed for a passing reason
+_RETRY_BACKOFF = 0.25  # seconds, doubled after each retry up to _RETRY_BACKOFF_MAX
+_RETRY_BACKOFF_MAX = 2.0
+_OUTPUT_TAIL_LINES = 12
+_STATUS_WORKERS = 8  # concurrent `vagrant status` runs in one describe
+_DOCKER_TIMEOUT = 30.0
+
+_PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+_CONTAINER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    """The `Docker` property: settings of Vagrant's docker provider."""
+
+    image: str
+    cmd: tuple[str, ...] | None = None
+    name: str | None = None
+    network_mode: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    privileged: bool = False
+    create_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VagrantOptions:
+    """The instance properties this plugin understands (see the module's doc)."""
+
+    provider: str = DEFAULT_PROVIDER
+    box: str | None = None
+    cpus: int | None = None  # None: DEFAULT_CPUS for a VM, unset for a container
+    memory: int | None = None  # None: DEFAULT_MEMORY for a VM, unset for a container
+    template: Path | None = None
+    docker: DockerOptions | None = None
+
+
+def _positive_int(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError("must be a positive integer", path=path)
+    return value
+
+
+def _non_empty_string(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError("must be a non-empty string", path=path)
+    return value
+
+
+def _parse_docker(value: Any, path: str) -> DockerOptions:
+    fields = object_fields(
+        value,
+        (
+            "Image",
+            "Cmd",
+            "Name",
+            "NetworkMode",
+            "Env",
+            "Ports",
+            "Volumes",
+            "Privileged",
+            "CreateArgs",
+        ),
+        path,
+    )
+    if fields.get("Image") is None:
+        raise ValidationError("is required", path=join_path(path, "Image"))
+    image = _non_empty_string(fields["Image"], join_path(path, "Image"))
+    cmd = None
+    if fields.get("Cmd") is not None:
+        cmd = tuple(string_list(fields["Cmd"], join_path(path, "Cmd"), non_empty=True))
+    name = None
+    if fields.get("Name") is not None:
+        name = _non_empty_string(fields["Name"], join_path(path, "Name"))
+        if not _CONTAINER_NAME_RE.match(name):
+            raise ValidationError(
+                "must be letters, digits, '_', '.' or '-', starting with a letter or digit",
+                path=join_path(path, "Name"),
+            )
+    network_mode = None
+    if fields.get("NetworkMode") is not None:
+        network_mode = _non_empty_string(fields["NetworkMode"], join_path(path, "NetworkMode"))
+    env: dict[str, str] = {}
+    if fields.get("Env") is not None:
+        env = string_map(fields["Env"], join_path(path, "Env"))
+        for key in env:
+            if not key or "=" in key:
+                raise ValidationError(
+                    "not a valid environment variable", path=join_path(join_path(path, "Env"), key)
+                )
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in ("Ports", "Volumes", "CreateArgs"):
+        if fields.get(key) is not None:
+            lists[key] = tuple(string_list(fields[key], join_path(path, key)))
+    privileged = fields.get("Privileged", False)
+    if privileged is None:
+        privileged = False
+    if not isinstance(privileged, bool):
+        raise ValidationError("must be true or false", path=join_path(path, "Privileged"))
+    return DockerOptions(
+        image=image,
+        cmd=cmd,
+        name=name,
+        network_mode=network_mode,
+        env=env,
+        ports=lists.get("Ports", ()),
+        volumes=lists.get("Volumes", ()),
+        privileged=privileged,
+        create_args=lists.get("CreateArgs", ()),
+    )
+
+
+def parse_options(properties: Any) -> VagrantOptions:
+    """Check instance properties and return them parsed; faults raise `ValidationError`."""
+    fields = object_fields(
+        {} if properties is None else properties,
+        ("Box", "CPUs", "Memory", "Template", "Provider", "Docker"),
+    )
+    provider = DEFAULT_PROVIDER
+    if fields.get("Provider") is not None:
+        provider = _non_empty_string(fields["Provider"], "Provider")
+        if not _PROVIDER_RE.match(provider):
+            raise ValidationError("not a Vagrant provider name", path="Provider")
+    box = None
+    if fields.get("Box") is not None:
+        box = _non_empty_string(fields["Box"], "Box")
+    cpus = None if fields.get("CPUs") is None else _positive_int(fields["CPUs"], "CPUs")
+    memory = None if fields.get("Memory") is None else _positive_int(fields["Memory"], "Memory")
+    template = None
+    if fields.get("Template") is not None:
+        template = Path(_non_empty_string(fields["Template"], "Template")).expanduser()
+    docker = None
+    if provider == "docker":
+        if fields.get("Docker") is None:
+            raise ValidationError(
+                'is required with Provider "docker"', path=join_path("Docker", "Image")
+            )
+        docker = _parse_docker(fields["Docker"], "Docker")
+    else:
+        if fields.get("Docker") is not None:
+            raise ValidationError(
+                f'is only used with Provider "docker", not {provider!r}', "Docker"
+            )
+        if box is None:
+            raise ValidationError(f"is required with Provider {provider!r}", path="Box")
+    return VagrantOptions(
+        provider=provider, box=box, cpus=cpus, memory=memory, template=template, docker=docker
+    )
+
+
+# -- rendering the Vagrantfile --------------------------------------------------------------
+
+
+def ruby_string(value: str) -> str:
+    """A single-quoted Ruby string literal: no interpolation, only `\\\\` and `\\'` escapes."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ruby_list(items: tuple[str, ...] | list[str]) -> str:
+    return "[" + ", ".join(ruby_string(i) for i in items) + "]"
+
+
+def _ruby_hash(items: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"{ruby_string(k)} => {ruby_string(v)}" for k, v in items.items()) + "}"
+
+
+def _ruby_optional(value: str | None) -> str:
+    return "nil" if value is None else ruby_string(value)
+
+
+def _docker_block(
+    docker: DockerOptions,
+    options: VagrantOptions,
+    instance_id: str,
+    env: Mapping[str, str],
+) -> str:
+    """The `config.vm.provider "docker"` block of the Vagrantfile."""
+    create_args: list[str] = []
+    if docker.network_mode is not None:
+        create_args += ["--network", docker.network_mode]
+    if options.cpus is not None:
+        create_args += ["--cpus", str(options.cpus)]
+    if options.memory is not None:
+        create_args += ["--memory", f"{options.memory}m"]
+    create_args += ["--label", f"{INSTANCE_LABEL}={instance_id}", *docker.create_args]
+    cmd = docker.cmd if docker.cmd is not None else ("/bin/sh", "-c", BOOT_COMMAND)
+    prefix = docker.name or DEFAULT_NAME_PREFIX
+    lines = [
+        '  config.vm.provider "docker" do |d|',
+        f"    d.image = {ruby_string(docker.image)}",
+        f"    d.name = {ruby_string(f'{prefix}-{instance_id}')}",
+        f"    d.cmd = {_ruby_list(cmd)}",
+        "    d.has_ssh = false",
+        "    d.remains_running = true",
+        f"    d.env = {_ruby_hash({**docker.env, **env})}",
+        f"    d.create_args = {_ruby_list(create_args)}",
+    ]
+    if docker.ports:
+        lines.append(f"    d.ports = {_ruby_list(docker.ports)}")
+    if docker.volumes:
+        lines.append(f"    d.volumes = {_ruby_list(docker.volumes)}")
+    if docker.privileged:
+        lines.append("    d.privileged = true")
+    lines.append("  end")
+    return "\n".join(lines)
+
+
+def _network_options(logical_id: str | None) -> str:
+    """InfraKit's: a logical ID that is an IP address is the machine's private address."""
+    if logical_id:
+        try:
+            return f", ip: {ruby_string(str(ipaddress.IPv4Address(logical_id)))}"
+        except ValueError:
+            pass
+    return ", type: 'dhcp'"
+
+
+def render_vagrantfile(
+    options: VagrantOptions, instance_id: str, logical_id: str | None = None
+) -> str:
+    """The Vagrantfile of one instance, from `Template` or the built-in template."""
+    env = {"INFRAKIT_INSTANCE_ID": instance_id, "INFRAKIT_LOGICAL_ID": logical_id or ""}
+    docker = options.docker
+    hostname: str | None = instance_id
+    if docker is not None and (docker.network_mode or "").split(":")[0] in ("host", "container"):
+        hostname = None  # Docker refuses a hostname in the host's or another container's network
+    fields = {
+        "Box": _ruby_optional(options.box),
+        "CPUs": str(options.cpus or DEFAULT_CPUS),
+        "Memory": str(options.memory or DEFAULT_MEMORY),
+        "Hostname": _ruby_optional(hostname),
+        "InstanceID": ruby_string(instance_id),
+        "LogicalID": _ruby_optional(logical_id),
+        "Provider": ruby_string(options.provider),
+        "Env": _ruby_hash(env),
+        "NetworkOptions": _network_options(logical_id),
+        "DockerProvider": (
+            _docker_block(docker, options, instance_id, env) if docker is not None else ""
+        ),
+    }
+    if options.template is not None:
+        try:
+            text = options.template.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"cannot read template: {exc}", path="Template") from exc
+    else:
+        text = DOCKER_TEMPLATE if docker is not None else VM_TEMPLATE
+    try:
+        return string.Template(text).substitute(fields)
+    except KeyError as exc:
+        known = ", ".join(f"${name}" for name in fields)
+        raise ValidationError(
+            f"unknown placeholder ${exc.args[0]} (known: {known})", path="Template"
+        ) from None
+    except ValueError as exc:
+        raise ValidationError(f"bad template: {exc}", path="Template") from None
+
+
+# -- the plugin -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One instance directory as describe sees it (before asking whether it runs)."""
+
+    id: str
+    path: Path
+    tags: dict[str, str]
+    logical_id: str | None
+    provider: str
+    properties: Any
+
+    def describe(self) -> Description:
+        return Description(self.id, self.logical_id, dict(self.tags), self.properties)
+
+
+class VagrantInstancePlugin(InstancePlugin):
+    """Instances as Vagrant machines, one directory each under `state_dir`.
+
+    `vagrant_bin` is the `vagrant` executable (default: the one on PATH) and `docker_bin` the
+    `docker` CLI used to ask about docker-provider machines (default: the one on PATH). Every
+    method is safe to call from many threads at once; slow `vagrant up`s of different instances
+    run in parallel (no lock is held across a Vagrant run).
+
+    A machine that stops running (its container exited, its VM powered off) is no longer
+    described, so its group replaces it; once it has been seen stopped for `dead_retention`
+    seconds, `describe_instances` destroys it in the background (`vagrant destroy -f` and its
+    directory). A `dead` file in the instance directory says since when it is stopped.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        vagrant_bin: str | None = None,
+        docker_bin: str | None = None,
+        dead_retention: float = 3600.0,
+    ) -> None:
+        self._dir = Path(state_dir)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._vagrant_bin = vagrant_bin
+        self._docker_bin = docker_bin
+        self._env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        self._env.update(_VAGRANT_ENV)
+        self._dead_retention = dead_retention
+        self._lock = threading.Lock()  # guards the dicts below; never held across a slow call
+        self._tags_lock = threading.Lock()  # serialises read-modify-write of tags files
+        self._destroy_locks: dict[str, threading.Lock] = {}  # one destroy per instance at a time
+        self._reapers: dict[str, threading.Thread] = {}  # destroying long-dead machines
+
+    @property
+    def state_dir(self) -> Path:
+        """The directory holding one subdirectory per instance."""
+        return self._dir
+
+    def validate(self, properties: Any) -> None:
+        """Check the properties, including that a `Template` renders."""
+        options = parse_options(properties)
+        render_vagrantfile(options, f"{ID_PREFIX}000000000000")
+
+    def provision(self, spec: Spec) -> InstanceID:
+        """Make the instance's directory and `vagrant up` it; return once that succeeded.
+
+        A failed `vagrant up` raises `PluginError` with the end of Vagrant's output, after
+        destroying whatever it made.
+        """
+        options = parse_options(spec.properties)
+        instance_id = f"{ID_PREFIX}{secrets.token_hex(6)}"
+        vagrantfile = render_vagrantfile(options, instance_id, spec.logical_id)
+        idir = self._dir / instance_id
+        try:
+            idir.mkdir()
+            (idir / VAGRANTFILE).write_text(vagrantfile, encoding="utf-8")
+            boot = idir / BOOT_SCRIPT
+            boot.write_text(spec.init, encoding="utf-8")
+            boot.chmod(0o755)
+            record = {
+                "ID": instance_id,
+                "LogicalID": spec.logical_id,
+                "Provider": options.provider,
+                "Properties": spec.properties,
+            }
+            write_json_atomic(idir / RECORD, record)
+        except (OSError, TypeError, ValueError) as exc:
+            shutil.rmtree(idir, ignore_errors=True)
+            raise PluginError(f"cannot prepare {idir}: {exc}") from exc
+        started = time.monotonic()
+        try:
+            self._vagrant(idir, options.provider, "up", lambda v: v.up(provider=options.provider))
+            write_json_atomic(idir / TAGS, dict(spec.tags), fsync=True)
+        except Exception as exc:
+            self._discard(instance_id, options.provider)
+            if isinstance(exc, OSError):
+                raise PluginError(f"cannot record tags of {instance_id}: {exc}") from exc
+            raise
+        log.debug("vagrant up of %s took %.1fs", instance_id, time.monotonic() - started)
+        return instance_id
+
+    def destroy(self, instance_id: InstanceID) -> None:
+        """`vagrant destroy -f` the machine and remove its directory; a missing one is fine."""
+        idir = self._instance_dir(instance_id)
+        with self._lock:
+            lock = self._destroy_locks.setdefault(instance_id, threading.Lock())
+        with lock:
+            self._destroy_locked(instance_id, idir)
+        with self._lock:
+            if not idir.exists():
+                self._destroy_locks.pop(instance_id, None)
+
+    def _destroy_locked(self, instance_id: str, idir: Path) -> None:
+        if not idir.is_dir():
+            return
+        provider = self._provider_of(idir)
+        if (idir / VAGRANTFILE).exists():
+            try:
+                self._vagrant(idir, provider, "destroy", lambda v: v.destroy())
+            except PluginError:
+                # A docker machine's container can be removed without Vagrant; others cannot.
+                if provider != "docker" or not self._remove_containers(instance_id):
+                    raise
+        if provider == "docker":
+            # `vagrant up` can leave a container it never recorded (created, failed to start).
+            self._remove_containers(instance_id)
+        self._remove_dir(idir)
+
+    def describe_instances(self, tags: Mapping[str, str]) -> list[Description]:
+        """Every instance whose machine is running and whose tags include all of `tags`."""
+        wanted = dict(tags)
+        found = [f for f in self._scan() if tags_match(f.tags, wanted)]
+        containers = {
+            f.id: cid
+            for f in found
+            if f.provider == "docker" and (cid := self._container_id(f.path)) is not None
+        }
+        running = self._running_containers() if containers else set()
+        others = [f for f in found if f.provider != "docker"]
+        alive_others: dict[str, bool] = {}
+        if others:  # each `vagrant status` is a second of Ruby start-up: ask them all at once
+            with ThreadPoolExecutor(
+                max_workers=min(_STATUS_WORKERS, len(others)), thread_name_prefix="vagrant-status"
+            ) as pool:
+                states = pool.map(self._is_running, others)
+                alive_others = dict(zip([f.id for f in others], states, strict=True))
+        out = []
+        for f in found:
+            if f.provider == "docker":
+                alive = containers.get(f.id) in running
+            else:
+                alive = alive_others[f.id]
+            if alive:
+                out.append(f.describe())
+            self._note_state(f, alive)
+        out.sort(key=lambda d: d.id)
+        return out
+
+    def label(self, instance_id: InstanceID, labels: Mapping[str, str]) -> None:
+        """Merge `labels` into the instance's `tags` file."""
+        path = self._instance_dir(instance_id) / TAGS
+        with self._tags_lock:
+            try:
+                current = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise PluginError(f"no such instance: {instance_id}") from None
+            except (OSError, ValueError) as exc:
+                raise PluginError(f"cannot read {path}: {exc}") from exc
+            if not isinstance(current, dict):
+                raise PluginError(f"{path} is not a JSON object")
+            try:
+                write_json_atomic(path, {**current, **labels}, fsync=True)
+            except OSError as exc:
+                raise PluginError(f"cannot write {path}: {exc}") from exc
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Wait (up to `timeout` seconds) for background destroys of dead machines to end."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            reapers = list(self._reapers.values())
+        for thread in reapers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -- dead machines ----------------------------------------------------------------------
+
+    def _note_state(self, found: _Found, alive: bool) -> None:
+        """Keep the `dead` marker of a machine up to date; reap one dead for too long."""
+        marker = found.path / DEAD_MARKER
+        if alive:
+            with contextlib.suppress(OSError):
+                marker.unlink()  # it runs again (e.g. its container was restarted)
+            return
+        try:
+            since = marker.stat().st_mtime
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                marker.touch()
+                log.info("machine %s is not running", found.id)
+            return
+        except OSError:
+            return
+        if time.time() - since < self._dead_retention:
+            return
+        with self._lock:
+            if found.id in self._reapers:
+                return
+            thread = threading.Thread(
+                target=self._reap, args=(found.id,), name=f"vagrant-reap:{found.id}", daemon=True
+            )
+            self._reapers[found.id] = thread
+        thread.start()
+
+    def _reap(self, instance_id: str) -> None:
+        log.info("destroying machine %s, not running for %gs", instance_id, self._dead_retention)
+        try:
+            self.destroy(instance_id)
+        except PluginError as exc:
+            log.warning("cannot destroy dead machine %s: %s", instance_id, exc)
+        except Exception:
+            log.exception("cannot destroy dead machine %s", instance_id)
+        finally:
+            with self._lock:
+                self._reapers.pop(instance_id, None)
+
+    # -- Vagrant ----------------------------------------------------------------------------
+
+    def _vagrant(self, idir: Path, provider: str, what: str, call: Callable[[Any], None]) -> None:
+        """Run one Vagrant command in `idir`, its output appended to the instance's log.
+
+        A run that failed for a passing reason (see `_TRANSIENT_MARKERS`) is tried again; any
+        other failure raises `PluginError` with the end of Vagrant's output. `provider` is
+        Vagrant's default provider for the run (a machine not made yet has no other).
+        """
+        exe = self._vagrant_bin or shutil.which("vagrant")
+        if exe is None:
+            raise PluginError("vagrant is not installed (no 'vagrant' on PATH)")
+        output = idir / OUTPUT
+        delay = _RETRY_BACKOFF
+        deadline = time.monotonic() + _RETRY_FOR
+        while True:
+            try:
+                start = output.stat().st_size
+            except FileNotFoundError:
+                start = 0
+            log_output = vagrant.make_file_cm(str(output))  # type: ignore[no-untyped-call]
+            machine = vagrant.Vagrant(  # type: ignore[no-untyped-call]
+                root=str(idir),
+                quiet_stdout=True,
+                quiet_stderr=True,
+                env={**self._env, "VAGRANT_DEFAULT_PROVIDER": provider},
+                out_cm=log_output,
+                err_cm=log_output,
+            )
+            machine._vagrant_exe = exe  # python-vagrant only looks on PATH by itself
+            try:
+                call(machine)
+                return
+            except subprocess.CalledProcessError as exc:
+                tail = _tail(output, start)
+                transient = any(m in tail for m in _TRANSIENT_MARKERS)
+                if transient and time.monotonic() + delay < deadline:
+                    log.info("%s: vagrant %s failed (%s); trying again", idir.name, what, tail)
+                    time.sleep(delay * random.uniform(0.5, 1.0))  # jitter: unsync the retries
+                    delay = min(delay * 2, _RETRY_BACKOFF_MAX)
+                    continue
+                raise PluginError(
+                    f"vagrant {what} of {idir.name} failed (exit status {exc.returncode}): {tail}"
+                ) from None
+            except OSError as exc:
+                raise PluginError(f"cannot run {exe}: {exc}") from exc
+
+    def _is_running(self, found: _Found) -> bool:
+        """Ask `vagrant status` whether a (non-docker) machine runs."""
+        states: list[str] = []
+
+        def status(machine: Any) -> None:
+            states.extend(s.state for s in machine.status())
+
+        self._vagrant(found.path, found.provider, "status", status)
+        return states == [vagrant.Vagrant.RUNNING]
+
+    def _discard(self, instance_id: str, provider: str) -> None:
+        """Best-effort removal of a half-made instance (after a failed provision)."""
+        try:
+            self.destroy(instance_id)
+        except PluginError as exc:
+            log.warning("cannot clean up after failed provision of %s: %s", instance_id, exc)
+            if provider == "docker":
+                self._remove_containers(instance_id)
+            self._remove_dir(self._dir / instance_id)
+
+    # -- Docker -----------------------------------------------------------------------------
+
+    def _docker(self, *args: str) -> str:
+        exe = self._docker_bin or shutil.which("docker")
+        if exe is None:
+            raise PluginError("the docker CLI is not installed (no 'docker' on PATH)")
+        try:
+            done = subprocess.run(
+                [exe, *args],
+                capture_output=True,
+                text=True,
+                env=self._env,
+                timeout=_DOCKER_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PluginError(f"docker {args[0]} failed: {exc}") from exc
+        if done.returncode != 0:
+            raise PluginError(f"docker {args[0]} failed: {done.stderr.strip()[-500:]}")
+        return done.stdout
+
+    def _running_containers(self) -> set[str]:
+        """The full IDs of every running container: one `docker ps` for all the machines."""
+        return set(self._docker("ps", "--quiet", "--no-trunc").split())
+
+    def _remove_containers(self, instance_id: str) -> bool:
+        """Remove every container labelled as this instance's; False if Docker would not."""
+        try:
+            ids = self._docker(
+                "ps", "--all", "--quiet", "--filter", f"label={INSTANCE_LABEL}={instance_id}"
+            ).split()
+            if ids:
+                self._docker("rm", "--force", "--volumes", *ids)
+        except PluginError as exc:
+            log.warning("cannot remove containers of %s: %s", instance_id, exc)
+            return False
+        return True
+
+    @staticmethod
+    def _container_id(idir: Path) -> str | None:
+        path = idir / ".vagrant" / "machines" / MACHINE / "docker" / "id"
+        try:
+            return path.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _instance_dir(self, instance_id: InstanceID) -> Path:
+        if not instance_id or "/" in instance_id or is_temp_name(instance_id):
+            raise PluginError(f"not an instance ID: {instance_id!r}")
+        return self._dir / instance_id
+
+    @staticmethod
+    def _read_record(idir: Path) -> dict[str, Any]:
+        try:
+            data = json.loads((idir / RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _provider_of(self, idir: Path, record: Mapping[str, Any] | None = None) -> str:
+        """The instance's provider, from its record or else from Vagrant's machine data."""
+        provider = (self._read_record(idir) if record is None else record).get("Provider")
+        if isinstance(provider, str):
+            return provider
+        machines = idir / ".vagrant" / "machines" / MACHINE
+        with contextlib.suppress(OSError):
+            for entry in machines.iterdir():
+                return entry.name
+        return DEFAULT_PROVIDER
+
+    def _scan(self) -> list[_Found]:
+        """Every complete instance directory (one whose `vagrant up` succeeded: it has tags)."""
+        try:
+            entries = list(os.scandir(self._dir))
+        except OSError as exc:
+            raise PluginError(f"cannot list {self._dir}: {exc}") from exc
+        found = []
+        for entry in entries:
+            if is_temp_name(entry.name) or not entry.is_dir(follow_symlinks=False):
+                continue
+            idir = Path(entry.path)
+            try:
+                tags = json.loads((idir / TAGS).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue  # being provisioned (or destroyed)
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring instance %s: cannot read its tags: %s", entry.name, exc)
+                continue
+            if not isinstance(tags, dict):
+                log.warning("ignoring instance %s: its tags are not a JSON object", entry.name)
+                continue
+            record = self._read_record(idir)
+            logical_id = record.get("LogicalID")
+            found.append(
+                _Found(
+                    id=entry.name,
+                    path=idir,
+                    tags={str(k): str(v) for k, v in tags.items()},
+                    logical_id=logical_id if isinstance(logical_id, str) else None,
+                    provider=self._provider_of(idir, record),
+                    properties=record.get("Properties"),
+                )
+            )
+        return found
+
+    def _remove_dir(self, idir: Path) -> None:
+        # Rename first so a concurrent describe never sees a half-removed instance.
+        doomed = idir.with_name(f".destroyed-{idir.name}-{secrets.token_hex(4)}")
+        try:
+            os.rename(idir, doomed)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise PluginError(f"cannot remove {idir}: {exc}") from exc
+        shutil.rmtree(doomed, ignore_errors=True)
+        if doomed.exists():
+            # E.g. files a container made as another user in the synced folder.
+            log.warning("could not remove all of %s (it is hidden from describe)", doomed)
+
+
+def _tail(path: Path, start: int) -> str:
+    """The last lines Vagrant wrote to `path` after offset `start`, joined for an error."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no output)"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-_OUTPUT_TAIL_LINES:]) or "(no output)"

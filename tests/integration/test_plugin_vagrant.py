@@ -1,0 +1,356 @@
+"""The vagrant instance plugin with real Vagrant and its docker provider: real machines (containers
+of the local test image, network none, never pulled, no SSH), Init run from the synced folder,
+tags in the instance directory, a failed `vagrant up` cleaned up, validation with paths, two
+concurrent provisions, and a Size 2 group healed by the runtime after a `docker kill`. Every
+machine is destroyed with Vagrant after its test, and every container carrying the test's label
+is removed too."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import TEST_IMAGE, docker_available, require, wait_for
+
+from infrakit import Runtime
+from infrakit.plugins.instance.vagrant import (
+    BOOT_STATUS,
+    INSTANCE_LABEL,
+    TAGS,
+    VagrantInstancePlugin,
+    parse_options,
+    render_vagrantfile,
+)
+from infrakit.spi import PluginError, Spec
+from infrakit.spi.errors import ValidationError
+from infrakit.spi.instance import TAG_GROUP, TAG_LOGICAL_ID
+
+TEST_LABEL = "infrakit.test"
+WEIRD = 'it\'s #{1 + 1} \\ "quoted" $HOME\n'  # Ruby interpolation and quotes must not bite
+
+
+@pytest.fixture
+def engine() -> Iterator[Any]:
+    """A Docker client, once Vagrant and Docker are known to be here."""
+    require("vagrant", shutil.which("vagrant") is not None)
+    require("docker", docker_available())
+    import docker
+
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def token(engine: Any) -> Iterator[str]:
+    """A label value marking this test's containers; any left at teardown is removed."""
+    value = secrets.token_hex(6)
+    yield value
+    for container in engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={value}"}):
+        container.remove(force=True, v=True)
+
+
+def destroy_all(plugin: VagrantInstancePlugin) -> None:
+    """`vagrant destroy` every machine left under the plugin's state directory."""
+    for idir in plugin.state_dir.iterdir():
+        if idir.is_dir() and not idir.name.startswith("."):
+            try:
+                plugin.destroy(idir.name)
+            except PluginError as exc:  # the token fixture removes the container anyway
+                print(f"teardown: {exc}")
+
+
+@pytest.fixture
+def plugin(tmp_path: Path, token: str) -> Iterator[VagrantInstancePlugin]:
+    p = VagrantInstancePlugin(tmp_path / "vagrant")
+    yield p
+    destroy_all(p)
+
+
+def props(token: str, **docker: Any) -> dict[str, Any]:
+    """Docker-provider properties for the test image, labelled for cleanup."""
+    return {
+        "Provider": "docker",
+        "Docker": {
+            "Image": TEST_IMAGE,
+            "NetworkMode": "none",
+            "CreateArgs": ["--label", f"{TEST_LABEL}={token}"],
+            **docker,
+        },
+    }
+
+
+def container_of(engine: Any, instance_id: str) -> Any:
+    """The machine's container (found by the label the plugin puts on it)."""
+    found = engine.containers.list(all=True, filters={"label": f"{INSTANCE_LABEL}={instance_id}"})
+    assert len(found) == 1, found
+    return found[0]
+
+
+def read_when_there(path: Path, what: str) -> str:
+    """The file's content once it has some (the machine writes it through the synced folder)."""
+
+    def read() -> str:
+        return path.read_text() if path.exists() else ""
+
+    return wait_for(read, timeout=10, what=what)
+
+
+# -- provision, describe, label, destroy ---------------------------------------------------
+
+
+def test_provision_runs_init_and_describe_shows_tags(
+    engine: Any, token: str, plugin: VagrantInstancePlugin
+) -> None:
+    init = "\n".join(
+        [
+            'echo "hello from $INFRAKIT_INSTANCE_ID as $INFRAKIT_LOGICAL_ID" > /vagrant/hello',
+            'printf %s "$WEIRD" > /vagrant/weird',
+            "echo booted",
+        ]
+    )
+    spec = Spec(
+        properties=props(token, Env={"WEIRD": WEIRD}, Name="vgtest"),
+        tags={TAG_GROUP: "web", "tier": "front"},
+        init=init,
+        logical_id="web-1",
+    )
+    instance_id = plugin.provision(spec)
+    idir = plugin.state_dir / instance_id
+    assert {p.name for p in idir.iterdir()} >= {"Vagrantfile", "boot.sh", TAGS, ".vagrant"}
+    assert (idir / "boot.sh").read_text() == init
+    assert json.loads((idir / TAGS).read_text()) == {TAG_GROUP: "web", "tier": "front"}
+
+    (found,) = plugin.describe_instances({TAG_GROUP: "web"})
+    assert (found.id, found.logical_id) == (instance_id, "web-1")
+    assert found.tags == {TAG_GROUP: "web", "tier": "front"}
+    assert plugin.describe_instances({TAG_GROUP: "web", "tier": "back"}) == []
+
+    container = container_of(engine, instance_id)
+    assert container.status == "running"
+    assert container.name == f"vgtest-{instance_id}"
+    assert container.attrs["HostConfig"]["NetworkMode"] == "none"
+    # The Init ran in the machine, from the synced folder, and the machine stays up after it.
+    hello = read_when_there(idir / "hello", "the Init's file in the synced folder")
+    assert hello == f"hello from {instance_id} as web-1\n"
+    assert read_when_there(idir / "weird", "the odd variable") == WEIRD
+    assert read_when_there(idir / BOOT_STATUS, "boot.sh to finish").strip() == "0"
+    assert "booted" in container.logs().decode()
+    container.reload()
+    assert container.status == "running"
+
+    plugin.label(instance_id, {"tier": "back", "extra": "1"})
+    (found,) = plugin.describe_instances({"tier": "back"})
+    assert found.tags == {TAG_GROUP: "web", "tier": "back", "extra": "1"}
+
+    plugin.destroy(instance_id)
+    assert not idir.exists()
+    assert [p for p in plugin.state_dir.iterdir() if not p.name.startswith(".")] == []
+    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+    assert plugin.describe_instances({}) == []
+    plugin.destroy(instance_id)  # gone already: not an error
+    plugin.destroy("vagrant-000000000000")
+    with pytest.raises(PluginError, match="no such instance"):
+        plugin.label(instance_id, {"a": "b"})
+
+
+def test_a_stopped_machine_is_not_described(
+    engine: Any, token: str, plugin: VagrantInstancePlugin
+) -> None:
+    instance_id = plugin.provision(Spec(properties=props(token), tags={"t": "1"}, init="true"))
+    assert [d.id for d in plugin.describe_instances({"t": "1"})] == [instance_id]
+    container_of(engine, instance_id).kill()
+    wait_for(lambda: plugin.describe_instances({}) == [], timeout=10, what="the killed machine")
+    plugin.destroy(instance_id)
+    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+
+
+def test_a_failed_up_reports_vagrants_output_and_leaves_nothing(
+    engine: Any, token: str, plugin: VagrantInstancePlugin
+) -> None:
+    spec = Spec(properties=props(token, Cmd=["/no/such/program"]), tags={"t": "1"})
+    with pytest.raises(PluginError) as failure:
+        plugin.provision(spec)
+    message = str(failure.value)
+    assert "vagrant up of vagrant-" in message and "/no/such/program" in message
+    # Docker made the container before failing to start it, and Vagrant never recorded it.
+    assert list(plugin.state_dir.iterdir()) == []
+    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+
+
+def test_two_concurrent_provisions_both_succeed(
+    engine: Any, token: str, plugin: VagrantInstancePlugin
+) -> None:
+    results: dict[int, str | BaseException] = {}
+
+    def provision(n: int) -> None:
+        spec = Spec(
+            properties=props(token),
+            tags={TAG_GROUP: "pair", TAG_LOGICAL_ID: f"pair-{n}"},
+            init=f"echo {n} > /vagrant/n",
+        )
+        try:
+            results[n] = plugin.provision(spec)
+        except BaseException as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=provision, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(isinstance(r, str) for r in results.values()), results
+    ids = {str(r) for r in results.values()}
+    assert len(ids) == 2
+    assert {d.id for d in plugin.describe_instances({TAG_GROUP: "pair"})} == ids
+    for n, instance_id in results.items():
+        path = plugin.state_dir / str(instance_id) / "n"
+        assert read_when_there(path, f"machine {n}'s Init").strip() == str(n)
+
+    threads = [threading.Thread(target=plugin.destroy, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert plugin.describe_instances({}) == []
+    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+
+
+# -- validation and rendering (no Vagrant run) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("properties", "path"),
+    [
+        (None, "Docker.Image"),
+        ({}, "Docker.Image"),
+        ({"Docker": {}}, "Docker.Image"),
+        ({"Docker": {"Image": ""}}, "Docker.Image"),
+        ({"Docker": {"Image": "x", "Cmd": []}}, "Docker.Cmd"),
+        ({"Docker": {"Image": "x", "Cmd": ["a", 1]}}, "Docker.Cmd[1]"),
+        ({"Docker": {"Image": "x", "Name": "no spaces"}}, "Docker.Name"),
+        ({"Docker": {"Image": "x", "Env": {"A": 1}}}, "Docker.Env.A"),
+        ({"Docker": {"Image": "x", "Privileged": "yes"}}, "Docker.Privileged"),
+        ({"Docker": {"Image": "x", "Bogus": 1}}, "Docker.Bogus"),
+        ({"Provider": "virtualbox"}, "Box"),
+        ({"Provider": "virtualbox", "Box": "b", "Docker": {"Image": "x"}}, "Docker"),
+        ({"Provider": "Not A Provider", "Box": "b"}, "Provider"),
+        ({"Provider": "libvirt", "Box": "b", "CPUs": 0}, "CPUs"),
+        ({"Provider": "libvirt", "Box": "b", "Memory": "512"}, "Memory"),
+        ({"Provider": "libvirt", "Box": "b", "Template": 3}, "Template"),
+        ({"Provider": "libvirt", "Box": "b", "Template": "/no/such/template"}, "Template"),
+        ({"Box": "b", "Surprise": True}, "Surprise"),
+        ([], ""),
+    ],
+)
+def test_validation_errors_name_the_path(tmp_path: Path, properties: Any, path: str) -> None:
+    plugin = VagrantInstancePlugin(tmp_path)
+    with pytest.raises(ValidationError) as failure:
+        plugin.validate(properties)
+    assert failure.value.path == path
+
+
+def test_keys_are_case_insensitive_and_defaults_apply() -> None:
+    options = parse_options({"provider": "virtualbox", "box": "debian/bookworm64"})
+    assert (options.box, options.cpus, options.memory) == ("debian/bookworm64", None, None)
+    text = render_vagrantfile(options, "vagrant-abc", "10.1.2.3")
+    assert "config.vm.box = 'debian/bookworm64'" in text
+    assert "vb.cpus = 2" in text and "vb.memory = 512" in text
+    assert "config.vm.network \"private_network\", ip: '10.1.2.3'" in text
+    assert 'config.vm.provision "shell", path: "boot.sh"' in text
+    assert ", type: 'dhcp'" in render_vagrantfile(options, "vagrant-abc", "zk1")
+
+
+def test_a_template_of_your_own(tmp_path: Path) -> None:
+    template = tmp_path / "Vagrantfile.tmpl"
+    template.write_text(
+        'Vagrant.configure("2") do |config|\n'
+        "  config.vm.box = $Box  # ${InstanceID} $$HOME\n"
+        "  config.vm.provider 'virtualbox' do |vb| vb.memory = $Memory end\n"
+        "  x = { 'a' => 1 }\n"
+        "end\n"
+    )
+    properties = {
+        "Provider": "virtualbox",
+        "Box": "b'ox",
+        "Memory": 2048,
+        "Template": str(template),
+    }
+    plugin = VagrantInstancePlugin(tmp_path / "state")
+    plugin.validate(properties)
+    text = render_vagrantfile(parse_options(properties), "vagrant-abc")
+    assert "config.vm.box = 'b\\'ox'  # 'vagrant-abc' $HOME" in text
+    assert "vb.memory = 2048 end" in text and "x = { 'a' => 1 }" in text
+    if shutil.which("ruby"):
+        (tmp_path / "Vagrantfile").write_text(text)
+        subprocess.run(["ruby", "-c", str(tmp_path / "Vagrantfile")], check=True, timeout=30)
+    template.write_text("config.vm.box = $Boxx\n")
+    with pytest.raises(ValidationError, match=r"unknown placeholder \$Boxx") as failure:
+        plugin.validate(properties)
+    assert failure.value.path == "Template"
+
+
+# -- the runtime ---------------------------------------------------------------------------
+
+
+def vagrant_group(token: str, size: int = 2) -> dict[str, Any]:
+    return {
+        "ID": "machines",
+        "Properties": {
+            "Allocation": {"Size": size},
+            "Instance": {"Plugin": "instance-vagrant", "Properties": props(token)},
+            "Flavor": {
+                "Plugin": "flavor-vanilla",
+                "Properties": {
+                    "Init": ['echo "machine $INFRAKIT_INSTANCE_ID" > /vagrant/init-ran'],
+                    "Tags": {"role": "machine"},
+                },
+            },
+            "Health": {"Interval": "200ms", "GracePeriod": "2s", "UnhealthyAfter": 2},
+        },
+    }
+
+
+def test_a_group_of_machines_converges_and_heals(home: Path, engine: Any, token: str) -> None:
+    plugin = VagrantInstancePlugin(home.parent / "vagrant", dead_retention=0)
+    try:
+        with Runtime(home=home, plugins={"instance-vagrant": plugin}) as runtime:
+            assert runtime.commit(vagrant_group(token)) == "Managing 2 instances"
+            first = runtime.wait_converged("machines", timeout=60)["Instances"]
+            assert len(first) == 2
+            for member in first:
+                assert member["Tags"]["role"] == "machine"
+                assert container_of(engine, member["ID"]).status == "running"
+                ran = plugin.state_dir / member["ID"] / "init-ran"
+                assert read_when_there(ran, "the Init") == f"machine {member['ID']}\n"
+
+            victim = first[0]["ID"]
+            container_of(engine, victim).kill()
+
+            def replaced() -> bool:
+                now = {i["ID"] for i in runtime.describe("machines")["Instances"]}
+                return len(now) == 2 and victim not in now
+
+            wait_for(replaced, timeout=60, what="a machine replacing the killed one")
+            done = runtime.wait_converged("machines", timeout=60)["Instances"]
+            logical = sorted(i["Tags"][TAG_LOGICAL_ID] for i in done)
+            assert logical == ["machines-0", "machines-1"]
+            # The dead machine is destroyed (at once, as dead_retention is 0), directory and all.
+            wait_for(
+                lambda: not (plugin.state_dir / victim).exists(),
+                timeout=30,
+                what="the dead machine's directory to go",
+            )
+            running = engine.containers.list(
+                filters={"label": f"{TEST_LABEL}={token}", "status": "running"}
+            )
+            assert len(running) == 2
+    finally:
+        destroy_all(plugin)
