@@ -20,6 +20,7 @@ import pykka
 from actors import Backoff, ChildSpec, LeaderActor, Restart, Supervisor
 from actors.election import Election
 from infrakit import events
+from infrakit.confighash import config_hash
 from infrakit.group.instance import WantLook
 from infrakit.group.plan import describe_commit
 from infrakit.group.supervisor import GroupRecord, GroupSupervisor
@@ -87,6 +88,8 @@ class ManagerActor(Supervisor):
         self.leading = False
         self.leading_since: float | None = None
         self.records: dict[str, GroupRecord] = {}
+        # Group ID -> hash of the cluster file's spec last applied (kept in the store).
+        self.file_marks: dict[str, str] = {}
 
     # -- Pykka hooks ---------------------------------------------------------------------
 
@@ -161,7 +164,7 @@ class ManagerActor(Supervisor):
         self._require_leader()
         record = self._require_group(group_id)
         record.destroying = True
-        self.store.put(group_id, record.spec.to_json(), Destroying=True)
+        self._store(record.spec, Destroying=True)
         group = self._group(group_id)
         if group is not None:
             group.proxy().destroy_all().get(timeout=CALL_TIMEOUT)
@@ -244,6 +247,12 @@ class ManagerActor(Supervisor):
         self.publish(events.Event("manager", events.LEADERSHIP, "gained leadership: leading"))
         self._load()
         for spec in self.initial_groups:
+            # The cluster file is applied when it is new or was edited since it was last
+            # applied; otherwise the stored spec (perhaps committed later) stands.
+            mark = config_hash(spec.to_json(), None)
+            if self.file_marks.get(spec.id) == mark and spec.id in self.records:
+                continue
+            self.file_marks[spec.id] = mark
             try:
                 self.commit(spec)
             except (SpecError, ValueError, NotLeaderError) as error:
@@ -256,6 +265,8 @@ class ManagerActor(Supervisor):
             log.error("cannot read the store: %s; starting with no stored groups", error)
             return
         for group_id, entry in stored.items():
+            if isinstance(entry.get("FileSpec"), str):
+                self.file_marks[group_id] = entry["FileSpec"]
             try:
                 spec = parse_group(entry.get("Properties"), source=f"stored group {group_id!r}")
                 self._validate_plugins(spec)
@@ -313,8 +324,11 @@ class ManagerActor(Supervisor):
             events.Event(group_id, events.GROUP_DESTROYED, "destroyed: every instance is gone")
         )
 
-    def _store(self, spec: GroupSpec) -> None:
-        self.store.put(spec.id, spec.to_json())
+    def _store(self, spec: GroupSpec, **marks: Any) -> None:
+        """Write the spec, keeping the mark of the cluster-file version it came from."""
+        if spec.id in self.file_marks:
+            marks["FileSpec"] = self.file_marks[spec.id]
+        self.store.put(spec.id, spec.to_json(), **marks)
 
     def _group(self, group_id: str) -> pykka.ActorRef[Any] | None:
         return self.child(group_id) if group_id in self.records else None

@@ -447,3 +447,21 @@ def test_a_failed_update_with_rollback_returns_to_the_previous_config(home: Path
         )
         stored = runtime.inspect()[0]["Properties"]["Flavor"]["Properties"]["Tags"]
         assert stored == {"version": "good"}
+
+
+def test_the_cluster_file_applies_when_new_or_edited_not_over_later_commits(home: Path) -> None:
+    def note(runtime: Runtime) -> Any:
+        return runtime.inspect()[0]["Properties"]["Instance"]["Properties"]["Note"]
+
+    spec = file_group("instance-file", size=1)
+    with Runtime({"Groups": [spec]}, home=home) as runtime:
+        assert note(runtime) == "v1"
+        later = copy.deepcopy(spec)
+        later["Properties"]["Instance"]["Properties"]["Note"] = "v2"
+        runtime.commit(later)
+    with Runtime({"Groups": [spec]}, home=home) as runtime:
+        assert note(runtime) == "v2"  # the same file again: the later commit stands
+    edited = copy.deepcopy(spec)
+    edited["Properties"]["Instance"]["Properties"]["Note"] = "v3"
+    with Runtime({"Groups": [edited]}, home=home) as runtime:
+        assert note(runtime) == "v3"  # an edited file is a new declaration
