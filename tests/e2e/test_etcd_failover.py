@@ -230,3 +230,45 @@ def test_a_frozen_leader_stands_down_without_acting(cluster: Cluster) -> None:
     # Neither provisioned nor destroyed anything: still exactly one instance per slot.
     assert one_per_slot(cluster, 3)
     assert cluster.leader() == second
+
+
+def test_etcd_frozen_then_back_leaves_one_leader_and_the_same_instances(
+    cluster: Cluster,
+) -> None:
+    """etcd stops answering for longer than the TTL (SIGSTOP: like a network cut), then comes
+    back: the leader stands down, leadership settles on exactly one runtime again, and no
+    instance was provisioned or destroyed by anyone in the meantime."""
+    found = subprocess.run(["pgrep", "-x", "etcd"], capture_output=True, text=True)
+    pids = [int(p) for p in found.stdout.split()]
+    require("etcd", len(pids) == 1, "cannot tell which process is etcd")
+    for index in range(3):
+        cluster.start(index)
+    (first,) = wait_for(
+        lambda: (i,) if (i := cluster.leader()) is not None else None, timeout=30, what="leader"
+    )
+    cluster.call(first, "Group.CommitGroup", {"Spec": group(3)})
+    wait_for(lambda: one_per_slot(cluster, 3), timeout=30, what="3 instances")
+    wait_for(
+        lambda: cluster.call(first, "Manager.Status")["Groups"][0]["Converged"], what="converged"
+    )
+    before = sorted(json.dumps(t, sort_keys=True) for t in cluster.members())
+    os.kill(pids[0], signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: cluster.call(first, "Manager.IsLeader") == {"Leader": False},
+            timeout=20,
+            what="the leader to stand down while etcd is away",
+        )
+        assert cluster.leader() is None  # nobody leads without etcd
+    finally:
+        os.kill(pids[0], signal.SIGCONT)
+    (settled,) = wait_for(
+        lambda: (i,) if (i := cluster.leader()) is not None else None,
+        timeout=30,
+        what="one leader again",
+    )
+    wait_for(
+        lambda: cluster.call(settled, "Manager.Status")["Groups"][0]["Converged"],
+        what="the group converged again",
+    )
+    assert sorted(json.dumps(t, sort_keys=True) for t in cluster.members()) == before
