@@ -329,9 +329,10 @@ class EtcdElection:
                         "value": encode(self.location),
                         "lease": lease,
                     }
-                }
+                },
+                self._candidacy(lease),
             ],
-            [{"request_range": {"key": encode(self.key)}}],
+            [{"request_range": {"key": encode(self.key)}}, self._candidacy(lease)],
         )
         if answer["succeeded"]:
             revision: int | None = int(answer["header"]["revision"])
@@ -345,6 +346,20 @@ class EtcdElection:
         if leading:
             self._start_keepalive()
         return leading
+
+    def _candidacy(self, lease: int) -> dict[str, Any]:
+        """Put our location under `<key>/candidates/`, bound to our lease (gone when we are)."""
+        key = f"{self.key}/candidates/{self.location or id(self)}"
+        return {"request_put": {"key": encode(key), "value": encode(self.location), "lease": lease}}
+
+    def candidates(self) -> list[str]:
+        """Where every live candidate (leader and followers) says it can be reached."""
+        prefix = f"{self.key}/candidates/"
+        try:
+            kvs = self.etcd.get(prefix, range_end=prefix_end(prefix))
+        except Exception:
+            return []
+        return sorted(decode(kv.get("value", "")) for kv in kvs)
 
     def _renew(self) -> bool:
         """Keep our lease alive; False if we have none usable (then we hold nothing)."""

@@ -209,12 +209,16 @@ class ManagerActor(Supervisor):
                 groups.append(group.proxy().info().get(timeout=CALL_TIMEOUT))
             except pykka.ActorDeadError:
                 continue
-        return {
+        result: dict[str, Any] = {
             "Leader": self.leading,
             "LeaderSince": self.leading_since,
             "LeaderLocation": self.election.leader_location(),
             "Groups": groups,
         }
+        candidates = getattr(self.election, "candidates", None)
+        if callable(candidates):
+            result["Managers"] = candidates()  # every manager the election can see
+        return result
 
     def is_managed(self, group_id: str) -> bool:
         return group_id in self.records

@@ -272,3 +272,25 @@ def test_etcd_frozen_then_back_leaves_one_leader_and_the_same_instances(
         what="the group converged again",
     )
     assert sorted(json.dumps(t, sort_keys=True) for t in cluster.members()) == before
+
+
+def test_manager_status_shows_every_manager_and_who_leads(cluster: Cluster) -> None:
+    for index in range(3):
+        cluster.start(index)
+    (leader,) = wait_for(
+        lambda: (i,) if (i := cluster.leader()) is not None else None, timeout=30, what="leader"
+    )
+    everyone = sorted(cluster.endpoint(i) for i in range(3))
+    wait_for(
+        lambda: cluster.call(0, "Manager.Status").get("Managers") == everyone,
+        what="all three managers listed",
+    )
+    out = subprocess.run(
+        [*INFRAKIT, "manager", "status", "--endpoint", cluster.endpoint((leader + 1) % 3)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert cluster.endpoint(leader) in out.stdout
+    assert all(endpoint in out.stdout for endpoint in everyone)
