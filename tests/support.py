@@ -81,3 +81,6 @@ def docker_available() -> bool:
 
 
 TEST_IMAGE = os.environ.get("INFRAKIT_TEST_IMAGE", "infrakit-test/busybox:latest")
+
+# The label a test puts on the containers it makes, so that teardown finds them all.
+TEST_LABEL = "infrakit.test"

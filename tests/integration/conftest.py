@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
-from support import kill_all
+from support import TEST_LABEL, docker_available, kill_all, require
 
 
 @pytest.fixture
@@ -23,3 +25,23 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def no_actor_left() -> Iterator[None]:
     yield
     assert pykka.ActorRegistry.get_all() == [], "a test left actors running"
+
+
+@pytest.fixture
+def engine() -> Iterator[Any]:
+    """A client of the real Docker engine (the test skips, or fails in CI, without one)."""
+    require("docker", docker_available())
+    import docker
+
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def token(engine: Any) -> Iterator[str]:
+    """A value for the TEST_LABEL label; every container carrying it is removed after."""
+    value = secrets.token_hex(6)
+    yield value
+    for container in engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={value}"}):
+        container.remove(force=True, v=True)

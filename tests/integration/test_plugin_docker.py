@@ -7,14 +7,13 @@ the test."""
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import TEST_IMAGE, docker_available, require, wait_for
+from support import TEST_IMAGE, TEST_LABEL, wait_for
 
 from infrakit import Runtime
 from infrakit.plugins.instance.dind import DindInstancePlugin
@@ -23,29 +22,8 @@ from infrakit.spi import PluginError, Spec
 from infrakit.spi.errors import ValidationError
 from infrakit.spi.instance import TAG_GROUP, TAG_LOGICAL_ID
 
-TEST_LABEL = "infrakit.test"
 LOOP = "while true; do sleep 1; done"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "docker-cluster.json"
-
-
-@pytest.fixture
-def engine() -> Iterator[Any]:
-    """A Docker client; every container labelled with this test's token is removed after."""
-    require("docker", docker_available())
-    import docker
-
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def token(engine: Any) -> Iterator[str]:
-    """A label value that marks this test's containers, all removed at teardown."""
-    value = secrets.token_hex(6)
-    yield value
-    for container in engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={value}"}):
-        container.remove(force=True, v=True)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ is removed too."""
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import subprocess
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import TEST_IMAGE, docker_available, require, wait_for
+from support import TEST_IMAGE, TEST_LABEL, require, wait_for
 
 from infrakit import Runtime
 from infrakit.plugins.instance.vagrant import (
@@ -32,29 +31,14 @@ from infrakit.spi import PluginError, Spec
 from infrakit.spi.errors import ValidationError
 from infrakit.spi.instance import TAG_GROUP, TAG_LOGICAL_ID
 
-TEST_LABEL = "infrakit.test"
 WEIRD = 'it\'s #{1 + 1} \\ "quoted" $HOME\n'  # Ruby interpolation and quotes must not bite
 
 
 @pytest.fixture
-def engine() -> Iterator[Any]:
-    """A Docker client, once Vagrant and Docker are known to be here."""
+def engine(engine: Any) -> Any:
+    """The Docker engine (conftest's), once Vagrant is known to be here too."""
     require("vagrant", shutil.which("vagrant") is not None)
-    require("docker", docker_available())
-    import docker
-
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def token(engine: Any) -> Iterator[str]:
-    """A label value marking this test's containers; any left at teardown is removed."""
-    value = secrets.token_hex(6)
-    yield value
-    for container in engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={value}"}):
-        container.remove(force=True, v=True)
+    return engine
 
 
 def destroy_all(plugin: VagrantInstancePlugin) -> None:
