@@ -14,9 +14,16 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticError
 
 from infrakit.confighash import config_hash, legacy_config_hash
@@ -115,21 +122,20 @@ def _duration(value: Any) -> float:
     return parse_duration(value)
 
 
+# A Go duration string ("500ms", "1m30s") or a number of seconds, held as seconds.
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
 class Health(_Model):
     """When an instance counts as unhealthy, and how many may be replaced for it at once."""
 
-    grace_period: float = Field(default=30.0, alias="GracePeriod")
-    interval: float = Field(default=1.0, alias="Interval")
+    grace_period: Duration = Field(default=30.0, alias="GracePeriod")
+    interval: Duration = Field(default=1.0, alias="Interval")
     unhealthy_after: int = Field(default=3, alias="UnhealthyAfter", ge=1)
     max_unhealthy: str | int = Field(default="40%", alias="MaxUnhealthy")
-
-    @field_validator("grace_period", "interval", mode="before")
-    @classmethod
-    def _parse_duration(cls, value: Any) -> float:
-        return _duration(value)
 
     @field_validator("interval")
     @classmethod
@@ -163,13 +169,8 @@ class Update(_Model):
     """How a changed configuration is rolled out."""
 
     max_parallel: int = Field(default=1, alias="MaxParallel", ge=1)
-    healthy_timeout: float = Field(default=60.0, alias="HealthyTimeout")
+    healthy_timeout: Duration = Field(default=60.0, alias="HealthyTimeout")
     on_failure: Literal["pause", "rollback"] = Field(default="pause", alias="OnFailure")
-
-    @field_validator("healthy_timeout", mode="before")
-    @classmethod
-    def _parse_duration(cls, value: Any) -> float:
-        return _duration(value)
 
 
 class GroupProperties(_Model):
@@ -292,7 +293,7 @@ class BackendConfig(_Model):
 
     kind: Literal["file", "etcd"] = Field(default="file", alias="Kind")
     endpoints: tuple[str, ...] = Field(default=("http://127.0.0.1:2379",), alias="Endpoints")
-    ttl: float = Field(default=2.0, alias="TTL")
+    ttl: Duration = Field(default=2.0, alias="TTL")
     key: str = Field(default="/infrakit/leader", alias="Key", min_length=1)
     prefix: str = Field(default="/infrakit/groups/", alias="Prefix", min_length=1)
 
@@ -302,11 +303,6 @@ class BackendConfig(_Model):
         if isinstance(value, str):
             return (value,)
         return tuple(value) if isinstance(value, list) else value
-
-    @field_validator("ttl", mode="before")
-    @classmethod
-    def _parse_duration(cls, value: Any) -> float:
-        return _duration(value)
 
     @field_validator("ttl")
     @classmethod
@@ -326,7 +322,7 @@ class CurveConfig(_Model):
 class ManagerConfig(_Model):
     leader: BackendConfig = Field(default_factory=BackendConfig, alias="Leader")
     store: BackendConfig = Field(default_factory=BackendConfig, alias="Store")
-    poll: float = Field(default=1.0, alias="LeaderPoll")
+    poll: Duration = Field(default=1.0, alias="LeaderPoll")
     listen: tuple[str, ...] = Field(default=(), alias="Listen")
     curve: CurveConfig | None = Field(default=None, alias="Curve")
 
@@ -344,11 +340,6 @@ class ManagerConfig(_Model):
             if not endpoint.startswith(("ipc://", "tcp://")):
                 raise ValueError(f"listen endpoints must be ipc:// or tcp://, got {endpoint!r}")
         return value
-
-    @field_validator("poll", mode="before")
-    @classmethod
-    def _parse_duration(cls, value: Any) -> float:
-        return _duration(value)
 
 
 class ClusterConfig(_Model):
