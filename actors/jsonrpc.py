@@ -1,15 +1,19 @@
 """JSON-RPC 2.0 envelopes as bytes: parse requests and replies, encode them.
 
-Strict on input (UTF-8 only, no NaN/Infinity, a request must be an object with the right
-types) so that anything a client in another language sends is either valid JSON-RPC or
-answered with the standard error code. Encoders are compact and ASCII-only.
+Strict on input (UTF-8 only, no NaN/Infinity, integers within 64 bits, a request must be an
+object with the right types) so that anything a client in another language sends is either
+valid JSON-RPC or answered with the standard error code. Encoders are compact UTF-8.
+
+orjson does the JSON: the codec is most of a round trip's Python work, and orjson is five to
+fifteen times faster than the standard library's encoder and decoder here.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from actors.rpc_errors import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
@@ -27,12 +31,7 @@ __all__ = [
 RequestId = int | str | None
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODE_OPTIONS = orjson.OPT_NON_STR_KEYS  # {1: x} encodes as {"1": x}, as the stdlib does
 
 
 class BadMessage(Exception):
@@ -68,12 +67,13 @@ def _decode(body: bytes) -> Any:
     if not body:
         raise BadMessage(PARSE_ERROR, "parse error: empty message")
     try:
-        return _decoder.decode(body.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise BadMessage(PARSE_ERROR, f"parse error: not UTF-8 ({error.reason})") from None
-    except RecursionError:
-        raise BadMessage(PARSE_ERROR, "parse error: JSON nested too deeply") from None
-    except ValueError as error:  # JSONDecodeError, NaN, too many digits in an int
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:  # also bad UTF-8, NaN, nesting, huge numbers
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:  # orjson's own words for this mislead ("surrogates")
+            message = f"parse error: not UTF-8 ({bad.reason} at byte {bad.start})"
+            raise BadMessage(PARSE_ERROR, message) from None
         raise BadMessage(PARSE_ERROR, f"parse error: {error}") from None
 
 
@@ -135,17 +135,18 @@ def parse_reply(body: bytes) -> Reply:
 
 
 def encode_request(id: RequestId, method: str, params: Any, notification: bool = False) -> bytes:
-    """Encode a request (a notification if `notification`); raises if params do not encode."""
+    """Encode a request (a notification if `notification`); raises TypeError if params do not
+    encode."""
     if notification:
         message = {"jsonrpc": "2.0", "method": method, "params": params}
     else:
         message = {"jsonrpc": "2.0", "id": id, "method": method, "params": params}
-    return _encoder.encode(message).encode()
+    return _encode(message)
 
 
 def encode_result(id: RequestId, result: Any) -> bytes:
-    """Encode a success reply; raises TypeError/ValueError if the result does not encode."""
-    return _encoder.encode({"jsonrpc": "2.0", "id": id, "result": result}).encode()
+    """Encode a success reply; raises TypeError if the result does not encode."""
+    return _encode({"jsonrpc": "2.0", "id": id, "result": result})
 
 
 def encode_error(id: RequestId, code: int, message: str, data: Any = None) -> bytes:
@@ -154,7 +155,12 @@ def encode_error(id: RequestId, code: int, message: str, data: Any = None) -> by
     if data is not None:
         error["data"] = data
     try:
-        return _encoder.encode({"jsonrpc": "2.0", "id": id, "error": error}).encode()
-    except (TypeError, ValueError, RecursionError):
+        return _encode({"jsonrpc": "2.0", "id": id, "error": error})
+    except TypeError:
         error["data"] = repr(data)
-        return _encoder.encode({"jsonrpc": "2.0", "id": id, "error": error}).encode()
+        return _encode({"jsonrpc": "2.0", "id": id, "error": error})
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    """NaN and infinities encode as null; anything else not JSON raises TypeError."""
+    return orjson.dumps(message, option=_ENCODE_OPTIONS)
