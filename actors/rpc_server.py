@@ -1,0 +1,489 @@
+"""`RpcServer`: serve a table of JSON-RPC 2.0 handlers at a ZeroMQ ROUTER endpoint, and
+`serve_actor` to serve a Pykka actor that way.
+
+The I/O thread parses requests, answers built-ins (`rpc.ping`, `rpc.methods`) and garbage
+itself, and hands real calls to a pool of worker threads, so a slow handler does not hold up the
+others. Nothing a client sends can kill it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import inspect
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pykka
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from actors.curve import CurveServerConfig
+from actors.jsonrpc import (
+    BadMessage,
+    Request,
+    encode_error,
+    encode_request,
+    encode_result,
+    parse_reply,
+    parse_request,
+)
+from actors.rpc_errors import (
+    ACTOR_NOT_RUNNING,
+    ACTOR_TIMEOUT,
+    APPLICATION_ERROR,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    AddressInUse,
+    RpcError,
+)
+from actors.zmq_io import BATCH, Wakeup, logger, set_heartbeat
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["BUILTINS", "Handler", "RpcServer", "serve_actor"]
+
+Handler = Callable[[dict[str, Any]], Any]
+"""Takes the request's params object, returns a JSON-serialisable result."""
+
+BUILTINS = ("rpc.methods", "rpc.ping")
+
+
+class _LogLimiter:
+    """Logs at most `burst` warnings per `period` seconds; the rest go to debug, counted."""
+
+    def __init__(self, burst: int = 10, period: float = 10.0) -> None:
+        self._burst = burst
+        self._period = period
+        self._window = 0.0
+        self._count = 0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._window > self._period:
+            if self._suppressed:
+                logger.warning("%d more such messages were logged at debug level", self._suppressed)
+            self._window, self._count, self._suppressed = now, 0, 0
+        self._count += 1
+        if self._count <= self._burst:
+            logger.warning(message, *args)
+        else:
+            self._suppressed += 1
+            logger.debug(message, *args)
+
+
+def _ipc_path(endpoint: str) -> str | None:
+    return endpoint[len("ipc://") :] if endpoint.startswith("ipc://") else None
+
+
+@dataclass(slots=True)
+class _Job:
+    envelope: list[bytes]
+    request: Request
+    handler: Handler
+
+
+class RpcServer:
+    """Serves a table of handlers (method name -> handler) at one ZeroMQ endpoint.
+
+    Use `start()`/`stop()` or `with`. For `tcp://host:0`, `endpoint` is the bound one after
+    start. An ipc:// path held by a live server raises `AddressInUse`; a stale socket file
+    is taken over. Clients may be DEALER (one body frame) or REQ (empty delimiter + body).
+
+    Handlers run on `workers` threads. Methods listed in `inline` run on the I/O thread
+    instead, which saves two thread hand-offs per call; only for handlers that never block
+    (a blocked inline handler stalls the whole server).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        handlers: Mapping[str, Handler],
+        *,
+        workers: int = 8,
+        max_message_bytes: int = 1 << 20,
+        curve: CurveServerConfig | None = None,
+        name: str = "rpc",
+        heartbeat: float = 1.0,
+        probe_timeout: float = 0.5,
+        inline: Collection[str] = (),
+    ) -> None:
+        reserved = sorted(method for method in handlers if method.startswith("rpc."))
+        if reserved:
+            raise ValueError(f"method names starting with 'rpc.' are reserved: {reserved}")
+        if workers < 1 or max_message_bytes < 1:
+            raise ValueError(f"need workers >= 1 and max_message_bytes >= 1, not {workers}")
+        self._requested = endpoint
+        self._handlers = dict(handlers)
+        unknown = sorted(set(inline) - set(self._handlers))
+        if unknown:
+            raise ValueError(f"inline methods without a handler: {unknown}")
+        self._inline = frozenset(inline)
+        self._methods = sorted([*self._handlers, *BUILTINS])
+        self._workers = workers
+        self._max_bytes = max_message_bytes
+        self._curve = curve
+        self.name = name
+        self._heartbeat = heartbeat
+        self._probe_timeout = probe_timeout
+        self._bound: str | None = None
+        self._ipc_inode: int | None = None
+        self._lock = threading.Lock()
+        self._io_thread: threading.Thread | None = None
+        self._worker_threads: list[threading.Thread] = []
+        self._stopping = False
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._wakeup: Wakeup | None = None
+        self._replies: collections.deque[list[bytes]] = collections.deque()
+        self._log = _LogLimiter()
+
+    @property
+    def endpoint(self) -> str:
+        """The bound endpoint once started (with the real port for tcp://...:0)."""
+        return self._bound or self._requested
+
+    @property
+    def running(self) -> bool:
+        """Whether the I/O thread is serving."""
+        return self._io_thread is not None and self._io_thread.is_alive()
+
+    def start(self) -> RpcServer:
+        """Bind and start serving; a no-op if already started."""
+        with self._lock:
+            if self._io_thread is not None:
+                return self
+            own_context = self._curve is not None
+            # A CURVE server gets a context of its own: ZAP is per context, and only one
+            # authenticator can serve a context.
+            context = zmq.Context() if own_context else zmq.Context.instance()
+            auth: ThreadAuthenticator | None = None
+            sock: zmq.Socket[bytes] | None = None
+            try:
+                if self._curve is not None:
+                    auth = ThreadAuthenticator(context, log=logging.getLogger("actors.remote.auth"))
+                    auth.start()
+                    location = self._curve.authorized_keys_dir or zmq.auth.CURVE_ALLOW_ANY
+                    auth.configure_curve(domain="*", location=location)
+                path = _ipc_path(self._requested)
+                if path is not None:
+                    self._claim_ipc_path(context, path)
+                sock = context.socket(zmq.ROUTER)
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+                sock.setsockopt(zmq.MAXMSGSIZE, self._max_bytes)
+                set_heartbeat(sock, self._heartbeat)
+                if self._curve is not None:
+                    sock.setsockopt(zmq.CURVE_SERVER, 1)
+                    sock.setsockopt(zmq.CURVE_PUBLICKEY, self._curve.public_key)
+                    sock.setsockopt(zmq.CURVE_SECRETKEY, self._curve.secret_key)
+                try:
+                    sock.bind(self._requested)
+                except zmq.ZMQError as error:
+                    if error.errno == zmq.EADDRINUSE:
+                        raise AddressInUse(self._requested, str(error)) from error
+                    raise
+                self._bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+                if path is not None and not path.startswith("@"):
+                    self._ipc_inode = os.stat(path).st_ino
+            except BaseException:
+                if sock is not None:
+                    sock.close(linger=0)
+                if auth is not None:
+                    auth.stop()
+                if own_context:
+                    context.term()
+                raise
+            self._stopping = False
+            self._wakeup = wakeup = Wakeup()
+            jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+            self._jobs = jobs
+            self._io_thread = threading.Thread(
+                target=self._serve,
+                args=(sock, wakeup, auth, context if own_context else None),
+                name=f"{self.name}-io",
+                daemon=True,
+            )
+            self._worker_threads = [
+                threading.Thread(
+                    target=self._work, args=(jobs, wakeup), name=f"{self.name}-{n}", daemon=True
+                )
+                for n in range(self._workers)
+            ]
+            for thread in self._worker_threads:
+                thread.start()
+            self._io_thread.start()
+            logger.info("%s serving at %s", self.name, self._bound)
+            return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, close the socket and remove the ipc socket file. Idempotent.
+
+        Waits up to `timeout` for handlers still running; replies they produce later are lost.
+        """
+        with self._lock:
+            io_thread, self._io_thread = self._io_thread, None
+            if io_thread is None:
+                return
+            self._stopping = True
+            for _ in self._worker_threads:
+                self._jobs.put(None)
+            wakeup = self._wakeup
+            assert wakeup is not None
+            wakeup.set()
+            io_thread.join(timeout)
+            deadline = time.monotonic() + timeout
+            for thread in self._worker_threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            self._worker_threads = []
+            self._replies.clear()
+            if not io_thread.is_alive():
+                wakeup.close()
+            path = _ipc_path(self._bound or "")
+            if path is not None and self._ipc_inode is not None:
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_ino == self._ipc_inode:
+                        os.unlink(path)
+            self._ipc_inode = None
+            logger.info("%s stopped serving at %s", self.name, self._bound)
+
+    def __enter__(self) -> RpcServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- binding ---------------------------------------------------------------------
+
+    def _claim_ipc_path(self, context: zmq.Context[Any], path: str) -> None:
+        """Refuse a path a live process listens on; unlink a stale socket file."""
+        if path.startswith("@"):
+            return  # abstract socket: the kernel refuses a second bind itself
+        if not os.path.exists(path):
+            return
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(self._probe_timeout)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            logger.info("%s: taking over stale socket file %s", self.name, path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        except OSError as error:
+            raise AddressInUse(self._requested, f"cannot probe it: {error}") from error
+        finally:
+            probe.close()
+        if _ping(context, self._requested, self._probe_timeout):
+            raise AddressInUse(self._requested, "a live RPC server answers rpc.ping there")
+        raise AddressInUse(self._requested, "a process listens there but does not answer rpc.ping")
+
+    # -- I/O thread ------------------------------------------------------------------
+
+    def _serve(
+        self,
+        sock: zmq.Socket[bytes],
+        wakeup: Wakeup,
+        auth: ThreadAuthenticator | None,
+        own_context: zmq.Context[Any] | None,
+    ) -> None:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(wakeup.fd, zmq.POLLIN)
+        try:
+            while not self._stopping:
+                try:
+                    ready = dict(poller.poll())
+                    if wakeup.fd in ready:
+                        wakeup.clear()
+                    if sock in ready:
+                        self._receive(sock)
+                    self._send_replies(sock)
+                except zmq.ContextTerminated:
+                    logger.error("%s: zmq context terminated under the server", self.name)
+                    return
+                except Exception as error:  # never let the loop die
+                    self._log.warning("%s: I/O loop error: %r", self.name, error)
+        finally:
+            sock.close(linger=0)
+            if auth is not None:
+                auth.stop()
+            if own_context is not None:
+                own_context.term()
+
+    def _send_replies(self, sock: zmq.Socket[bytes]) -> None:
+        replies = self._replies
+        while replies:
+            frames = replies.popleft()
+            try:
+                sock.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.ZMQError as error:  # client gone (ROUTER_MANDATORY) or its queue full
+                logger.debug("%s: reply dropped: %s", self.name, error)
+
+    def _receive(self, sock: zmq.Socket[bytes]) -> None:
+        for _ in range(BATCH):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                self._dispatch(frames)
+            except Exception as error:
+                self._log.warning("%s: failed to dispatch a message: %r", self.name, error)
+
+    def _dispatch(self, frames: list[bytes]) -> None:
+        if len(frames) == 2:
+            envelope, body = frames[:1], frames[1]
+        elif len(frames) == 3 and not frames[1]:
+            envelope, body = frames[:2], frames[2]  # a REQ client's delimiter
+        else:
+            self._log.warning("%s: message with %d frames dropped", self.name, len(frames))
+            self._reply_error(frames[:1], None, INVALID_REQUEST, "expected one body frame")
+            return
+        if len(body) > self._max_bytes:
+            self._log.warning("%s: message of %d bytes refused", self.name, len(body))
+            self._reply_error(envelope, None, INVALID_REQUEST, "message too large")
+            return
+        try:
+            request = parse_request(body)
+        except BadMessage as error:
+            self._log.warning("%s: bad request: %s", self.name, error.message)
+            self._reply_error(envelope, error.id, error.code, error.message)
+            return
+        handler = self._handlers.get(request.method)
+        if handler is not None:
+            job = _Job(envelope, request, handler)
+            if request.method not in self._inline:
+                self._jobs.put(job)
+            elif (reply := self._run(job)) is not None:
+                self._replies.append([*envelope, reply])
+        elif request.notification:
+            return
+        elif request.method == "rpc.ping":
+            self._replies.append([*envelope, encode_result(request.id, "pong")])
+        elif request.method == "rpc.methods":
+            self._replies.append([*envelope, encode_result(request.id, self._methods)])
+        else:
+            self._log.warning("%s: method not found: %.200s", self.name, request.method)
+            message = f"method not found: {request.method:.200}"
+            self._reply_error(envelope, request.id, METHOD_NOT_FOUND, message)
+
+    def _reply_error(
+        self, envelope: list[bytes], id: Any, code: int, message: str, data: Any = None
+    ) -> None:
+        self._replies.append([*envelope, encode_error(id, code, message, data)])
+
+    # -- workers ---------------------------------------------------------------------
+
+    def _work(self, jobs: queue.SimpleQueue[_Job | None], wakeup: Wakeup) -> None:
+        while (job := jobs.get()) is not None:
+            reply = self._run(job)
+            if reply is not None and not self._stopping:
+                self._replies.append([*job.envelope, reply])
+                wakeup.set()
+
+    def _run(self, job: _Job) -> bytes | None:
+        request = job.request
+        try:
+            result = job.handler(request.params)
+        except RpcError as error:
+            logger.info("%s: %s failed: %s", self.name, request.method, error)
+            if request.notification:
+                return None
+            return encode_error(request.id, error.code, error.message, error.data)
+        except BaseException as error:  # a handler must not take a worker down with it
+            kind = type(error).__name__
+            self._log.warning("%s: %s raised %s: %s", self.name, request.method, kind, error)
+            logger.debug("%s: %s traceback", self.name, request.method, exc_info=True)
+            if request.notification:
+                return None
+            message = str(error) or kind
+            return encode_error(request.id, APPLICATION_ERROR, message, {"type": kind})
+        if request.notification:
+            return None
+        try:
+            return encode_result(request.id, result)
+        except (TypeError, ValueError, RecursionError) as error:
+            message = f"result of {request.method} is not JSON-serialisable: {error}"
+            self._log.warning("%s: %s", self.name, message)
+            return encode_error(request.id, INTERNAL_ERROR, message)
+
+
+def _ping(context: zmq.Context[Any], endpoint: str, timeout: float) -> bool:
+    """Whether an RPC server at `endpoint` answers `rpc.ping` within `timeout` seconds."""
+    probe = context.socket(zmq.DEALER)
+    probe.setsockopt(zmq.LINGER, 0)
+    try:
+        probe.connect(endpoint)
+        probe.send(encode_request("probe", "rpc.ping", {}))
+        if probe.poll(int(timeout * 1000)):
+            return bool(parse_reply(probe.recv()).result == "pong")
+        return False
+    except (zmq.ZMQError, BadMessage):
+        return False
+    finally:
+        probe.close(linger=0)
+
+
+def serve_actor(
+    ref: pykka.ActorRef[Any],
+    endpoint: str,
+    methods: Mapping[str, str],
+    *,
+    call_timeout: float = 30.0,
+    **server_kwargs: Any,
+) -> RpcServer:
+    """Serve a Pykka actor: RPC method name -> actor method name; returns the started server.
+
+    Params are passed as keyword arguments; ones that do not fit the method's signature get
+    INVALID_PARAMS. A stopped actor gets ACTOR_NOT_RUNNING, one that does not answer within
+    `call_timeout` seconds ACTOR_TIMEOUT. Other exceptions are handled as for any handler.
+    """
+    actor_class = ref.actor_class
+    missing = sorted(a for a in methods.values() if not callable(getattr(actor_class, a, None)))
+    if missing:
+        raise ValueError(f"{actor_class.__name__} has no methods {missing}")
+    proxy_box: list[Any] = []
+
+    def proxy() -> Any:
+        if not proxy_box:
+            proxy_box.append(ref.proxy())
+        return proxy_box[0]
+
+    def make_handler(rpc_method: str, attr: str) -> Handler:
+        signature = inspect.signature(getattr(actor_class, attr))
+
+        def handler(params: dict[str, Any]) -> Any:
+            try:
+                signature.bind(None, **params)
+            except TypeError as error:
+                message = f"invalid params for {rpc_method}: {error}"
+                raise RpcError(INVALID_PARAMS, message) from None
+            try:
+                return getattr(proxy(), attr)(**params).get(timeout=call_timeout)
+            except pykka.ActorDeadError:
+                raise RpcError(ACTOR_NOT_RUNNING, "actor is not running") from None
+            except pykka.Timeout:
+                message = f"actor did not answer {rpc_method} within {call_timeout:g}s"
+                raise RpcError(ACTOR_TIMEOUT, message) from None
+
+        return handler
+
+    handlers = {name: make_handler(name, attr) for name, attr in methods.items()}
+    return RpcServer(endpoint, handlers, **server_kwargs).start()
