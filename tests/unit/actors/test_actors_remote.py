@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,10 @@ def test_many_threads_share_one_ref(ipc: str) -> None:
     assert results == {n: {"n": n, "payload": "x" * n} for n in range(64)}
 
 
-def test_slow_handler_does_not_block_a_fast_one(ipc: str) -> None:
+@pytest.mark.parametrize("slow_call", ["async", "blocking"])
+def test_slow_handler_does_not_block_a_fast_one(ipc: str, slow_call: str) -> None:
+    """Neither on the server, nor on the client: a blocking caller holds one connection of
+    its own while it waits, and the others carry on."""
     started, release = threading.Event(), threading.Event()
 
     def slow(params: dict[str, Any]) -> str:
@@ -140,9 +144,14 @@ def test_slow_handler_does_not_block_a_fast_one(ipc: str) -> None:
         return "slow"
 
     with start(ipc, {"Slow.Call": slow}) as server, RemoteRef(server.endpoint) as ref:
-        pending = ref.call_async("Slow.Call")
+        wait_for(lambda: direct_connected(ref), what="the direct connection")
+        if slow_call == "async":
+            pending = ref.call_async("Slow.Call")
+        else:
+            pending = call_in_thread(ref, "Slow.Call")
         assert started.wait(5)
-        assert ref.call("Echo.Echo", {"fast": True}) == {"fast": True}
+        for n in range(20):
+            assert ref.call("Echo.Echo", {"n": n}) == {"n": n}
         assert not pending.done()
         release.set()
         assert pending.result(5) == "slow"
@@ -620,3 +629,145 @@ def test_a_call_in_flight_when_the_peer_dies_fails_at_once_with_peer_down(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+# -- blocking calls on the caller's own connection -------------------------------------
+
+
+def direct_connected(ref: RemoteRef) -> bool:
+    """Whether the ref's idle direct connection is up, so that the next `call` goes out on
+    the caller's thread (white box: only for tests that must take that path)."""
+    idle = ref._direct_idle
+    return bool(idle) and all(direct.check() for direct in idle)
+
+
+def answer(router: Router, result: Any, *, drop: int = 0) -> list[dict[str, Any]]:
+    """Let the router drop `drop` requests, answer the next with `result`; return them all."""
+    seen = []
+    for _ in range(drop):
+        seen.append(router.receive()[1])
+    identity, request = router.receive()
+    seen.append(request)
+    reply = {"jsonrpc": "2.0", "id": request["id"], "result": result}
+    router.sock.send_multipart([identity, json.dumps(reply).encode()])
+    return seen
+
+
+def call_in_thread(ref: RemoteRef, method: str, params: Any = None) -> Future[Any]:
+    """`ref.call` on a thread of its own, its outcome in a future."""
+    outcome: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            outcome.set_result(ref.call(method, params))
+        except BaseException as error:
+            outcome.set_exception(error)
+
+    threading.Thread(target=run, daemon=True).start()
+    return outcome
+
+
+def test_a_blocking_call_is_retried_and_times_out_like_any_other(router: Router) -> None:
+    with RemoteRef(router.endpoint, timeout=0.3, retries=2, idempotent={"Flavor.Healthy"}) as ref:
+        wait_for(lambda: direct_connected(ref), what="the direct connection")
+        healthy = call_in_thread(ref, "Flavor.Healthy", {"n": 1})
+        attempts = answer(router, {"Health": 1}, drop=1)
+        assert healthy.result(10) == {"Health": 1}
+        assert [a["id"] for a in attempts] == [attempts[0]["id"]] * 2, "a retry reuses the id"
+
+        with pytest.raises(RpcTimeout) as caught:
+            ref.call("Instance.Provision", {"n": 2})
+        assert caught.value.attempts == 1
+        assert router.receive()[1]["method"] == "Instance.Provision"
+        assert not router.sock.poll(100), "a call that is not idempotent is sent once"
+
+
+def test_a_late_reply_to_a_timed_out_call_does_not_answer_the_next(router: Router) -> None:
+    with RemoteRef(router.endpoint, timeout=0.3) as ref:
+        wait_for(lambda: direct_connected(ref), what="the direct connection")
+        with pytest.raises(RpcTimeout):
+            ref.call("Instance.Provision", {"n": 1})
+        identity, late = router.receive()
+        stale = {"jsonrpc": "2.0", "id": late["id"], "result": "stale"}
+        router.sock.send_multipart([identity, json.dumps(stale).encode()])
+        echo = call_in_thread(ref, "Echo.Echo", {"n": 2})
+        answer(router, "fresh")
+        assert echo.result(10) == "fresh"
+
+
+def test_close_wakes_a_blocking_call(ipc: str) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow(params: dict[str, Any]) -> None:
+        started.set()
+        release.wait(30)
+
+    with start(ipc, {"Slow.Call": slow}) as server:
+        ref = RemoteRef(server.endpoint, timeout=60)
+        wait_for(lambda: direct_connected(ref), what="the direct connection")
+        waiting = call_in_thread(ref, "Slow.Call", {})
+        assert started.wait(10)
+        ref.close()
+        with pytest.raises(RpcClosed):
+            waiting.result(10)  # not the call's own 60 s
+        release.set()
+
+
+def test_blocking_calls_in_flight_when_the_peer_dies(tmp_path: Path) -> None:
+    """On the caller's own connection too: a call that is not idempotent fails at once with
+    PeerDown; an idempotent one is sent again to the server that comes back."""
+    endpoint = f"ipc://{tmp_path}/dying"
+    script = (
+        "import sys, threading\n"
+        "from actors.remote import RpcServer\n"
+        "hang = threading.Event()\n"
+        "def describe(p):\n"
+        "    if sys.argv[2] == 'hang':\n"
+        "        print('describing', flush=True)\n"
+        "        hang.wait()\n"
+        "    return {'Descriptions': []}\n"
+        "def provision(p):\n"
+        "    print('provisioning', flush=True)\n"
+        "    hang.wait()\n"
+        "handlers = {'Slow.Provision': provision, 'Instance.DescribeInstances': describe}\n"
+        "RpcServer(sys.argv[1], handlers).start()\n"
+        "print('ready', flush=True)\n"
+        "hang.wait()\n"
+    )
+
+    def serve(mode: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", script, endpoint, mode],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        return process
+
+    process = serve("hang")
+    options: dict[str, Any] = {"timeout": 60.0, "heartbeat": 0.2}
+    try:
+        with (
+            RemoteRef(endpoint, **options) as ref,
+            RemoteRef(endpoint, idempotent={"Instance.DescribeInstances"}, **options) as other,
+        ):
+            wait_for(lambda: direct_connected(ref) and direct_connected(other), what="both")
+            provision = call_in_thread(ref, "Slow.Provision", {})
+            describe = call_in_thread(other, "Instance.DescribeInstances", {"Tags": {}})
+            assert process.stdout is not None
+            assert {process.stdout.readline().strip() for _ in range(2)} == {
+                "provisioning",
+                "describing",
+            }
+            process.kill()
+            process.wait(10)
+            with pytest.raises(PeerDown, match="may or may not have taken effect"):
+                provision.result(timeout=20)  # far less than the call's own 60 s
+            assert not describe.done()
+            process = serve("answer")
+            assert describe.result(timeout=20) == {"Descriptions": []}
+    finally:
+        process.kill()
+        process.wait(10)
