@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -198,6 +198,8 @@ class _DirectConnection:
 
     def check(self) -> bool:
         """Read the monitor's news; return whether the connection is up."""
+        if not cast(int, self.monitor.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            return self.up  # no news (and no exception raised to say so: this is per call)
         while True:
             try:
                 kind = recv_monitor_message(self.monitor, zmq.NOBLOCK)["event"]

@@ -1,9 +1,10 @@
 """`RpcServer`: serve a table of JSON-RPC 2.0 handlers at a ZeroMQ ROUTER endpoint, and
 `serve_actor` to serve a Pykka actor that way.
 
-The I/O thread parses requests, answers built-ins (`rpc.ping`, `rpc.methods`) and garbage
-itself, and hands real calls to a pool of worker threads, so a slow handler does not hold up the
-others. Nothing a client sends can kill it.
+Threads take turns to lead (actors/leader_followers.py): the leader reads requests, answers
+built-ins (`rpc.ping`, `rpc.methods`) and garbage, and runs each call itself; if a handler is
+slow, another thread takes over the socket, so a slow handler does not hold up the others.
+Nothing a client sends can kill it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import contextlib
 import inspect
 import logging
 import os
-import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from actors.jsonrpc import (
     parse_reply,
     parse_request,
 )
+from actors.leader_followers import LeaderFollowers, Replies
 from actors.rpc_errors import (
     ACTOR_NOT_RUNNING,
     ACTOR_TIMEOUT,
@@ -47,7 +48,7 @@ from actors.rpc_errors import (
     AddressInUse,
     RpcError,
 )
-from actors.zmq_io import BATCH, Wakeup, logger, set_heartbeat
+from actors.zmq_io import BATCH, logger, set_heartbeat
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -102,9 +103,10 @@ class RpcServer:
     start. An ipc:// path held by a live server raises `AddressInUse`; a stale socket file
     is taken over. Clients may be DEALER (one body frame) or REQ (empty delimiter + body).
 
-    Handlers run on `workers` threads. Methods listed in `inline` run on the I/O thread
-    instead, which saves two thread hand-offs per call; only for handlers that never block
-    (a blocked inline handler stalls the whole server).
+    Up to `workers` handlers run at once, each on a thread of the server's. A quick call
+    runs on the thread that read it; one that takes longer than `handover_after` seconds
+    leaves the socket to another thread. Built-ins and errors are answered even while
+    `workers` calls are running.
     """
 
     def __init__(
@@ -118,19 +120,19 @@ class RpcServer:
         name: str = "rpc",
         heartbeat: float = 1.0,
         probe_timeout: float = 0.5,
-        inline: Collection[str] = (),
+        handover_after: float = 0.005,
     ) -> None:
         reserved = sorted(method for method in handlers if method.startswith("rpc."))
         if reserved:
             raise ValueError(f"method names starting with 'rpc.' are reserved: {reserved}")
-        if workers < 1 or max_message_bytes < 1:
-            raise ValueError(f"need workers >= 1 and max_message_bytes >= 1, not {workers}")
+        if workers < 1 or max_message_bytes < 1 or handover_after <= 0:
+            raise ValueError(
+                "need workers >= 1, max_message_bytes >= 1 and handover_after > 0, not"
+                f" {workers}, {max_message_bytes} and {handover_after}"
+            )
         self._requested = endpoint
         self._handlers = dict(handlers)
-        unknown = sorted(set(inline) - set(self._handlers))
-        if unknown:
-            raise ValueError(f"inline methods without a handler: {unknown}")
-        self._inline = frozenset(inline)
+        self._handover_after = handover_after
         self._methods = sorted([*self._handlers, *BUILTINS])
         self._workers = workers
         self._max_bytes = max_message_bytes
@@ -141,12 +143,7 @@ class RpcServer:
         self._bound: str | None = None
         self._ipc_inode: int | None = None
         self._lock = threading.Lock()
-        self._io_thread: threading.Thread | None = None
-        self._worker_threads: list[threading.Thread] = []
-        self._stopping = False
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._wakeup: Wakeup | None = None
-        self._replies: collections.deque[list[bytes]] = collections.deque()
+        self._serving: LeaderFollowers[_Job] | None = None
         self._log = _LogLimiter()
 
     @property
@@ -156,13 +153,13 @@ class RpcServer:
 
     @property
     def running(self) -> bool:
-        """Whether the I/O thread is serving."""
-        return self._io_thread is not None and self._io_thread.is_alive()
+        """Whether the server is serving (started and not stopped)."""
+        return self._serving is not None
 
     def start(self) -> RpcServer:
         """Bind and start serving; a no-op if already started."""
         with self._lock:
-            if self._io_thread is not None:
+            if self._serving is not None:
                 return self
             own_context = self._curve is not None
             # A CURVE server gets a context of its own: ZAP is per context, and only one
@@ -205,25 +202,25 @@ class RpcServer:
                 if own_context:
                     context.term()
                 raise
-            self._stopping = False
-            self._wakeup = wakeup = Wakeup()
-            jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-            self._jobs = jobs
-            self._io_thread = threading.Thread(
-                target=self._serve,
-                args=(sock, wakeup, auth, context if own_context else None),
-                name=f"{self.name}-io",
-                daemon=True,
+
+            def close(sock: zmq.Socket[bytes] = sock) -> None:
+                sock.close(linger=0)
+                if auth is not None:
+                    auth.stop()
+                if own_context:
+                    context.term()
+
+            self._serving = LeaderFollowers(
+                sock,
+                self._receive,
+                self._run,
+                close,
+                workers=self._workers,
+                name=self.name,
+                log=logger,
+                handover_after=self._handover_after,
             )
-            self._worker_threads = [
-                threading.Thread(
-                    target=self._work, args=(jobs, wakeup), name=f"{self.name}-{n}", daemon=True
-                )
-                for n in range(self._workers)
-            ]
-            for thread in self._worker_threads:
-                thread.start()
-            self._io_thread.start()
+            self._serving.start()
             logger.info("%s serving at %s", self.name, self._bound)
             return self
 
@@ -233,23 +230,10 @@ class RpcServer:
         Waits up to `timeout` for handlers still running; replies they produce later are lost.
         """
         with self._lock:
-            io_thread, self._io_thread = self._io_thread, None
-            if io_thread is None:
+            serving, self._serving = self._serving, None
+            if serving is None:
                 return
-            self._stopping = True
-            for _ in self._worker_threads:
-                self._jobs.put(None)
-            wakeup = self._wakeup
-            assert wakeup is not None
-            wakeup.set()
-            io_thread.join(timeout)
-            deadline = time.monotonic() + timeout
-            for thread in self._worker_threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            self._worker_threads = []
-            self._replies.clear()
-            if not io_thread.is_alive():
-                wakeup.close()
+            serving.stop(timeout)
             path = _ipc_path(self._bound or "")
             if path is not None and self._ipc_inode is not None:
                 with contextlib.suppress(OSError):
@@ -294,111 +278,63 @@ class RpcServer:
             raise AddressInUse(self._requested, "a live RPC server answers rpc.ping there")
         raise AddressInUse(self._requested, "a process listens there but does not answer rpc.ping")
 
-    # -- I/O thread ------------------------------------------------------------------
+    # -- requests --------------------------------------------------------------------
 
-    def _serve(
-        self,
-        sock: zmq.Socket[bytes],
-        wakeup: Wakeup,
-        auth: ThreadAuthenticator | None,
-        own_context: zmq.Context[Any] | None,
+    def _receive(
+        self, sock: zmq.Socket[bytes], jobs: collections.deque[_Job], replies: Replies
     ) -> None:
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(wakeup.fd, zmq.POLLIN)
-        try:
-            while not self._stopping:
-                try:
-                    ready = dict(poller.poll())
-                    if wakeup.fd in ready:
-                        wakeup.clear()
-                    if sock in ready:
-                        self._receive(sock)
-                    self._send_replies(sock)
-                except zmq.ContextTerminated:
-                    logger.error("%s: zmq context terminated under the server", self.name)
-                    return
-                except Exception as error:  # never let the loop die
-                    self._log.warning("%s: I/O loop error: %r", self.name, error)
-        finally:
-            sock.close(linger=0)
-            if auth is not None:
-                auth.stop()
-            if own_context is not None:
-                own_context.term()
-
-    def _send_replies(self, sock: zmq.Socket[bytes]) -> None:
-        replies = self._replies
-        while replies:
-            frames = replies.popleft()
-            try:
-                sock.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.ZMQError as error:  # client gone (ROUTER_MANDATORY) or its queue full
-                logger.debug("%s: reply dropped: %s", self.name, error)
-
-    def _receive(self, sock: zmq.Socket[bytes]) -> None:
+        """Take what is waiting off the socket: calls to run, answers to send at once."""
         for _ in range(BATCH):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
-                self._dispatch(frames)
+                self._dispatch(frames, jobs, replies)
             except Exception as error:
                 self._log.warning("%s: failed to dispatch a message: %r", self.name, error)
 
-    def _dispatch(self, frames: list[bytes]) -> None:
+    def _dispatch(
+        self, frames: list[bytes], jobs: collections.deque[_Job], replies: Replies
+    ) -> None:
         if len(frames) == 2:
             envelope, body = frames[:1], frames[1]
         elif len(frames) == 3 and not frames[1]:
             envelope, body = frames[:2], frames[2]  # a REQ client's delimiter
         else:
             self._log.warning("%s: message with %d frames dropped", self.name, len(frames))
-            self._reply_error(frames[:1], None, INVALID_REQUEST, "expected one body frame")
+            replies.append(_error(frames[:1], None, INVALID_REQUEST, "expected one body frame"))
             return
         if len(body) > self._max_bytes:
             self._log.warning("%s: message of %d bytes refused", self.name, len(body))
-            self._reply_error(envelope, None, INVALID_REQUEST, "message too large")
+            replies.append(_error(envelope, None, INVALID_REQUEST, "message too large"))
             return
         try:
             request = parse_request(body)
         except BadMessage as error:
             self._log.warning("%s: bad request: %s", self.name, error.message)
-            self._reply_error(envelope, error.id, error.code, error.message)
+            replies.append(_error(envelope, error.id, error.code, error.message))
             return
         handler = self._handlers.get(request.method)
         if handler is not None:
-            job = _Job(envelope, request, handler)
-            if request.method not in self._inline:
-                self._jobs.put(job)
-            elif (reply := self._run(job)) is not None:
-                self._replies.append([*envelope, reply])
+            jobs.append(_Job(envelope, request, handler))
         elif request.notification:
             return
         elif request.method == "rpc.ping":
-            self._replies.append([*envelope, encode_result(request.id, "pong")])
+            replies.append([*envelope, encode_result(request.id, "pong")])
         elif request.method == "rpc.methods":
-            self._replies.append([*envelope, encode_result(request.id, self._methods)])
+            replies.append([*envelope, encode_result(request.id, self._methods)])
         else:
             self._log.warning("%s: method not found: %.200s", self.name, request.method)
             message = f"method not found: {request.method:.200}"
-            self._reply_error(envelope, request.id, METHOD_NOT_FOUND, message)
+            replies.append(_error(envelope, request.id, METHOD_NOT_FOUND, message))
 
-    def _reply_error(
-        self, envelope: list[bytes], id: Any, code: int, message: str, data: Any = None
-    ) -> None:
-        self._replies.append([*envelope, encode_error(id, code, message, data)])
+    def _run(self, job: _Job) -> list[bytes] | None:
+        """Run a call's handler; the reply's frames, or None for a notification."""
+        body = self._answer(job)
+        return None if body is None else [*job.envelope, body]
 
-    # -- workers ---------------------------------------------------------------------
-
-    def _work(self, jobs: queue.SimpleQueue[_Job | None], wakeup: Wakeup) -> None:
-        while (job := jobs.get()) is not None:
-            reply = self._run(job)
-            if reply is not None and not self._stopping:
-                self._replies.append([*job.envelope, reply])
-                wakeup.set()
-
-    def _run(self, job: _Job) -> bytes | None:
+    def _answer(self, job: _Job) -> bytes | None:
         request = job.request
         try:
             result = job.handler(request.params)
@@ -423,6 +359,10 @@ class RpcServer:
             message = f"result of {request.method} is not JSON-serialisable: {error}"
             self._log.warning("%s: %s", self.name, message)
             return encode_error(request.id, INTERNAL_ERROR, message)
+
+
+def _error(envelope: list[bytes], id: Any, code: int, message: str) -> list[bytes]:
+    return [*envelope, encode_error(id, code, message)]
 
 
 def _ping(context: zmq.Context[Any], endpoint: str, timeout: float) -> bool:

@@ -567,24 +567,54 @@ def test_serve_actor_refuses_unknown_methods(ipc: str) -> None:
         actor.stop()
 
 
-def test_inline_methods_run_on_the_io_thread(ipc: str) -> None:
-    def where(params: dict[str, Any]) -> str:
-        return threading.current_thread().name
+def test_slow_handlers_run_side_by_side_up_to_workers(ipc: str) -> None:
+    """Each handler that blocks leaves the socket to another thread, so `workers` of them run
+    at once (the barrier opens only then); past that, calls wait, and built-ins are still
+    answered meanwhile."""
+    barrier = threading.Barrier(3, timeout=10)
+    release = threading.Event()
+    echoed = threading.Event()
+    entered: list[int] = []
 
+    def hold(params: dict[str, Any]) -> bool:
+        entered.append(1)
+        return release.wait(10)
+
+    def echo_and_mark(params: dict[str, Any]) -> Any:
+        echoed.set()
+        return params
+
+    handlers = {
+        "Wait.Barrier": lambda params: barrier.wait() >= 0,
+        "Wait.Release": hold,
+        "Echo.Echo": echo_and_mark,
+    }
+    with start(ipc, handlers, workers=3) as server, RemoteRef(server.endpoint) as ref:
+        met = [ref.call_async("Wait.Barrier") for _ in range(3)]
+        assert [future.result(15) for future in met] == [True] * 3
+
+        held = [ref.call_async("Wait.Release") for _ in range(3)]
+        wait_for(lambda: len(entered) == 3, 10, "three calls running")
+        echo = ref.call_async("Echo.Echo", {"n": 1})
+        for _ in range(5):  # answered by whichever thread leads, with every worker busy
+            assert ref.call("rpc.ping") == "pong"
+        assert not echoed.is_set(), "a fourth call ran while three workers were busy"
+        release.set()
+        assert echo.result(10) == {"n": 1}
+        assert [future.result(10) for future in held] == [True] * 3
+
+
+def test_a_handler_that_raises_does_not_stop_the_server(ipc: str) -> None:
     def fail(params: dict[str, Any]) -> Any:
         raise KeyError("gone")
 
-    handlers = {"Where.Inline": where, "Where.Pooled": where, "Fail.Inline": fail}
-    with (
-        start(ipc, handlers, inline={"Where.Inline", "Fail.Inline"}, name="svc") as server,
-        RemoteRef(server.endpoint) as ref,
-    ):
-        assert ref.call("Where.Inline") == "svc-io"
-        assert ref.call("Where.Pooled") != "svc-io"
-        with pytest.raises(RemoteError, match="gone"):
-            ref.call("Fail.Inline")
-    with pytest.raises(ValueError, match="without a handler"):
-        RpcServer(ipc, {}, inline={"No.Handler"})
+    with start(ipc, {"Fail.Key": fail}) as server, RemoteRef(server.endpoint) as ref:
+        for _ in range(3):
+            with pytest.raises(RemoteError, match="gone"):
+                ref.call("Fail.Key")
+        assert ref.call("Echo.Echo", {"after": True}) == {"after": True}
+    with pytest.raises(ValueError, match="handover_after"):
+        RpcServer(ipc, {}, handover_after=0)
 
 
 def test_a_bad_request_is_logged(
