@@ -7,7 +7,6 @@ for (or signalled as) an instance.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 
 from infrakit.plugins._atomic import is_temp_name, write_json_atomic
 from infrakit.plugins._props import join_path, object_fields, string_list, string_map
+from infrakit.plugins.instance._dead import dead_for
 from infrakit.plugins.instance._proc import (
     CHILDREN,
     group_running,
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 ID_PREFIX = "proc-"
 RECORD = "instance.json"
 OUTPUT = "output.log"
-DEAD_MARKER = "dead"  # created when an instance is first seen dead; its mtime says when
 _KILL_WAIT = 5.0  # how long to wait for a SIGKILLed group to disappear
 
 
@@ -324,17 +323,10 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
 
     def _note_dead(self, idir: Path, unrecorded: bool) -> None:
         """Mark a dead instance's directory; remove it once dead for `dead_retention`."""
-        marker = idir / DEAD_MARKER
-        try:
-            since = (idir if unrecorded else marker).stat().st_mtime
-        except FileNotFoundError:
-            with contextlib.suppress(OSError):
-                marker.touch()
-                log.debug("instance %s is no longer running", idir.name)
-            return
-        except OSError:
-            return
-        if time.time() - since > self._dead_retention:
+        dead = dead_for(idir, since=idir if unrecorded else None)
+        if dead is None:
+            log.debug("instance %s is no longer running", idir.name)
+        elif dead > self._dead_retention:
             log.info("removing directory of long-dead instance %s", idir.name)
             shutil.rmtree(idir, ignore_errors=True)
 

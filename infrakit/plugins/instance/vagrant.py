@@ -61,6 +61,7 @@ import vagrant
 
 from infrakit.plugins._atomic import is_temp_name, write_json_atomic
 from infrakit.plugins._props import join_path, object_fields, string_list, string_map
+from infrakit.plugins.instance._dead import dead_for, seen_alive
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.instance import Description, InstanceID, InstancePlugin, Spec, tags_match
 
@@ -71,7 +72,6 @@ VAGRANTFILE = "Vagrantfile"
 BOOT_SCRIPT = "boot.sh"
 BOOT_STATUS = "boot.status"  # docker provider: boot.sh's exit status, written by the container
 TAGS = "tags"
-DEAD_MARKER = "dead"  # made when the machine is first seen not running; its mtime says when
 RECORD = "instance.json"  # ID, LogicalID, Provider and Properties of the instance
 OUTPUT = "vagrant.log"  # what Vagrant printed, every command appended
 MACHINE = "default"
@@ -582,21 +582,13 @@ class VagrantInstancePlugin(InstancePlugin):
 
     def _note_state(self, found: _Found, alive: bool) -> None:
         """Keep the `dead` marker of a machine up to date; reap one dead for too long."""
-        marker = found.path / DEAD_MARKER
         if alive:
-            with contextlib.suppress(OSError):
-                marker.unlink()  # it runs again (e.g. its container was restarted)
+            seen_alive(found.path)
             return
-        try:
-            since = marker.stat().st_mtime
-        except FileNotFoundError:
-            with contextlib.suppress(OSError):
-                marker.touch()
-                log.info("machine %s is not running", found.id)
-            return
-        except OSError:
-            return
-        if time.time() - since < self._dead_retention:
+        dead = dead_for(found.path)
+        if dead is None:
+            log.info("machine %s is not running", found.id)
+        if dead is None or dead < self._dead_retention:
             return
         with self._lock:
             if found.id in self._reapers:
