@@ -20,7 +20,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from actors.curve import CurveClientConfig
-from actors.jsonrpc import BadMessage, encode_request, parse_reply
+from actors.jsonrpc import BadMessage, Reply, encode_request, parse_reply
 from actors.rpc_errors import PeerDown, RemoteError, RpcClosed, RpcTimeout
 from actors.zmq_io import BATCH, Wakeup, logger, set_heartbeat
 
@@ -550,13 +550,20 @@ class RemoteRef:
                         backlog.append(call)
                     if monitor in ready:
                         self._watch(monitor, pending, deadlines, backlog)
-                    if sock in ready:
-                        self._receive(sock, pending, deadlines)
+                    answered = self._receive(sock, pending, deadlines) if sock in ready else ()
                     self._flush(sock, backlog)
                     self._expire(deadlines, pending, backlog)
                     if bool(backlog) != want_out:
                         want_out = bool(backlog)
                         poller.modify(sock, zmq.POLLIN | (zmq.POLLOUT if want_out else 0))
+                    # Wake the callers last: a caller woken earlier would contend for the GIL
+                    # with this thread's sends, and each send would hand the GIL over.
+                    for call, reply in answered:
+                        if reply.error is None:
+                            call.finish(reply.result)
+                        else:
+                            code, message, data = reply.error
+                            call.finish(error=RemoteError(code, message, data, call.method))
                 except zmq.ContextTerminated:
                     logger.error("%s: zmq context terminated under the client", self.endpoint)
                     return
@@ -583,12 +590,14 @@ class RemoteRef:
 
     def _receive(
         self, sock: zmq.Socket[bytes], pending: dict[int, _Call], deadlines: _Deadlines
-    ) -> None:
+    ) -> list[tuple[_Call, Reply]]:
+        """Read replies; return the calls they answer, each with its reply."""
+        answered: list[tuple[_Call, Reply]] = []
         for _ in range(BATCH):
             try:
                 body = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             try:
                 reply = parse_reply(body)
             except BadMessage as error:
@@ -599,11 +608,8 @@ class RemoteRef:
                 logger.debug("%s: reply to unknown or expired id %r", self.endpoint, reply.id)
                 continue
             deadlines.remove(call)
-            if reply.error is None:
-                call.finish(reply.result)
-            else:
-                code, message, data = reply.error
-                call.finish(error=RemoteError(code, message, data, call.method))
+            answered.append((call, reply))
+        return answered
 
     def _expire(
         self, deadlines: _Deadlines, pending: dict[int, _Call], backlog: collections.deque[_Call]
