@@ -77,7 +77,8 @@ class LeaderFollowers(Generic[Job]):
         self._running = 0  # jobs running, the leader's included
         self._current: tuple[int, float] | None = None  # (term, start) of the leader's job
         self._idle = 0
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # the serving ones
+        self._watchdog = threading.Thread(target=self._watch, name=f"{name}-watch", daemon=True)
         self._stopping = False
         self._watchdog_parked = False
         self._watchdog_wake = threading.Event()
@@ -86,9 +87,14 @@ class LeaderFollowers(Generic[Job]):
     def start(self) -> None:
         with self._lock:
             self._spawn(self._term)
-        watchdog = threading.Thread(target=self._watch, name=f"{self._name}-watch", daemon=True)
-        watchdog.start()
-        self._threads.append(watchdog)
+        self._watchdog.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether it serves: not stopped, and a thread of it is alive to lead."""
+        with self._lock:
+            threads = list(self._threads)
+        return not self._stopping and any(thread.is_alive() for thread in threads)
 
     def stop(self, timeout: float) -> None:
         """Stop serving and close the socket; wait up to `timeout` for jobs still running."""
@@ -96,7 +102,7 @@ class LeaderFollowers(Generic[Job]):
             self._stopping = True
             self._term += 1
             self._vacancy.notify_all()
-            threads = list(self._threads)
+            threads = [*self._threads, self._watchdog]
         self._stopped.set()
         self._watchdog_wake.set()
         self._wakeup.set()
@@ -109,9 +115,10 @@ class LeaderFollowers(Generic[Job]):
             self._log.error("%s: the socket is still in use; left open", self._name)
         deadline = time.monotonic() + timeout
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread is not threading.current_thread():  # stop() called by a job
+                thread.join(max(0.0, deadline - time.monotonic()))
         self._replies.clear()
-        if not any(thread.is_alive() for thread in threads):
+        if not any(t.is_alive() and t is not threading.current_thread() for t in threads):
             self._wakeup.close()  # else a late job may still write to it
 
     # -- threads -------------------------------------------------------------------------

@@ -153,8 +153,9 @@ class RpcServer:
 
     @property
     def running(self) -> bool:
-        """Whether the server is serving (started and not stopped)."""
-        return self._serving is not None
+        """Whether the server is serving: started, not stopped, and a thread leads."""
+        serving = self._serving
+        return serving is not None and serving.alive
 
     def start(self) -> RpcServer:
         """Bind and start serving; a no-op if already started."""

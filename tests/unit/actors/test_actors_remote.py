@@ -604,6 +604,25 @@ def test_slow_handlers_run_side_by_side_up_to_workers(ipc: str) -> None:
         assert [future.result(10) for future in held] == [True] * 3
 
 
+def test_a_handler_may_stop_its_own_server(ipc: str) -> None:
+    """As a runtime does when it stops from a request: stop() from a handler's thread."""
+    stopped = threading.Event()
+    box: list[RpcServer] = []
+
+    def stop(params: dict[str, Any]) -> str:
+        box[0].stop(timeout=1)
+        stopped.set()
+        return "stopped"
+
+    server = start(ipc, {"Server.Stop": stop})
+    box.append(server)
+    with RemoteRef(server.endpoint, timeout=5) as ref:
+        ref.call_async("Server.Stop")  # its reply is lost with the server
+        assert stopped.wait(10)
+        assert not server.running
+        assert not Path(ipc[len("ipc://") :]).exists()
+
+
 def test_a_handler_that_raises_does_not_stop_the_server(ipc: str) -> None:
     def fail(params: dict[str, Any]) -> Any:
         raise KeyError("gone")
