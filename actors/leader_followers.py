@@ -233,7 +233,9 @@ class LeaderFollowers(Generic[Job]):
                 if self._stopping:
                     return
                 current = self._current
-                if current is not None and current == seen and current[0] == self._term:
+                if current is not None and current[0] != self._term:
+                    current = None  # a former leader's job: it holds up nobody
+                if current is not None and current is seen:
                     self._hand_over()
                     current = None
                 seen = current
