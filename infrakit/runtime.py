@@ -242,10 +242,10 @@ class Runtime:
         deadline = since + timeout
         self._call("look", group_id)
         while True:
-            info = self.info(group_id)
-            if info["Converged"] and info["LookedAt"] >= since:
+            if self._call("converged_since", group_id, since):
                 return self.describe(group_id)
             if time.monotonic() > deadline:
+                info = self.info(group_id)
                 raise TimeoutError(f"group {group_id!r} did not converge in {timeout:g}s: {info}")
             time.sleep(0.05)
 

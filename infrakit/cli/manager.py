@@ -61,12 +61,12 @@ def render(data: dict[str, Any], indent: int = 0) -> list[str]:
 
 def scalar(key: str, value: Any) -> str:
     """One value for people: `yes`/`no`, `-` for nothing, lists joined by commas, and a
-    wall-clock time for `...Since` keys."""
+    wall-clock time for `...Since` and `...At` keys."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if value is None or value == [] or value == {}:
         return "-"
-    if key.endswith("Since") and isinstance(value, int | float):
+    if key.endswith(("Since", "At")) and isinstance(value, int | float):
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
     if isinstance(value, list):
         return ", ".join(scalar("", item) for item in value)

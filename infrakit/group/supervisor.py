@@ -116,6 +116,7 @@ class GroupSupervisor(Supervisor):
         self._next_tick = 0.0
         self._tick_cost = 0.0
         self.looked_at = 0.0  # when the last complete look began (monotonic)
+        self._looked_at_wall: float | None = None  # the same, as a time of day, for people
         self._dirty = True  # something happened since the last full look
         self._unwatch: Callable[[], None] | None = None
 
@@ -228,8 +229,16 @@ class GroupSupervisor(Supervisor):
             },
             "Circuit": self.breaker.state,
             "Destroying": self.destroying,
-            "LookedAt": self.looked_at,
+            "LookedAt": self._looked_at_wall,
         }
+
+    def converged_since(self, since: float) -> bool:
+        """Whether a look begun at or after `since` (monotonic) found the group converged."""
+        return self.converged and self.looked_at >= since
+
+    def _looked(self, started: float) -> None:
+        self.looked_at = started
+        self._looked_at_wall = time.time() - (time.monotonic() - started)
 
     def look(self) -> None:
         """Look at the group soon (a caller is waiting on it)."""
@@ -252,7 +261,7 @@ class GroupSupervisor(Supervisor):
         self._describe_failing = False
         quiet_health = self._quiet_health(spec, members)
         if quiet_health is not None and all(h is Health.HEALTHY for h in quiet_health.values()):
-            self.looked_at = started
+            self._looked(started)
             self._tick_cost = time.monotonic() - started
             self._schedule(spec.properties.health.interval)
             return
@@ -287,7 +296,7 @@ class GroupSupervisor(Supervisor):
             what = "destroyed" if self.destroying else f"{len(members)} instances"
             self._event(events.CONVERGED, f"converged: {what}")
         self.converged = converged
-        self.looked_at = started
+        self._looked(started)
         if self.destroyed() and self.on_destroyed is not None:
             self.on_destroyed(spec.id)
         self._tick_cost = time.monotonic() - started

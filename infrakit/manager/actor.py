@@ -186,6 +186,15 @@ class ManagerActor(Supervisor):
         result: dict[str, Any] = group.proxy().info().get(timeout=CALL_TIMEOUT)
         return result
 
+    def converged_since(self, group_id: str, since: float) -> bool:
+        """Whether a look at the group begun at or after `since` (monotonic) found it
+        converged."""
+        self._require_group(group_id)
+        group = self._group(group_id)
+        assert group is not None
+        result: bool = group.proxy().converged_since(since).get(timeout=CALL_TIMEOUT)
+        return result
+
     def look(self, group_id: str) -> None:
         """Ask a group to look at its instances soon."""
         self._require_group(group_id)

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,12 +163,16 @@ def test_no_runtime_is_one_clear_line_at_once(cli: Cli, tmp_path: Path) -> None:
 
 def test_manager_status(cli: Cli, runtime: Runtime) -> None:
     runtime.commit(file_group(size=1))
+    runtime.wait_converged("cattle", timeout=30)
     lines = cli.ok("manager", "status").splitlines()
-    fields = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines}
+    fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines}
     assert fields["Leader"] == "yes"
     assert fields["Location"] == runtime.location
     assert "Groups" in fields
     assert ["-", "ID:", "cattle"] in [line.split() for line in lines]
+    today = time.strftime("%Y-%m-%d")
+    assert fields["LeaderSince"].startswith(today), "times of day, not raw clock readings"
+    assert fields["LookedAt"].startswith(today)
 
 
 def test_a_commit_sent_to_a_follower_reaches_the_leader(
