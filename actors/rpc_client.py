@@ -274,13 +274,15 @@ class RemoteRef:
         self._direct_busy = 0
         self._direct_max = direct
         self._direct_made = 0
-        self._closing_read, self._closing_write = os.pipe()  # readable once closed
         sock, monitor = _connect(endpoint, heartbeat, curve)
+        self._closing_read, self._closing_write = os.pipe()  # readable once closed
         if direct:  # made now, so that it is likely connected by the first call
             try:
                 self._direct_idle.append(self._new_direct())
             except BaseException:
                 _close(sock, monitor)
+                os.close(self._closing_read)
+                os.close(self._closing_write)
                 raise
             self._direct_made = 1
         self._wakeup = Wakeup()
