@@ -7,10 +7,11 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -25,6 +26,26 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "") 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(0.02)
+
+
+def file_group(group_id: str = "cattle", size: int = 2) -> dict[str, Any]:
+    """A group spec on the file instance plugin and the vanilla flavor, quick to converge."""
+    return {
+        "ID": group_id,
+        "Properties": {
+            "Allocation": {"Size": size},
+            "Instance": {"Plugin": "instance-file", "Properties": {"Note": "v1"}},
+            "Flavor": {"Plugin": "flavor-vanilla"},
+            "Health": {"Interval": "100ms"},
+        },
+    }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on just now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def recorded_pids(state_dir: Path) -> dict[str, int]:

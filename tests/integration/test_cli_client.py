@@ -14,28 +14,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import zmq
-from support import wait_for
+from support import file_group, wait_for
 
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
 from infrakit import Runtime, rpc
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
-
-
-def file_group(group_id: str = "cattle", size: int = 2) -> dict[str, Any]:
-    return {
-        "ID": group_id,
-        "Properties": {
-            "Allocation": {"Size": size},
-            "Instance": {"Plugin": "instance-file", "Properties": {"Note": "v1"}},
-            "Flavor": {"Plugin": "flavor-vanilla"},
-            "Health": {"Interval": "100ms"},
-        },
-    }
 
 
 class Cli:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import recorded_pids, require, wait_for
+from support import free_port, recorded_pids, require, wait_for
 
 from infrakit import Runtime
 from infrakit.plugins.flavor.zookeeper import (
@@ -248,13 +248,6 @@ def test_parse_srvr() -> None:
 
 
 # -- a real ensemble, end to end -------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def port_free(port: int) -> bool:

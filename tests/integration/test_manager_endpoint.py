@@ -4,7 +4,6 @@ arrive on the PUB socket, a follower's endpoint names the leader, and CURVE keep
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 import zmq
-from support import wait_for
+from support import file_group, free_port, wait_for
 
 from actors.remote import CurveClientConfig, RemoteRef, generate_keypair, load_keypair
 from actors.rpc_errors import RemoteError, RpcTimeout
@@ -20,24 +19,6 @@ from infrakit import Runtime
 from infrakit.rpc import INVALID_SPEC, NOT_LEADER
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
-
-
-def file_group(group_id: str = "cattle", size: int = 2) -> dict[str, Any]:
-    return {
-        "ID": group_id,
-        "Properties": {
-            "Allocation": {"Size": size},
-            "Instance": {"Plugin": "instance-file", "Properties": {"Note": "v1"}},
-            "Flavor": {"Plugin": "flavor-vanilla"},
-            "Health": {"Interval": "100ms"},
-        },
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_the_plain_pyzmq_example_commits_a_group(home: Path, tmp_path: Path) -> None:
