@@ -1,13 +1,17 @@
-"""Atomic JSON file writes shared by the built-in plugins."""
+"""Atomic file operations shared by the built-in plugins: JSON writes, directory removal."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from infrakit.spi.errors import PluginError
 
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"
@@ -41,3 +45,19 @@ def write_json_atomic(path: Path, data: Any, *, fsync: bool = False) -> os.stat_
             os.unlink(tmp)
         raise
     return st
+
+
+def remove_dir(directory: Path) -> Path | None:
+    """Remove `directory` so that a concurrent reader never sees half of it: rename it to a
+    hidden name first, then delete that. Returns the hidden path if something in it could not
+    be deleted, else None; a directory that is not there is not an error. Raises PluginError
+    if the rename fails."""
+    doomed = directory.with_name(f"{TEMP_PREFIX}destroyed-{directory.name}-{secrets.token_hex(4)}")
+    try:
+        os.rename(directory, doomed)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PluginError(f"cannot remove {directory}: {exc}") from exc
+    shutil.rmtree(doomed, ignore_errors=True)
+    return doomed if doomed.exists() else None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infrakit.plugins._atomic import is_temp_name, write_json_atomic
+from infrakit.plugins._atomic import is_temp_name, remove_dir, write_json_atomic
 from infrakit.plugins._props import join_path, object_fields, string_list, string_map
 from infrakit.plugins.instance._dead import dead_for
 from infrakit.plugins.instance._proc import (
@@ -220,16 +220,7 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
         if record is not None and self._stop(record):
             log.debug("stopped instance %s (pid %d)", instance_id, record.pid)
         CHILDREN.reap()
-        # Rename first so a concurrent describe cannot add files to a directory being removed.
-        doomed = idir.with_name(f".destroyed-{instance_id}-{secrets.token_hex(4)}")
-        try:
-            os.rename(idir, doomed)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise PluginError(f"cannot remove {idir}: {exc}") from exc
-        else:
-            shutil.rmtree(doomed, ignore_errors=True)
+        remove_dir(idir)  # renamed first: a concurrent describe cannot add files to it
         with self._lock:
             self._cache.pop(instance_id, None)
 

@@ -59,7 +59,7 @@ from typing import Any
 
 import vagrant
 
-from infrakit.plugins._atomic import is_temp_name, write_json_atomic
+from infrakit.plugins._atomic import is_temp_name, remove_dir, write_json_atomic
 from infrakit.plugins._props import join_path, object_fields, string_list, string_map
 from infrakit.plugins.instance._dead import dead_for, seen_alive
 from infrakit.spi.errors import PluginError, ValidationError
@@ -786,18 +786,11 @@ class VagrantInstancePlugin(InstancePlugin):
         return found
 
     def _remove_dir(self, idir: Path) -> None:
-        # Rename first so a concurrent describe never sees a half-removed instance.
-        doomed = idir.with_name(f".destroyed-{idir.name}-{secrets.token_hex(4)}")
-        try:
-            os.rename(idir, doomed)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise PluginError(f"cannot remove {idir}: {exc}") from exc
-        shutil.rmtree(doomed, ignore_errors=True)
-        if doomed.exists():
+        # Renamed first, so a concurrent describe never sees a half-removed instance.
+        left = remove_dir(idir)
+        if left is not None:
             # E.g. files a container made as another user in the synced folder.
-            log.warning("could not remove all of %s (it is hidden from describe)", doomed)
+            log.warning("could not remove all of %s (it is hidden from describe)", left)
 
 
 def _tail(path: Path, start: int) -> str:
