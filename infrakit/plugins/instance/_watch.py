@@ -1,4 +1,5 @@
-"""A polling watcher: one daemon thread that tells subscribers when a snapshot changes."""
+"""A polling watcher: one daemon thread that tells subscribers when a snapshot changes; and
+`call_each`, which every watcher uses to tell its subscribers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,15 @@ from infrakit.spi.instance import Unsubscribe
 log = logging.getLogger(__name__)
 
 _JOIN_TIMEOUT = 5.0
+
+
+def call_each(callbacks: list[Callable[[], None]], name: str) -> None:
+    """Call every subscriber's callback, with no lock held; one that raises is logged."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("%s: watch callback %r failed", name, callback)
 
 
 class PollingWatcher:
@@ -92,8 +102,4 @@ class PollingWatcher:
                 if stop.is_set():
                     return
                 callbacks = list(self._callbacks.values())
-            for callback in callbacks:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("%s: watch callback %r failed", self._name, callback)
+            call_each(callbacks, self._name)

@@ -70,6 +70,7 @@ import docker.errors
 from docker.types import Mount
 
 from infrakit.plugins._props import join_path, object_fields, string_list, string_map
+from infrakit.plugins.instance._watch import call_each
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.instance import (
     TAG_GROUP,
@@ -756,11 +757,7 @@ class _EventWatcher:
             if session.stopped.is_set():
                 return
             callbacks = list(self._callbacks.values())
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                log.exception("%s: watch callback %r failed", self._name, callback)
+        call_each(callbacks, self._name)
 
     def _run(self, session: _Session) -> None:
         delay = 0.1
