@@ -33,6 +33,7 @@ COMMITTED = "committed"
 FREED = "freed"
 GROUP_DESTROYED = "group-destroyed"
 DESCRIBE_FAILED = "describe-failed"
+FOREIGN = "foreign"
 LEADERSHIP = "leadership"
 PLUGIN = "plugin"
 
@@ -45,6 +46,7 @@ _WARNINGS = {
     UNHEALTHY_HELD,
     DESCRIBE_FAILED,
     DUPLICATE,
+    FOREIGN,
 }
 
 

@@ -30,7 +30,12 @@ from actors.remote import CurveServerConfig, RpcServer, load_keypair
 from infrakit import events
 from infrakit.events import Event, EventBus
 from infrakit.launcher import LaunchedPlugin
-from infrakit.manager.actor import CALL_TIMEOUT, ManagerActor
+from infrakit.manager.actor import (
+    CALL_TIMEOUT,
+    GroupNotFoundError,
+    ManagerActor,
+    not_leader,
+)
 from infrakit.manager.store import Store
 from infrakit.manager.store.file import FileStore
 from infrakit.paths import default_home, plugin_endpoint, plugins_dir
@@ -44,8 +49,10 @@ from infrakit.spec import (
     groups_of,
     load_json,
     parse_cluster,
+    plugin_name,
 )
 from infrakit.spi import FlavorPlugin, InstancePlugin
+from infrakit.views import GroupRecord, GroupView, Views
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +84,11 @@ class Runtime:
         self.location = location or self.listen[0]
         self.events_endpoint = f"ipc://{self.home / 'events'}"
         self.events = EventBus()
+        self.views = Views()
         self.plugins = {**self._make_plugins(), **extra}
         self._root: pykka.ActorRef[Any] | None = None
         self._manager: pykka.ActorRef[Any] | None = None
+        self._election: Election | None = None
         # Servers on this home's ipc:// paths run only while leading (a follower on the same
         # home must not take the leader's sockets); tcp:// ones run all the time.
         self._servers: list[RpcServer] = []
@@ -108,13 +117,15 @@ class Runtime:
         threading.stack_size(ACTOR_STACK_SIZE)
         self._unsubscribe = self.events.subscribe(self._on_event)
         election, store = self._backends()
+        self._election = election
         manager = ChildSpec(
             "manager",
             ManagerActor,
-            args=(election, store, self.plugins, self.events.publish),
+            args=(election, store, self.plugins, self.events.publish, self.views),
             kwargs={
                 "initial_groups": groups_of(self.config),
                 "leader_poll": self.config.manager.poll,
+                "cluster_id": self.config.cluster.id,
             },
             shutdown_timeout=120.0,
         )
@@ -178,24 +189,48 @@ class Runtime:
         return self._root is not None and self._root.is_alive()
 
     # -- the Group API ---------------------------------------------------------------------
+    #
+    # Writes go through the manager actor; questions are answered from what the manager and
+    # the groups last published, so that an answer never waits on a busy actor or a plugin.
 
     def commit(self, spec: Mapping[str, Any] | GroupSpec, pretend: bool = False) -> str:
         """Commit a group spec; returns InfraKit's sentence (`Managing 3 instances`, ...)."""
         return str(self._call("commit", spec, pretend))
 
     def describe(self, group_id: str) -> dict[str, Any]:
-        """`{"Instances": [...], "Converged": bool}` for the group."""
-        result: dict[str, Any] = self._call("describe", group_id)
-        return result
+        """`{"Instances": [...], "Converged": bool, "Conditions": [...]}` for the group, as
+        its last look saw it; `Conditions` says what keeps it from acting, if anything."""
+        record = self._record(group_id, leading=True)
+        view = self.views.group(group_id)
+        members = view.members if view is not None else ()
+        instances = [member.to_json() for member in members]
+        # A flavor that knows its software may say more about each member (e.g. ZooKeeper's
+        # leader / follower); an operator sees it as "Status".
+        flavor = self.plugins.get(plugin_name(record.spec.properties.flavor.plugin))
+        member_status = getattr(flavor, "member_status", None)
+        if callable(member_status):
+            props = record.spec.properties.flavor.properties
+            for member, out in zip(members, instances, strict=True):
+                try:
+                    out["Status"] = member_status(props, member)
+                except Exception as error:
+                    out["Status"] = {"Error": str(error)}
+        return {
+            "Instances": instances,
+            "Converged": view is not None and view.converged,
+            "Conditions": self._conditions(record, view),
+        }
 
     def info(self, group_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("info", group_id)
-        return result
+        """The group's summary for operators: phases, update progress, circuit, conditions."""
+        record = self._record(group_id)
+        view = self.views.group(group_id) or GroupView(record.spec, destroying=record.destroying)
+        return {**view.summary(), "Conditions": self._conditions(record, view)}
 
     def inspect(self) -> list[dict[str, Any]]:
         """Every committed group spec."""
-        result: list[dict[str, Any]] = self._call("inspect")
-        return result
+        self._require_leading()
+        return [record.spec.to_json() for record in self.views.records().values()]
 
     def free(self, group_id: str) -> None:
         """Stop watching a group; its instances keep running."""
@@ -213,36 +248,59 @@ class Runtime:
         """
         self._call("destroy", group_id)
         deadline = time.monotonic() + timeout
-        while self._call("is_managed", group_id):
+        while self.is_managed(group_id):
             if time.monotonic() > deadline:
-                left = len(self.describe(group_id)["Instances"])
+                view = self.views.group(group_id)
+                left = len(view.members) if view is not None else "some"
                 raise TimeoutError(
                     f"destroy of group {group_id!r} still in progress after {timeout:g}s:"
                     f" {left} instances remain; it keeps retrying"
                 )
             time.sleep(0.05)
 
+    def is_managed(self, group_id: str) -> bool:
+        """Whether the manager holds the group (a destroyed group is forgotten at the end)."""
+        return group_id in self.views.records()
+
     def is_leader(self) -> bool:
-        return self._manager is not None and bool(self._call("is_leader"))
+        return self._manager is not None and self.views.leading
 
     def leader_location(self) -> str | None:
         """Where the leading runtime can be reached (its first listen endpoint)."""
-        location: str | None = self._call("leader_location")
-        return location
+        return self._election.leader_location() if self._election is not None else None
 
     def status(self) -> dict[str, Any]:
-        """This runtime's view: leadership, since when, where, and each group's summary."""
-        result: dict[str, Any] = self._call("status")
-        return {"Location": self.location, "Home": str(self.home), **result}
+        """This runtime's view: leadership, since when, where, its plugins and each group."""
+        records = self.views.records()
+        result: dict[str, Any] = {
+            "Location": self.location,
+            "Home": str(self.home),
+            "Leader": self.is_leader(),
+            "LeaderSince": self.views.leading_since,
+            "LeaderLocation": self.leader_location(),
+            "Groups": [self.info(group_id) for group_id in sorted(records)],
+        }
+        plugins = self.views.plugins()
+        if plugins:
+            result["Plugins"] = [
+                {"Name": name, "Up": state.up, "Reason": state.reason, "Since": state.since}
+                for name, state in sorted(plugins.items())
+            ]
+        candidates = getattr(self._election, "candidates", None)
+        if callable(candidates):
+            result["Managers"] = candidates()  # every manager the election can see
+        return result
 
     def wait_converged(self, group_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """Wait until a look begun after this call finds the group converged; returns its
         description. Raises TimeoutError if that does not happen within `timeout` seconds."""
         since = time.monotonic()
         deadline = since + timeout
-        self._call("look", group_id)
+        self._record(group_id)
+        self._tell("look", group_id)
         while True:
-            if self._call("converged_since", group_id, since):
+            view = self.views.group(group_id)
+            if view is not None and view.converged and (view.looked_at or 0.0) >= since:
                 return self.describe(group_id)
             if time.monotonic() > deadline:
                 info = self.info(group_id)
@@ -255,6 +313,46 @@ class Runtime:
         if self._manager is None:
             raise RuntimeError("the runtime is not running; call start() first")
         return getattr(self._manager.proxy(), method)(*args).get(timeout=CALL_TIMEOUT)
+
+    def _tell(self, method: str, *args: Any) -> None:
+        """Ask the manager to do something, without waiting for it."""
+        if self._manager is None:
+            raise RuntimeError("the runtime is not running; call start() first")
+        getattr(self._manager.proxy(), method)(*args)
+
+    def _require_leading(self) -> None:
+        if self._manager is None:
+            raise RuntimeError("the runtime is not running; call start() first")
+        if not self.views.leading:
+            raise not_leader(self.leader_location())
+
+    def _record(self, group_id: str, leading: bool = False) -> GroupRecord:
+        if leading:
+            self._require_leading()
+        record = self.views.records().get(group_id)
+        if record is None:
+            raise GroupNotFoundError(f"Group '{group_id}' is not being watched")
+        return record
+
+    def _conditions(self, record: GroupRecord, view: GroupView | None) -> list[str]:
+        """What keeps a group from acting: its record's problem, its last look's conditions,
+        and any of its plugins that does not answer."""
+        found = [record.problem] if record.problem else []
+        if view is not None:
+            found.extend(view.all_conditions())
+        elif not record.problem:
+            found.append("not looked at yet")
+        plugins = self.views.plugins()
+        props = record.spec.properties
+        for kind, ref in (("instance", props.instance), ("flavor", props.flavor)):
+            reference = ref.plugin
+            state = plugins.get(plugin_name(reference))
+            if state is not None and not state.up:
+                since = time.strftime("%H:%M:%S", time.localtime(state.since))
+                found.append(
+                    f"{kind} plugin {reference!r} does not answer (since {since}): {state.reason}"
+                )
+        return found
 
     def _make_plugins(self) -> dict[str, InstancePlugin | FlavorPlugin]:
         plugins: dict[str, InstancePlugin | FlavorPlugin] = {}
@@ -296,6 +394,7 @@ class Runtime:
         """Report a remote plugin's connection going down or coming back, as an event."""
 
         def changed(up: bool, reason: str) -> None:
+            self.views.set_plugin(name, up, reason)
             state = "is back" if up else "is down"
             self.events.publish(
                 Event("plugins", events.PLUGIN, f"plugin {name} at {endpoint} {state}: {reason}")

@@ -342,9 +342,19 @@ class ManagerConfig(_Model):
         return value
 
 
+class ClusterIdentity(_Model):
+    """Which cluster this is. Every instance carries its ID (tag `infrakit.cluster.id`), so
+    that clusters sharing an engine or an account never adopt nor destroy each other's. Without
+    an ID, one is made up when the store is first used, and kept there: managers sharing a store
+    share the ID."""
+
+    id: str | None = Field(default=None, alias="ID", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
 class ClusterConfig(_Model):
     """A cluster file for `infrakit run`: plugins, manager backends and the groups to commit."""
 
+    cluster: ClusterIdentity = Field(default_factory=ClusterIdentity, alias="Cluster")
     plugins: tuple[PluginConfig, ...] = Field(default=(), alias="Plugins")
     manager: ManagerConfig = Field(default_factory=ManagerConfig, alias="Manager")
     groups: tuple[dict[str, Any], ...] = Field(default=(), alias="Groups")

@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +41,19 @@ def file_group(group_id: str = "cattle", size: int = 2) -> dict[str, Any]:
             "Health": {"Interval": "100ms"},
         },
     }
+
+
+INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
+
+
+def run_cli(home: Path, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """`infrakit ARGS` as a user runs it, with `home` as INFRAKIT_HOME and no other INFRAKIT_
+    setting; `timeout` only keeps a broken test from hanging for ever."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
+    env["INFRAKIT_HOME"] = str(home)
+    return subprocess.run(
+        [*INFRAKIT, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def free_port() -> int:

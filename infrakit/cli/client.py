@@ -98,6 +98,8 @@ def describe(
     if as_json:
         click.echo(pretty(description))
         return
+    for condition in param(description, "Conditions") or []:
+        click.echo(f"{group_id}: {condition}", err=True)  # on stderr: stdout stays a table
     print_descriptions(param(description, "Instances") or [], quiet)
 
 
@@ -140,11 +142,34 @@ def ls(quiet: bool, endpoint: str, curve_key: Path | None, server_key: Path | No
     """List the groups the runtime manages, with the size each one asks for."""
     with connect_manager(endpoint, curve_key, server_key) as server:
         groups = inspect_groups(server)
+        status = server.call("Manager.Status", optional=True) if groups and not quiet else None
     if quiet:
         for spec in groups:
             click.echo(str(param(spec, "ID")))
         return
-    print_table(("ID", "SIZE"), [(str(param(s, "ID")), group_size(s)) for s in groups])
+    states = group_states(status)
+    rows = [
+        (str(param(s, "ID")), group_size(s), states.get(str(param(s, "ID")), "-")) for s in groups
+    ]
+    print_table(("ID", "SIZE", "STATE"), rows)
+
+
+def group_states(status: Any) -> dict[str, str]:
+    """Group ID -> one word on how it is, or what keeps it from acting, from Manager.Status."""
+    summaries = param(status, "Groups") if isinstance(status, dict) else None
+    states: dict[str, str] = {}
+    for summary in summaries if isinstance(summaries, list) else []:
+        if not isinstance(summary, dict):
+            continue
+        conditions = param(summary, "Conditions") or []
+        if conditions:
+            state = "; ".join(str(c) for c in conditions)
+        elif param(summary, "Destroying"):
+            state = "destroying"
+        else:
+            state = "converged" if param(summary, "Converged") else "converging"
+        states[str(param(summary, "ID"))] = state
+    return states
 
 
 @group.command()

@@ -24,7 +24,7 @@ from infrakit.duration import format_duration
 from infrakit.group.plan import Observation, Phase, SlotStatus, hash_of
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description, FlavorPlugin, Health, InstancePlugin, PluginError, Spec
-from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_GROUP, TAG_LOGICAL_ID
+from infrakit.spi.instance import TAG_CLUSTER, TAG_CONFIG_HASH, TAG_GROUP, TAG_LOGICAL_ID
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class GroupContext:
     """What every instance actor of one group shares: plugins, breaker, events and fencing."""
 
     group_id: str
+    cluster_id: str
     instance_plugin: InstancePlugin
     flavor_plugin: FlavorPlugin
     breaker: CircuitBreaker
@@ -289,6 +290,7 @@ class InstanceActor(PooledActor):
             properties=props.instance.properties,
             tags={
                 TAG_GROUP: context.group_id,
+                TAG_CLUSTER: context.cluster_id,
                 TAG_CONFIG_HASH: self.spec.config_hash,
                 TAG_LOGICAL_ID: self.logical_id,
             },
@@ -328,11 +330,14 @@ class InstanceActor(PooledActor):
         self._ask_for_look()
 
     def _label(self, instance: Description) -> None:
-        """Tag an adopted instance with its logical ID (Go InfraKit tagged only named ones)."""
-        if instance.tags.get(TAG_LOGICAL_ID) == self.logical_id:
+        """Tag an adopted instance with its logical ID (Go InfraKit tagged only named ones) and
+        our cluster ID (instances made before cluster IDs carry none)."""
+        wanted = {TAG_LOGICAL_ID: self.logical_id, TAG_CLUSTER: self.context.cluster_id}
+        labels = {key: value for key, value in wanted.items() if instance.tags.get(key) != value}
+        if not labels:
             return
         try:
-            self.context.instance_plugin.label(instance.id, {TAG_LOGICAL_ID: self.logical_id})
+            self.context.instance_plugin.label(instance.id, labels)
         except PluginError as error:
             log.warning("%s: cannot label %s: %s", self.logical_id, instance.id, error)
 

@@ -35,7 +35,8 @@ from infrakit.group.instance import (
 from infrakit.group.plan import Observation, Phase, SlotStatus
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description, FlavorPlugin, Health, InstancePlugin, PluginError
-from infrakit.spi.instance import TAG_GROUP, Watchable
+from infrakit.spi.instance import TAG_CLUSTER, TAG_GROUP, Watchable
+from infrakit.views import GroupView, Views
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,6 @@ PLUGIN_SAID_SOON = 0.005
 
 
 _NEEDS_NEWS = frozenset({Phase.PENDING, Phase.FAILING, Phase.UNHEALTHY})
-
-
-@dataclass
-class GroupRecord:
-    """The owner's latest word on a group: its spec, and whether it is being destroyed."""
-
-    spec: GroupSpec
-    destroying: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,20 +64,24 @@ class GroupSupervisor(Supervisor):
 
     def __init__(
         self,
-        record: GroupRecord,
+        group_id: str,
+        views: Views,
         instance_plugin: InstancePlugin,
         flavor_plugin: FlavorPlugin,
         publish: Callable[[events.Event], None],
+        cluster_id: str,
         fence: Callable[[], bool] = lambda: True,
         on_rollback: Callable[[GroupSpec], None] | None = None,
         on_destroyed: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(max_restarts=50, within=10.0, backoff=Backoff(initial=0.2, maximum=10.0))
-        # Read the spec from the owner's record, so that a restarted supervisor starts from the
-        # latest commit, not from the spec it was first started with.
+        # Read the spec from the manager's published record, so that a restarted supervisor
+        # starts from the latest commit, not from the spec it was first started with.
+        record = views.records()[group_id]
         spec = record.spec
-        self.record = record
+        self.views = views
         self.spec = spec
+        self.cluster_id = cluster_id
         self.on_destroyed = on_destroyed
         self.previous_spec: GroupSpec | None = None
         self.instance_plugin = instance_plugin
@@ -94,6 +91,7 @@ class GroupSupervisor(Supervisor):
         self.breaker = CircuitBreaker(threshold=5, on_change=self._breaker_changed)
         self.context = GroupContext(
             group_id=spec.id,
+            cluster_id=cluster_id,
             instance_plugin=instance_plugin,
             flavor_plugin=flavor_plugin,
             breaker=self.breaker,
@@ -111,11 +109,12 @@ class GroupSupervisor(Supervisor):
         self.last_plan: planner.Plan | None = None
         self.members: list[Description] = []
         self._held: tuple[str, ...] = ()
-        self._describe_failing = False
+        self._describe_failing: str | None = None  # why the last describe failed
+        self._foreign: frozenset[str] = frozenset()  # clusters whose instances we saw and left
         self._timer: Handle | None = None
         self._next_tick = 0.0
         self._tick_cost = 0.0
-        self.looked_at = 0.0  # when the last complete look began (monotonic)
+        self.looked_at: float | None = None  # when the last complete look began (monotonic)
         self._looked_at_wall: float | None = None  # the same, as a time of day, for people
         self._dirty = True  # something happened since the last full look
         self._unwatch: Callable[[], None] | None = None
@@ -161,14 +160,18 @@ class GroupSupervisor(Supervisor):
         self._sent.pop(name, None)
         self._schedule(LOOK_SOON)
 
-    # -- public API (through a proxy) -----------------------------------------------------
+    # -- public API (through a proxy; nobody waits for the answers) ----------------------
 
     def update(self, spec: GroupSpec) -> None:
-        """Take a new spec (already validated): scale, roll, or just resume a paused update."""
+        """Take a new spec (already validated): scale, roll, or just resume a paused update.
+
+        A commit supersedes a destroy in progress: the group then converges to `spec`.
+        """
         if spec.config_hash != self.spec.config_hash:
             self.previous_spec = self.spec
             self.update_total = self.update_done = 0
         self.spec = spec
+        self.destroying = False
         self.paused = None
         self.converged = False  # until a look at the group says otherwise
         self._dirty = True
@@ -177,68 +180,20 @@ class GroupSupervisor(Supervisor):
                 with contextlib.suppress(pykka.ActorDeadError):
                     ref.tell(SetSpec(spec))
             self._sent.pop(name, None)
+        self._publish_view()
         self._schedule(0.0)
-
-    def preview(self, spec: GroupSpec) -> str:
-        """InfraKit's sentence for what committing `spec` would do; changes nothing."""
-        members = self.instance_plugin.describe_instances({TAG_GROUP: self.spec.id})
-        return planner.describe_commit(self.spec, spec, members)
-
-    def describe(self) -> dict[str, Any]:
-        """InfraKit's group Description: the live instances and whether the group converged."""
-        members = self.instance_plugin.describe_instances({TAG_GROUP: self.spec.id})
-        instances = [member.to_json() for member in members]
-        # A flavor that knows its software may say more about each member (e.g. ZooKeeper's
-        # leader / follower); an operator sees it as "Status".
-        member_status = getattr(self.flavor_plugin, "member_status", None)
-        if callable(member_status):
-            props = self.spec.properties.flavor.properties
-            for member, out in zip(members, instances, strict=True):
-                try:
-                    out["Status"] = member_status(props, member)
-                except Exception as error:
-                    out["Status"] = {"Error": str(error)}
-        return {"Instances": instances, "Converged": self.converged}
 
     def destroy_all(self) -> None:
         """Drain and destroy every instance of the group; keeps retrying until none is left."""
         self.destroying = True
         self.converged = False
         self._dirty = True
+        self._publish_view()
         self._schedule(0.0)
 
     def destroyed(self) -> bool:
         """True once destroy_all has left no instance and no actor behind."""
         return self.destroying and not self.members and not self.status and self.converged
-
-    def info(self) -> dict[str, Any]:
-        """A summary for operators: phases, update progress, breaker state."""
-        phases: dict[str, int] = {}
-        for report in self.status.values():
-            phases[report.phase.value] = phases.get(report.phase.value, 0) + 1
-        return {
-            "ID": self.spec.id,
-            "Size": len(self.spec.logical_ids()),
-            "Members": len(self.members),
-            "Phases": phases,
-            "Converged": self.converged,
-            "Update": {
-                "Total": self.update_total,
-                "Done": self.update_done,
-                "Paused": self.paused,
-            },
-            "Circuit": self.breaker.state,
-            "Destroying": self.destroying,
-            "LookedAt": self._looked_at_wall,
-        }
-
-    def converged_since(self, since: float) -> bool:
-        """Whether a look begun at or after `since` (monotonic) found the group converged."""
-        return self.converged and self.looked_at >= since
-
-    def _looked(self, started: float) -> None:
-        self.looked_at = started
-        self._looked_at_wall = time.time() - (time.monotonic() - started)
 
     def look(self) -> None:
         """Look at the group soon (a caller is waiting on it)."""
@@ -251,14 +206,16 @@ class GroupSupervisor(Supervisor):
         self._timer = None
         spec = self.spec.resized(0) if self.destroying else self.spec
         try:
-            members = self.instance_plugin.describe_instances({TAG_GROUP: spec.id})
+            described = self.instance_plugin.describe_instances({TAG_GROUP: spec.id})
         except PluginError as error:
-            if not self._describe_failing:
+            if self._describe_failing is None:
                 self._event(events.DESCRIBE_FAILED, f"cannot list instances: {error}")
-            self._describe_failing = True
+            self._describe_failing = f"cannot list instances: {error}"
+            self._publish_view()
             self._schedule(spec.properties.health.interval)
             return
-        self._describe_failing = False
+        self._describe_failing = None
+        members = self._ours(described)
         quiet_health = self._quiet_health(spec, members)
         if quiet_health is not None and all(h is Health.HEALTHY for h in quiet_health.values()):
             self._looked(started)
@@ -428,6 +385,69 @@ class GroupSupervisor(Supervisor):
         self.status[lid] = message.status
         if message.status.phase is Phase.RUNNING and not self.converged:
             self._look_soon()  # perhaps the last one we waited for: say so promptly
+
+    def _ours(self, described: list[Description]) -> list[Description]:
+        """The members that belong to this cluster: carrying our cluster ID, or none at all
+        (made before cluster IDs, or by Go InfraKit: adopted, and labelled when adopted).
+        Another cluster's instances are left alone, and reported once per cluster."""
+        ours: list[Description] = []
+        foreign: dict[str, int] = {}
+        for member in described:
+            cluster = member.tags.get(TAG_CLUSTER)
+            if cluster is None or cluster == self.cluster_id:
+                ours.append(member)
+            else:
+                foreign[cluster] = foreign.get(cluster, 0) + 1
+        for cluster in sorted(foreign.keys() - self._foreign):
+            self._event(
+                events.FOREIGN,
+                f"{foreign[cluster]} instances of this group belong to cluster {cluster!r}, not"
+                f" to this one ({self.cluster_id!r}): leaving them alone",
+            )
+        self._foreign = frozenset(foreign)
+        return ours
+
+    def _looked(self, started: float) -> None:
+        self.looked_at = started
+        self._looked_at_wall = time.time() - (time.monotonic() - started)
+        self._publish_view()
+
+    def _publish_view(self) -> None:
+        """Publish what the group looks like now, for operators' questions."""
+        phases: dict[str, int] = {}
+        for report in self.status.values():
+            phases[report.phase.value] = phases.get(report.phase.value, 0) + 1
+        self.views.publish(
+            GroupView(
+                spec=self.spec,
+                members=tuple(self.members),
+                phases=phases,
+                converged=self.converged,
+                destroying=self.destroying,
+                update_total=self.update_total,
+                update_done=self.update_done,
+                paused=self.paused,
+                breaker=self.breaker,
+                failing=phases.get(Phase.FAILING.value, 0),
+                conditions=self._conditions(),
+                looked_at=self.looked_at,
+                looked_at_wall=self._looked_at_wall,
+            )
+        )
+
+    def _conditions(self) -> tuple[str, ...]:
+        """What keeps the group from acting, in words an operator can act on (the breaker's
+        state is read live from the view)."""
+        found: list[str] = []
+        if self._describe_failing is not None:
+            found.append(self._describe_failing)
+        if self.paused is not None:
+            found.append(f"rolling update paused: {self.paused}; commit the spec again to resume")
+        if self._held:
+            found.append(
+                f"{len(self._held)} instances unhealthy, more than MaxUnhealthy: not replacing"
+            )
+        return tuple(found)
 
     # -- helpers ---------------------------------------------------------------------------
 

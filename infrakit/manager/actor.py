@@ -3,16 +3,18 @@
 It supervises a LeaderActor (its first child) and one GroupSupervisor per committed group. A
 commit is validated whole, stored (so it survives a crash), then handed to the group. On gaining
 leadership it loads the store, starts every group (they adopt their instances by tags) and
-commits the cluster file's groups; on losing it, it stops every group before anything else.
+applies the cluster file's groups; on losing it, it stops every group before anything else.
+It publishes its records to `Views`, which is what operators' questions are answered from: the
+manager never waits on a group, and nobody waits on the manager to read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
+import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pykka
@@ -23,15 +25,20 @@ from infrakit import events
 from infrakit.confighash import config_hash
 from infrakit.group.instance import WantLook
 from infrakit.group.plan import describe_commit
-from infrakit.group.supervisor import GroupRecord, GroupSupervisor
+from infrakit.group.supervisor import GroupSupervisor
 from infrakit.manager.store import Store
 from infrakit.spec import GroupSpec, SpecError, parse_group, plugin_name
 from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError, ValidationError
+from infrakit.views import GroupRecord, Views
 
 log = logging.getLogger(__name__)
 
 LEADER = "leader"
 CALL_TIMEOUT = 30.0
+# Why a group is not in the store any more, kept for the cluster file's groups so that an
+# unedited cluster file never brings back a group that was destroyed or freed.
+REMOVED_DESTROYED = "destroyed"
+REMOVED_FREED = "freed"
 
 
 class NotLeaderError(RuntimeError):
@@ -43,6 +50,21 @@ class GroupNotFoundError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ClusterIdMismatch(RuntimeError):
+    """The cluster file names a cluster ID other than the one the store was made with."""
+
+
+class GroupCannotRunError(RuntimeError):
+    """The group is known but cannot run (its plugin is unknown, its spec refused...)."""
+
+
+def not_leader(location: str | None) -> NotLeaderError:
+    """The error a follower answers with, naming the leader's location when it is known."""
+    return NotLeaderError(
+        "not the leader; the leader is at " + location if location else "not the leader"
+    )
 
 
 @dataclass(frozen=True)
@@ -69,8 +91,10 @@ class ManagerActor(Supervisor):
         store: Store,
         plugins: Mapping[str, InstancePlugin | FlavorPlugin],
         publish: Callable[[events.Event], None],
+        views: Views,
         initial_groups: Sequence[GroupSpec] = (),
         leader_poll: float = 1.0,
+        cluster_id: str | None = None,
     ) -> None:
         super().__init__(
             children=[
@@ -84,9 +108,11 @@ class ManagerActor(Supervisor):
         self.store = store
         self.plugins = dict(plugins)
         self.publish = publish
+        self.views = views
         self.initial_groups = tuple(initial_groups)
+        self.configured_cluster_id = cluster_id
+        self.cluster_id: str | None = None  # known once leading (kept in the store)
         self.leading = False
-        self.leading_since: float | None = None
         self.records: dict[str, GroupRecord] = {}
         # Group ID -> hash of the cluster file's spec last applied (kept in the store).
         self.file_marks: dict[str, str] = {}
@@ -97,6 +123,11 @@ class ManagerActor(Supervisor):
         super().on_start()
         self._subscribe()
 
+    def on_stop(self) -> None:
+        self.views.set_leading(False)
+        self.views.set_records({})
+        super().on_stop()
+
     def on_child_restarted(self, name: str, ref: pykka.ActorRef[Any]) -> None:
         if name == LEADER:
             self._subscribe()
@@ -105,8 +136,10 @@ class ManagerActor(Supervisor):
         if isinstance(message, _Leadership):
             self._leadership(message.leader)
         elif isinstance(message, _RolledBack):
-            self._store(message.spec)
-            self.records[message.spec.id].spec = message.spec
+            record = self.records.get(message.spec.id)
+            if record is not None:
+                self._store(message.spec)
+                self._set_record(replace(record, spec=message.spec))
         elif isinstance(message, _Destroyed):
             self._finish_destroy(message.group_id)
         else:
@@ -115,34 +148,32 @@ class ManagerActor(Supervisor):
 
     # -- public API (through a proxy) -----------------------------------------------------
 
-    def is_leader(self) -> bool:
-        return self.leading
-
-    def leader_location(self) -> str | None:
-        return self.election.leader_location()
-
     def commit(self, data: Mapping[str, Any] | GroupSpec, pretend: bool = False) -> str:
         """Validate, store and apply a group spec; return InfraKit's sentence for it.
 
-        A pretend commit, or one that fails validation, changes nothing at all.
+        A pretend commit, or one that fails validation, changes nothing at all. A commit of a
+        group being destroyed supersedes the destroy: the group converges to the new spec.
         """
         self._require_leader()
         spec = data if isinstance(data, GroupSpec) else parse_group(data)
         self._validate_plugins(spec)
         record = self.records.get(spec.id)
         group = self._group(spec.id)
-        if group is not None:
-            sentence: str = group.proxy().preview(spec).get(timeout=CALL_TIMEOUT)
-        else:
+        if record is None or group is None:
             sentence = describe_commit(None, spec)
+        else:
+            # What the group wants now (nothing, while being destroyed) and what it last saw.
+            current = record.spec.resized(0) if record.destroying else record.spec
+            view = self.views.group(spec.id)
+            sentence = describe_commit(current, spec, view.members if view else ())
         if pretend:
             return sentence
         self._store(spec)
-        if record is not None and group is not None:
-            record.spec, record.destroying = spec, False
-            group.proxy().update(spec).get(timeout=CALL_TIMEOUT)
+        self._set_record(GroupRecord(spec))
+        if group is not None:
+            group.proxy().update(spec)  # a tell in effect: nobody waits on the group
         else:
-            self._start_group(GroupRecord(spec))
+            self._start_group(spec.id)
         self.publish(events.Event(spec.id, events.COMMITTED, f"committed: {sentence}"))
         return sentence
 
@@ -151,8 +182,7 @@ class ManagerActor(Supervisor):
         self._require_leader()
         self._require_group(group_id)
         self.stop_child(group_id)
-        self.records.pop(group_id, None)
-        self.store.remove(group_id)
+        self._forget(group_id, REMOVED_FREED)
         self.publish(events.Event(group_id, events.FREED, "freed: no longer supervised"))
 
     def destroy(self, group_id: str) -> None:
@@ -163,74 +193,24 @@ class ManagerActor(Supervisor):
         """
         self._require_leader()
         record = self._require_group(group_id)
-        record.destroying = True
+        group = self._group(group_id)
+        if group is None:
+            raise GroupCannotRunError(
+                f"cannot destroy group {group_id!r}: {record.problem}; fix that and commit it"
+                " again, or free it (its instances are left as they are)"
+            )
         self._store(record.spec, Destroying=True)
-        group = self._group(group_id)
-        if group is not None:
-            group.proxy().destroy_all().get(timeout=CALL_TIMEOUT)
+        self._set_record(replace(record, destroying=True))
+        group.proxy().destroy_all()  # a tell in effect: nobody waits on the group
 
-    def describe(self, group_id: str) -> dict[str, Any]:
-        """InfraKit's group Description: `{"Instances": [...], "Converged": bool}`."""
-        self._require_leader()
-        self._require_group(group_id)
-        group = self._group(group_id)
-        assert group is not None
-        result: dict[str, Any] = group.proxy().describe().get(timeout=CALL_TIMEOUT)
-        return result
-
-    def info(self, group_id: str) -> dict[str, Any]:
-        """The group supervisor's summary (phases, update progress, circuit)."""
-        self._require_group(group_id)
-        group = self._group(group_id)
-        assert group is not None
-        result: dict[str, Any] = group.proxy().info().get(timeout=CALL_TIMEOUT)
-        return result
-
-    def converged_since(self, group_id: str, since: float) -> bool:
-        """Whether a look at the group begun at or after `since` (monotonic) found it
-        converged."""
-        self._require_group(group_id)
-        group = self._group(group_id)
-        assert group is not None
-        result: bool = group.proxy().converged_since(since).get(timeout=CALL_TIMEOUT)
-        return result
+    def is_leader(self) -> bool:
+        return self.leading
 
     def look(self, group_id: str) -> None:
         """Ask a group to look at its instances soon."""
-        self._require_group(group_id)
         group = self._group(group_id)
         if group is not None:
             group.tell(WantLook())
-
-    def inspect(self) -> list[dict[str, Any]]:
-        """Every committed spec, as stored."""
-        self._require_leader()
-        return [record.spec.to_json() for record in self.records.values()]
-
-    def status(self) -> dict[str, Any]:
-        """This manager's view: leadership, since when, the leader's location, its groups."""
-        groups = []
-        for group_id in sorted(self.records):
-            group = self._group(group_id)
-            if group is None:
-                continue
-            try:
-                groups.append(group.proxy().info().get(timeout=CALL_TIMEOUT))
-            except pykka.ActorDeadError:
-                continue
-        result: dict[str, Any] = {
-            "Leader": self.leading,
-            "LeaderSince": self.leading_since,
-            "LeaderLocation": self.election.leader_location(),
-            "Groups": groups,
-        }
-        candidates = getattr(self.election, "candidates", None)
-        if callable(candidates):
-            result["Managers"] = candidates()  # every manager the election can see
-        return result
-
-    def is_managed(self, group_id: str) -> bool:
-        return group_id in self.records
 
     # -- leadership ---------------------------------------------------------------------------
 
@@ -250,26 +230,38 @@ class ManagerActor(Supervisor):
         if leading == self.leading:
             return
         self.leading = leading
-        self.leading_since = time.time() if leading else None
         if not leading:
             for group_id in list(self.records):
                 self.stop_child(group_id)
             self.records.clear()
+            self.views.set_records({})
+            self.views.set_leading(False)
             self.publish(events.Event("manager", events.LEADERSHIP, "lost leadership: following"))
             return
+        self.cluster_id = self.store.cluster_id(self.configured_cluster_id or secrets.token_hex(8))
+        if self.configured_cluster_id not in (None, self.cluster_id):
+            raise ClusterIdMismatch(
+                f"the store belongs to cluster {self.cluster_id!r}, but the cluster file says"
+                f" Cluster.ID {self.configured_cluster_id!r}; set Cluster.ID to"
+                f" {self.cluster_id!r} (a cluster's ID cannot change: its instances carry it)"
+            )
         self.publish(events.Event("manager", events.LEADERSHIP, "gained leadership: leading"))
         self._load()
         for spec in self.initial_groups:
-            # The cluster file is applied when it is new or was edited since it was last
-            # applied; otherwise the stored spec (perhaps committed later) stands.
+            # The cluster file's version of a group is applied when it is new or was edited
+            # since it was last applied; otherwise what happened since (a later commit, a
+            # destroy, a free, all kept in the store) stands.
             mark = config_hash(spec.to_json(), None)
-            if self.file_marks.get(spec.id) == mark and spec.id in self.records:
+            if self.file_marks.get(spec.id) == mark:
                 continue
             self.file_marks[spec.id] = mark
             try:
                 self.commit(spec)
             except (SpecError, ValueError, NotLeaderError) as error:
                 log.error("cannot commit group %r from the cluster file: %s", spec.id, error)
+                if spec.id not in self.records:
+                    self._set_record(GroupRecord(spec, problem=str(error)))
+        self.views.set_leading(True)  # readers see the groups loaded from now on
 
     def _load(self) -> None:
         try:
@@ -280,22 +272,32 @@ class ManagerActor(Supervisor):
         for group_id, entry in stored.items():
             if isinstance(entry.get("FileSpec"), str):
                 self.file_marks[group_id] = entry["FileSpec"]
+            if entry.get("Removed"):
+                continue  # remembered only so that the cluster file does not bring it back
             try:
                 spec = parse_group(entry.get("Properties"), source=f"stored group {group_id!r}")
+            except SpecError as error:
+                log.error("not starting stored group %r: %s", group_id, error)
+                continue
+            record = GroupRecord(spec, destroying=bool(entry.get("Destroying")))
+            try:
                 self._validate_plugins(spec)
             except (SpecError, ValueError) as error:
                 log.error("not starting stored group %r: %s", group_id, error)
+                self._set_record(replace(record, problem=str(error)))
                 continue
-            self._start_group(GroupRecord(spec, destroying=bool(entry.get("Destroying"))))
+            self._set_record(record)
+            self._start_group(group_id)
 
     def _fence(self) -> bool:
         return self.election.is_leader()
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _start_group(self, record: GroupRecord) -> None:
-        spec = record.spec
+    def _start_group(self, group_id: str) -> None:
+        spec = self.records[group_id].spec
         me = self.actor_ref
+        assert self.cluster_id is not None  # groups run only while leading
 
         def rolled_back(back: GroupSpec) -> None:
             with contextlib.suppress(pykka.ActorDeadError):
@@ -305,16 +307,17 @@ class ManagerActor(Supervisor):
             with contextlib.suppress(pykka.ActorDeadError):
                 me.tell(_Destroyed(group_id))
 
-        self.records[spec.id] = record
         self.start_child(
             ChildSpec(
-                name=spec.id,
+                name=group_id,
                 actor_class=GroupSupervisor,
                 args=(
-                    record,
+                    group_id,
+                    self.views,
                     self.plugins[plugin_name(spec.properties.instance.plugin)],
                     self.plugins[plugin_name(spec.properties.flavor.plugin)],
                     self.publish,
+                    self.cluster_id,
                 ),
                 kwargs={
                     "fence": self._fence,
@@ -329,13 +332,27 @@ class ManagerActor(Supervisor):
     def _finish_destroy(self, group_id: str) -> None:
         record = self.records.get(group_id)
         if record is None or not record.destroying:
-            return
+            return  # freed, or a commit superseded the destroy
         self.stop_child(group_id)
-        self.records.pop(group_id, None)
-        self.store.remove(group_id)
+        self._forget(group_id, REMOVED_DESTROYED)
         self.publish(
             events.Event(group_id, events.GROUP_DESTROYED, "destroyed: every instance is gone")
         )
+
+    def _forget(self, group_id: str, why: str) -> None:
+        """Drop a group from the records and the store. A group from the cluster file leaves a
+        mark of why, so that restarting with the unedited file does not bring it back."""
+        self.records.pop(group_id, None)
+        self.views.set_records(self.records)
+        mark = self.file_marks.get(group_id)
+        if mark is None:
+            self.store.remove(group_id)
+        else:
+            self.store.put(group_id, None, FileSpec=mark, Removed=why)
+
+    def _set_record(self, record: GroupRecord) -> None:
+        self.records[record.spec.id] = record
+        self.views.set_records(self.records)
 
     def _store(self, spec: GroupSpec, **marks: Any) -> None:
         """Write the spec, keeping the mark of the cluster-file version it came from."""
@@ -348,10 +365,7 @@ class ManagerActor(Supervisor):
 
     def _require_leader(self) -> None:
         if not self.leading:
-            where = self.election.leader_location()
-            raise NotLeaderError(
-                "not the leader; the leader is at " + where if where else "not the leader"
-            )
+            raise not_leader(self.election.leader_location())
 
     def _require_group(self, group_id: str) -> GroupRecord:
         record = self.records.get(group_id)

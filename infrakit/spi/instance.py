@@ -13,6 +13,9 @@ LogicalID = str
 TAG_GROUP = "infrakit.group"
 TAG_CONFIG_HASH = "infrakit.config.hash"
 TAG_LOGICAL_ID = "infrakit.logical_id"
+# The cluster (the runtime, or the managers of one HA cluster) that made the instance, so that two
+# clusters sharing one engine or account never adopt nor destroy each other's instances.
+TAG_CLUSTER = "infrakit.cluster.id"
 # Older InfraKit name for the hash tag, accepted when adopting.
 TAG_CONFIG_SHA_OLD = "infrakit.config_sha"
 

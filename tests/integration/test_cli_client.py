@@ -85,7 +85,7 @@ def test_commit_then_describe_list_and_inspect(cli: Cli, runtime: Runtime) -> No
     description = json.loads(cli.ok("group", "describe", "cattle", "--json"))
     assert description["Converged"] is True and len(description["Instances"]) == 2
 
-    assert cli.ok("group", "ls").splitlines() == ["ID      SIZE", "cattle  2"]
+    assert cli.ok("group", "ls").splitlines() == ["ID      SIZE  STATE", "cattle  2     converged"]
     assert cli.ok("group", "ls", "-q") == "cattle\n"
     assert json.loads(cli.ok("group", "inspect", "cattle"))["ID"] == "cattle"
     missing = cli.run("group", "inspect", "sheep")

@@ -6,10 +6,21 @@ from typing import Any, Protocol
 
 
 class Store(Protocol):
-    """Keeps each group's committed spec (and marks such as Destroying) by group ID."""
+    """Keeps each group's committed spec (and marks such as Destroying) by group ID, and the
+    cluster's ID."""
 
-    def load(self) -> dict[str, dict[str, Any]]: ...
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every stored group record by ID."""
+        ...
 
-    def put(self, group_id: str, spec: dict[str, Any], **marks: Any) -> None: ...
+    def put(self, group_id: str, spec: dict[str, Any] | None, **marks: Any) -> None:
+        """Store (or replace) one group's record: its spec (None for a group kept only as a
+        mark, such as `Removed`) and marks such as `Destroying=True`."""
 
-    def remove(self, group_id: str) -> None: ...
+    def remove(self, group_id: str) -> None:
+        """Forget one group."""
+
+    def cluster_id(self, proposed: str) -> str:
+        """The cluster's ID: the one stored, or else `proposed`, stored now (atomically, so
+        that managers sharing the store all get the same)."""
+        ...

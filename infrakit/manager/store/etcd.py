@@ -45,6 +45,9 @@ class EtcdStore:
         records = {}
         for kv in self.etcd.get(self.prefix, range_end=prefix_end(self.prefix)):
             key = decode(kv["key"])
+            name = key[len(self.prefix) :]
+            if name.startswith("."):
+                continue  # the store's own keys, such as the cluster ID
             try:
                 record = json.loads(decode(kv.get("value", "")))
             except json.JSONDecodeError as error:
@@ -52,10 +55,10 @@ class EtcdStore:
                     f"etcd {key}: not valid JSON ({error}); refusing to guess"
                 ) from None
             if isinstance(record, dict):
-                records[key[len(self.prefix) :]] = record
+                records[name] = record
         return records
 
-    def put(self, group_id: str, spec: dict[str, Any], **marks: Any) -> None:
+    def put(self, group_id: str, spec: dict[str, Any] | None, **marks: Any) -> None:
         """Store (or replace) one group's spec, with optional marks such as Destroying=True."""
         record = {"Plugin": "group", "Properties": spec, **marks}
         text = json.dumps(record, sort_keys=True)
@@ -64,6 +67,26 @@ class EtcdStore:
     def remove(self, group_id: str) -> None:
         """Forget one group; nothing happens if it is not stored."""
         self._write(group_id, {"request_delete_range": {"key": self._key(group_id)}})
+
+    def cluster_id(self, proposed: str) -> str:
+        """The stored cluster ID (at `<prefix>.cluster`), or `proposed`, stored now if no one
+        stored one first (one transaction: managers sharing the store agree)."""
+        key = encode(self._cluster_key)
+        created = self.etcd.txn(
+            [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": 0}],
+            [{"request_put": {"key": key, "value": encode(proposed)}}],
+        )
+        if created["succeeded"]:
+            return proposed
+        kvs = self.etcd.get(self._cluster_key)
+        if not kvs:
+            raise ValueError(f"etcd {self._cluster_key}: the cluster ID vanished; try again")
+        return decode(kvs[0].get("value", ""))
+
+    @property
+    def _cluster_key(self) -> str:
+        # A group ID never starts with '.', so this key cannot be a group's.
+        return self.prefix + ".cluster"
 
     def _key(self, group_id: str) -> str:
         if not group_id:

@@ -1,0 +1,148 @@
+"""What the manager and its groups last published: the state operators' questions are answered
+from, without asking (and so without waiting on) any actor.
+
+The manager publishes its records (which groups, which spec, being destroyed, why one cannot
+run) whenever they change; each group publishes a `GroupView` after every look. Readers get
+immutable values, so any thread may read them at any time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from actors import CircuitBreaker
+from infrakit.spec import GroupSpec
+from infrakit.spi import Description
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """The manager's word on one group: its committed spec, whether it is being destroyed, and
+    why it cannot run, if it cannot (say its plugin is unknown)."""
+
+    spec: GroupSpec
+    destroying: bool = False
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """One group as its last look saw it."""
+
+    spec: GroupSpec
+    members: tuple[Description, ...] = ()
+    phases: Mapping[str, int] = field(default_factory=dict)
+    converged: bool = False
+    destroying: bool = False
+    update_total: int = 0
+    update_done: int = 0
+    paused: str | None = None
+    breaker: CircuitBreaker | None = None  # live: thread-safe, read at each question
+    failing: int = 0  # instances whose provisioning keeps failing
+    conditions: tuple[str, ...] = ()
+    looked_at: float | None = None  # monotonic: when the last complete look began
+    looked_at_wall: float | None = None  # the same, as a time of day, for people
+
+    def summary(self) -> dict[str, Any]:
+        """The operator's summary (`manager status`, `Runtime.info`)."""
+        return {
+            "ID": self.spec.id,
+            "Size": len(self.spec.logical_ids()),
+            "Members": len(self.members),
+            "Phases": dict(self.phases),
+            "Converged": self.converged,
+            "Update": {"Total": self.update_total, "Done": self.update_done, "Paused": self.paused},
+            "Circuit": self.breaker.state if self.breaker is not None else "closed",
+            "Destroying": self.destroying,
+            "LookedAt": self.looked_at_wall,
+            "Conditions": self.all_conditions(),
+        }
+
+    def all_conditions(self) -> list[str]:
+        """What keeps the group from acting: the last look's findings and the breaker's state
+        now."""
+        found = list(self.conditions)
+        breaker = self.breaker
+        if breaker is not None:
+            state = breaker.state
+            if state != "closed":
+                found.append(f"provisioning circuit {state}: {breaker.last_error}")
+            elif self.failing:
+                found.append(
+                    f"{self.failing} instances cannot be provisioned: {breaker.last_error}"
+                )
+        return found
+
+
+@dataclass(frozen=True)
+class PluginState:
+    """Whether a plugin in another process answers, as its connection last said."""
+
+    up: bool
+    reason: str
+    since: float = field(default_factory=time.time)
+
+
+class Views:
+    """The board the manager and groups publish to. Thread-safe; values are immutable."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._leading = False
+        self._leading_since: float | None = None
+        self._records: Mapping[str, GroupRecord] = MappingProxyType({})
+        self._groups: dict[str, GroupView] = {}
+        self._plugins: dict[str, PluginState] = {}
+
+    # -- the manager's side ---------------------------------------------------------------
+
+    def set_leading(self, leading: bool) -> None:
+        with self._lock:
+            if leading != self._leading:
+                self._leading = leading
+                self._leading_since = time.time() if leading else None
+
+    def set_records(self, records: Mapping[str, GroupRecord]) -> None:
+        """Replace the manager's records (a copy is kept); views of dropped groups go too."""
+        frozen = MappingProxyType(dict(records))
+        with self._lock:
+            self._records = frozen
+            for group_id in list(self._groups):
+                if group_id not in frozen:
+                    del self._groups[group_id]
+
+    def publish(self, view: GroupView) -> None:
+        """A group's latest view; ignored for a group the manager no longer has."""
+        with self._lock:
+            if view.spec.id in self._records:
+                self._groups[view.spec.id] = view
+
+    def set_plugin(self, name: str, up: bool, reason: str) -> None:
+        with self._lock:
+            self._plugins[name] = PluginState(up, reason)
+
+    # -- the readers' side ----------------------------------------------------------------
+
+    @property
+    def leading(self) -> bool:
+        return self._leading
+
+    @property
+    def leading_since(self) -> float | None:
+        return self._leading_since
+
+    def records(self) -> Mapping[str, GroupRecord]:
+        return self._records
+
+    def group(self, group_id: str) -> GroupView | None:
+        with self._lock:
+            return self._groups.get(group_id)
+
+    def plugins(self) -> dict[str, PluginState]:
+        with self._lock:
+            return dict(self._plugins)
