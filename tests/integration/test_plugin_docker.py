@@ -521,3 +521,34 @@ def test_the_example_cluster_file_runs(engine: Any, token: str, home: Path) -> N
 
         wait_for(lambda: logs() == expected, 20, "each container's Init output")
         runtime.destroy(group["ID"])
+
+
+def test_two_clusters_on_one_engine_never_touch_each_others_containers(
+    engine: Any, token: str, tmp_path: Path
+) -> None:
+    """The example cluster file run from two homes against one engine: each keeps its own
+    containers; neither adopts nor destroys the other's."""
+    cluster = json.loads(EXAMPLE.read_text())
+    del cluster["Plugins"]
+    (group,) = cluster["Groups"]
+    group["ID"] = f"example-{token}"
+    group["Properties"]["Instance"]["Properties"]["Labels"][TEST_LABEL] = token
+    seen: list[Any] = []
+    one = Runtime(
+        cluster, home=tmp_path / "one", plugins={"instance-docker": DockerInstancePlugin()}
+    )
+    two = Runtime(
+        cluster, home=tmp_path / "two", plugins={"instance-docker": DockerInstancePlugin()}
+    )
+    one.events.subscribe(seen.append)
+    two.events.subscribe(seen.append)
+    with one, two:
+        mine = {i["ID"] for i in one.wait_converged(group["ID"], 120)["Instances"]}
+        theirs = {i["ID"] for i in two.wait_converged(group["ID"], 120)["Instances"]}
+        assert len(mine) == len(theirs) == 3 and not mine & theirs
+        assert running_ids(engine, **{TAG_GROUP: group["ID"]}) == mine | theirs
+        assert [e for e in seen if e.kind in ("duplicate", "destroyed")] == []
+        assert len([e for e in seen if e.kind == "foreign"]) == 2
+        one.destroy(group["ID"])
+        assert running_ids(engine, **{TAG_GROUP: group["ID"]}) == theirs
+        two.destroy(group["ID"])
