@@ -46,6 +46,7 @@ from infrakit.spec import (
     DEFAULT_PLUGINS,
     ClusterConfig,
     GroupSpec,
+    SpecError,
     groups_of,
     load_json,
     parse_cluster,
@@ -112,11 +113,12 @@ class Runtime:
         """
         if self._root is not None:
             return self
+        election, store = self._backends()
+        self._refuse_what_cannot_run(store)
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.plugins_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         threading.stack_size(ACTOR_STACK_SIZE)
         self._unsubscribe = self.events.subscribe(self._on_event)
-        election, store = self._backends()
         self._election = election
         manager = ChildSpec(
             "manager",
@@ -369,6 +371,22 @@ class Runtime:
                     config.name, endpoint, on_change=self._plugin_watcher(config.name, endpoint)
                 )
         return plugins
+
+    def _refuse_what_cannot_run(self, store: Store) -> None:
+        """Raise SpecError, before anything starts or changes, for a cluster file this runtime
+        could never act on."""
+        wanted = self.config.cluster.id
+        stored = store.stored_cluster_id() if wanted is not None else None
+        if stored is not None and stored != wanted:
+            raise SpecError(
+                [
+                    (
+                        "Cluster.ID",
+                        f"the store belongs to cluster {stored!r}, not {wanted!r}: a cluster's ID"
+                        f" cannot change (its instances carry it); set it to {stored!r}",
+                    )
+                ]
+            )
 
     def _backends(self) -> tuple[Election, Store]:
         """The election and store the cluster file asks for (`file` unless it says `etcd`)."""

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from support import file_group, run_cli, wait_for
 
-from infrakit import Runtime
+from infrakit import Runtime, SpecError
 from infrakit.events import Event
 from infrakit.manager.actor import GroupNotFoundError
 from infrakit.plugins.instance.file import FileInstancePlugin
@@ -313,3 +313,20 @@ def test_a_stored_group_whose_plugin_is_gone_shows_why(home: Path, tmp_path: Pat
         assert [s["ID"] for s in without.inspect()] == ["g"]
         listed = run_cli(home, "group", "ls")
         assert "no instance plugin named 'instance-extra'" in listed.stdout
+
+
+def test_a_cluster_id_other_than_the_stores_is_refused_before_anything_starts(
+    home: Path,
+) -> None:
+    with Runtime(cluster(Cluster={"ID": "prod"}), home=home):
+        pass
+    store = home / "configs" / "global.config"
+    before = store.read_text()
+    renamed = Runtime(cluster(Cluster={"ID": "test"}), home=home)
+    with pytest.raises(SpecError, match=r"Cluster\.ID: the store belongs to cluster 'prod'"):
+        renamed.start()
+    assert not renamed.running
+    assert store.read_text() == before
+    with Runtime(cluster(file_group("cattle", size=1)), home=home) as unnamed:
+        (member,) = unnamed.wait_converged("cattle")["Instances"]
+        assert member["Tags"][TAG_CLUSTER] == "prod", "an unnamed cluster keeps the stored ID"

@@ -20,6 +20,10 @@ class Store(Protocol):
     def remove(self, group_id: str) -> None:
         """Forget one group."""
 
+    def stored_cluster_id(self) -> str | None:
+        """The stored cluster ID, or None while none is stored; changes nothing."""
+        ...
+
     def cluster_id(self, proposed: str) -> str:
         """The cluster's ID: the one stored, or else `proposed`, stored now (atomically, so
         that managers sharing the store all get the same)."""

@@ -78,10 +78,15 @@ class EtcdStore:
         )
         if created["succeeded"]:
             return proposed
-        kvs = self.etcd.get(self._cluster_key)
-        if not kvs:
+        stored = self.stored_cluster_id()
+        if stored is None:
             raise ValueError(f"etcd {self._cluster_key}: the cluster ID vanished; try again")
-        return decode(kvs[0].get("value", ""))
+        return stored
+
+    def stored_cluster_id(self) -> str | None:
+        """The stored cluster ID, or None while none is stored."""
+        kvs = self.etcd.get(self._cluster_key)
+        return decode(kvs[0].get("value", "")) if kvs else None
 
     @property
     def _cluster_key(self) -> str:

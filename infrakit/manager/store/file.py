@@ -43,13 +43,17 @@ class FileStore:
             if data["Groups"].pop(group_id, None) is not None:
                 self._save(data)
 
+    def stored_cluster_id(self) -> str | None:
+        """The stored cluster ID, or None while none is stored."""
+        return _cluster_id_in(self._read())
+
     def cluster_id(self, proposed: str) -> str:
         """The stored cluster ID, or `proposed`, stored now."""
         with self._lock:
             data = self._read()
-            cluster = data.get("Cluster")
-            if isinstance(cluster, dict) and isinstance(cluster.get("ID"), str):
-                return str(cluster["ID"])
+            stored = _cluster_id_in(data)
+            if stored is not None:
+                return stored
             data["Cluster"] = {"ID": proposed}
             self._save(data)
             return proposed
@@ -85,3 +89,10 @@ class FileStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _cluster_id_in(data: dict[str, Any]) -> str | None:
+    cluster = data.get("Cluster")
+    if isinstance(cluster, dict) and isinstance(cluster.get("ID"), str):
+        return str(cluster["ID"])
+    return None
