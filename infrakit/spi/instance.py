@@ -131,3 +131,23 @@ class Watchable(Protocol):
     """
 
     def watch(self, callback: Callable[[], None]) -> Unsubscribe: ...
+
+
+@runtime_checkable
+class Sweepable(Protocol):
+    """Optional: an instance plugin that can remove what its dead instances left behind.
+
+    `describe_instances` lists live instances only; a dead one may leave remains (a stopped
+    container, an instance directory, a Vagrant machine's entry). A group's destroy completes
+    only once `sweep` of its tags has succeeded, so that nothing of it is left anywhere.
+    """
+
+    def sweep(self, tags: Mapping[str, str]) -> list[InstanceID]:
+        """Remove the remains of every instance that is not live and whose tags include all of
+        `tags`, and anything of the plugin's that belongs to no instance at all (such as the
+        temp file of a write whose writer died); return the IDs of the instances swept.
+
+        Live instances and instances being provisioned are left alone. Idempotent: a second
+        sweep finds nothing to do. Raises `PluginError` if something could not be removed.
+        """
+        ...

@@ -1,4 +1,5 @@
-"""Reading Linux's /proc to tell whether a recorded process (group) still runs, PID reuse aside."""
+"""Reading Linux's /proc to tell whether a recorded process (group) still runs, PID reuse aside,
+and to find an instance's processes by what they carry in their environment."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ import os
 import signal
 import subprocess
 import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 _DEAD_STATES = frozenset("ZXx")
+
+# Set in the environment of every process an instance plugin starts for an instance (and so
+# inherited by its children): which instance, and where its directory is.
+ENV_INSTANCE_ID = "INFRAKIT_INSTANCE_ID"
+ENV_INSTANCE_DIR = "INFRAKIT_INSTANCE_DIR"
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,7 @@ class ProcStat:
 
     state: str
     pgrp: int
+    session: int
     start_time: int  # field 22: clock ticks after boot; with the PID it names one process
 
     @property
@@ -36,7 +46,12 @@ def proc_stat(pid: int) -> ProcStat | None:
     # The command name (field 2) is in parentheses and may contain anything, even ')'.
     fields = raw[raw.rfind(b")") + 2 :].split()
     try:
-        return ProcStat(state=fields[0].decode(), pgrp=int(fields[2]), start_time=int(fields[19]))
+        return ProcStat(
+            state=fields[0].decode(),
+            pgrp=int(fields[2]),
+            session=int(fields[3]),
+            start_time=int(fields[19]),
+        )
     except (IndexError, ValueError):
         return None
 
@@ -47,23 +62,47 @@ def is_running(pid: int, start_time: int) -> bool:
     return st is not None and st.start_time == start_time and st.running
 
 
+_self_token: tuple[int, str] = (0, "")
+
+
+def self_token() -> str:
+    """`<pid>-<start time>` of this process: a name for it that no later process will have."""
+    global _self_token
+    pid = os.getpid()
+    if _self_token[0] != pid:  # first call, or in a forked child
+        st = proc_stat(pid)
+        _self_token = (pid, f"{pid}-{st.start_time if st is not None else 0}")
+    return _self_token[1]
+
+
+def token_alive(token: str) -> bool:
+    """Whether the process a `self_token()` names still runs."""
+    pid, _, start = token.partition("-")
+    try:
+        return is_running(int(pid), int(start))
+    except ValueError:
+        return False
+
+
 def group_running(pgid: int) -> bool:
     """True while any non-zombie process is in process group `pgid`."""
     st = proc_stat(pgid)
     if st is not None and st.running and st.pgrp == pgid:
         return True
-    try:
-        it = os.scandir("/proc")
-    except OSError:
-        return False
-    with it:
-        for entry in it:
-            if not entry.name.isdigit():
-                continue
-            member = proc_stat(int(entry.name))
-            if member is not None and member.pgrp == pgid and member.running:
-                return True
+    for pid in _pids():
+        member = proc_stat(pid)
+        if member is not None and member.pgrp == pgid and member.running:
+            return True
     return False
+
+
+def _pids() -> list[int]:
+    """Every PID in /proc just now."""
+    try:
+        with os.scandir("/proc") as it:
+            return [int(entry.name) for entry in it if entry.name.isdigit()]
+    except OSError:
+        return []
 
 
 def signal_group(pid: int, start_time: int, sig: int) -> bool:
@@ -86,6 +125,81 @@ def signal_group(pid: int, start_time: int, sig: int) -> bool:
 def kill_group(pid: int, start_time: int) -> None:
     """SIGKILL the group led by `pid` (PID-reuse guarded); for clean-ups."""
     signal_group(pid, start_time, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Carrier:
+    """A live process whose environment names an instance (its own, or one it inherited)."""
+
+    pid: int
+    start_time: int
+    pgrp: int
+    instance_id: str
+    instance_dir: str | None  # None: started by an older version, which did not set it
+
+
+def carriers(state_dir: Path) -> list[Carrier]:
+    """Every live process that carries an instance of `state_dir`: its `INFRAKIT_INSTANCE_DIR`
+    is a directory of `state_dir`, or it has an `INFRAKIT_INSTANCE_ID` and no directory (an
+    older version's; the caller matches its ID). One pass over /proc.
+
+    The environment is the one a process was started with, inherited by its children unless
+    they clear it, so this finds an instance's processes even if no record names them.
+    """
+    prefix = f"{state_dir}/"
+    found: list[Carrier] = []
+    mark = f"{ENV_INSTANCE_ID}=".encode()
+    for pid in _pids():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        if mark not in raw:
+            continue
+        env = dict(
+            item.split("=", 1) for item in raw.decode("utf-8", "replace").split("\0") if "=" in item
+        )
+        directory = env.get(ENV_INSTANCE_DIR)
+        if directory is not None and not directory.startswith(prefix):
+            continue
+        st = proc_stat(pid)
+        if st is None or not st.running:
+            continue
+        found.append(
+            Carrier(
+                pid=pid,
+                start_time=st.start_time,
+                pgrp=st.pgrp,
+                instance_id=env.get(ENV_INSTANCE_ID, ""),
+                instance_dir=directory,
+            )
+        )
+    return found
+
+
+def stop_carriers(found: Iterable[Carrier], timeout: float) -> bool:
+    """SIGTERM every process in `found` (and each process group one of them leads), wait up
+    to `timeout` seconds for them to end, then SIGKILL what is left. Returns whether all ended.
+    """
+    found = list(found)
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):
+        left = [c for c in found if is_running(c.pid, c.start_time)]
+        if not left:
+            return True
+        for carrier in left:
+            if carrier.pid == carrier.pgrp:
+                signal_group(carrier.pid, carrier.start_time, sig)
+            if is_running(carrier.pid, carrier.start_time):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(carrier.pid, sig)
+        deadline = time.monotonic() + wait
+        while any(is_running(c.pid, c.start_time) for c in left):
+            CHILDREN.reap()
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+    return not any(is_running(c.pid, c.start_time) for c in found)
 
 
 class ChildTable:

@@ -1,6 +1,8 @@
 """The file instance plugin: each instance is one JSON file in a directory (InfraKit's dev plugin).
 
-Deleting a file loses the instance, which makes it handy for trying out group supervision.
+Deleting a file loses the instance, which makes it handy for trying out group supervision. A
+file is written whole (a temp file renamed into place), so it is an instance from the moment it
+exists; the temp file of a write whose writer was killed is removed by a later look.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infrakit.plugins._atomic import TEMP_PREFIX, is_temp_name, write_json_atomic
+from infrakit.plugins._atomic import (
+    TEMP_PREFIX,
+    is_stale,
+    is_temp_name,
+    remove_stale,
+    write_json_atomic,
+)
 from infrakit.plugins.instance._watch import PollingWatcher
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.instance import (
@@ -25,6 +33,7 @@ from infrakit.spi.instance import (
     InstanceID,
     InstancePlugin,
     Spec,
+    Sweepable,
     Unsubscribe,
     Watchable,
     tags_match,
@@ -76,12 +85,13 @@ def _parse_record(name: str, data: Any) -> Description:
     )
 
 
-class FileInstancePlugin(InstancePlugin, Watchable):
+class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
     """Instances as JSON files named by instance ID in `directory`.
 
     `describe_instances` stats every file once per call and re-parses only files whose
     (mtime, size, inode) changed, so thousands of instances can be described every second.
     Returned descriptions share their `properties` with the cache: treat them as read-only.
+    Every `full_scan_every` seconds a describe also removes temp files whose writer is gone.
     """
 
     def __init__(
@@ -155,12 +165,24 @@ class FileInstancePlugin(InstancePlugin, Watchable):
         wanted = dict(tags)
         out: list[Description] = []
         with self._lock:
-            for found in self._scan_locked():
-                if wanted and not tags_match(found.tags, wanted):
-                    continue
-                out.append(found)  # shared with the cache: descriptions are read-only
+            found, temps = self._scan_locked()
+        for instance in found:
+            if wanted and not tags_match(instance.tags, wanted):
+                continue
+            out.append(instance)  # shared with the cache: descriptions are read-only
+        for entry in temps:
+            if is_stale(entry):
+                log.info("removing %s, left by an interrupted write", entry.name)
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
         out.sort(key=lambda d: d.id)
         return out
+
+    def sweep(self, tags: Mapping[str, str]) -> list[InstanceID]:
+        """Remove temp files whose writer is gone, whatever `tags` (they belong to no
+        instance). Every instance file is a live instance, so none is swept: returns []."""
+        remove_stale(self._dir)
+        return []
 
     def label(self, instance_id: InstanceID, labels: Mapping[str, str]) -> None:
         """Merge `labels` into the instance's tags (rewriting its file atomically)."""
@@ -197,15 +219,17 @@ class FileInstancePlugin(InstancePlugin, Watchable):
             raise PluginError(f"not an instance ID: {instance_id!r}")
         return self._dir / instance_id
 
-    def _scan_locked(self) -> list[Description]:
+    def _scan_locked(self) -> tuple[list[Description], list[os.DirEntry[str]]]:
         """List the directory once, refreshing the cache; caller holds _lock.
 
-        Returns the instances found (corrupt files left out). This runs every describe over
-        every file, so the loop is kept lean: a new name is read, a known one is taken from
-        the cache, and only every `full_scan_every` seconds is every file stat'ed to catch one
-        edited in place (this plugin's own writes replace files, and update the cache).
+        Returns the instances found (corrupt files left out) and, on a full scan, the temp
+        files seen. This runs every describe over every file, so the loop is kept lean: a new
+        name is read, a known one is taken from the cache, and only every `full_scan_every`
+        seconds is every file stat'ed to catch one edited in place (this plugin's own writes
+        replace files, and update the cache).
         """
         found: list[Description] = []
+        temps: list[os.DirEntry[str]] = []
         cache = self._cache
         fresh: dict[str, _Entry] = {}
         now = time.monotonic()
@@ -226,7 +250,11 @@ class FileInstancePlugin(InstancePlugin, Watchable):
                         found.append(known.instance)
                     continue
                 try:
-                    if name.startswith(TEMP_PREFIX) or not dirent.is_file():
+                    if name.startswith(TEMP_PREFIX):
+                        if full:
+                            temps.append(dirent)
+                        continue
+                    if not dirent.is_file():
                         continue
                     st = dirent.stat()
                 except OSError:
@@ -241,7 +269,7 @@ class FileInstancePlugin(InstancePlugin, Watchable):
                 if entry.instance is not None:
                     found.append(entry.instance)
         self._cache = fresh
-        return found
+        return found, temps
 
     def _load(self, path: str, name: str, key: _FileKey) -> _Entry | None:
         """Parse one file; a corrupt or unreadable one is cached as such and warned about once."""

@@ -2,11 +2,15 @@
 
 State lives in `<state_dir>/<id>/instance.json`, so a restarted runtime adopts the processes an
 earlier one started. The PID is recorded with its start time so a reused PID is never mistaken
-for (or signalled as) an instance.
+for (or signalled as) an instance. The record is written before the process starts, and the
+process carries `INFRAKIT_INSTANCE_ID` and `INFRAKIT_INSTANCE_DIR` in its environment, so a
+process whose provision was killed before its PID was recorded is still found (see `provision`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -16,21 +20,35 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infrakit.plugins._atomic import is_temp_name, remove_dir, write_json_atomic
+from infrakit.plugins._atomic import (
+    build_dir,
+    is_stale,
+    is_temp_name,
+    remove_dir,
+    remove_stale,
+    write_json_atomic,
+)
 from infrakit.plugins._props import join_path, object_fields, string_list, string_map
-from infrakit.plugins.instance._dead import dead_for
+from infrakit.plugins.instance._dead import DEAD_MARKER, dead_for
 from infrakit.plugins.instance._proc import (
     CHILDREN,
+    ENV_INSTANCE_DIR,
+    ENV_INSTANCE_ID,
+    Carrier,
+    carriers,
     group_running,
     is_running,
     kill_group,
     proc_stat,
+    self_token,
     signal_group,
+    stop_carriers,
+    token_alive,
 )
 from infrakit.plugins.instance._watch import PollingWatcher
 from infrakit.spi.errors import PluginError, ValidationError
@@ -39,6 +57,7 @@ from infrakit.spi.instance import (
     InstanceID,
     InstancePlugin,
     Spec,
+    Sweepable,
     Unsubscribe,
     Watchable,
     tags_match,
@@ -88,13 +107,15 @@ def parse_options(properties: Any) -> ProcessOptions:
 
 @dataclass(frozen=True)
 class _Record:
-    """What `instance.json` says about one instance."""
+    """What `instance.json` says about one instance. `pid` is None while it is provisioned:
+    the record is written before the process starts, naming its `provisioner` instead."""
 
     id: str
     logical_id: str | None
     tags: dict[str, str]
-    pid: int
-    start_time: int
+    pid: int | None
+    start_time: int | None
+    provisioner: str | None
     properties: Any
 
     @classmethod
@@ -102,31 +123,66 @@ class _Record:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         pid, start = data.get("PID"), data.get("StartTime")
-        if not isinstance(pid, int) or pid <= 0 or not isinstance(start, int):
-            raise ValueError("PID or StartTime missing")
+        recorded = pid is not None or start is not None  # None both: being provisioned
+        if recorded and (not isinstance(pid, int) or pid <= 0 or not isinstance(start, int)):
+            raise ValueError("bad PID or StartTime")
         tags = data.get("Tags") or {}
         spec = data.get("Spec") or {}
         if not isinstance(tags, dict) or not isinstance(spec, dict):
             raise ValueError("Tags or Spec is not an object")
         logical_id = data.get("LogicalID")
+        provisioner = data.get("Provisioner")
         return cls(
             id=instance_id,
             logical_id=logical_id if isinstance(logical_id, str) else None,
             tags={str(k): str(v) for k, v in tags.items()},
             pid=pid,
             start_time=start,
+            provisioner=provisioner if isinstance(provisioner, str) else None,
             properties=spec.get("Properties"),
+        )
+
+    @property
+    def running(self) -> bool:
+        """Whether the recorded process runs (False while none is recorded)."""
+        return (
+            self.pid is not None
+            and self.start_time is not None
+            and is_running(self.pid, self.start_time)
         )
 
     def describe(self) -> Description:
         return Description(self.id, self.logical_id, dict(self.tags), self.properties)
 
 
-class ProcessInstancePlugin(InstancePlugin, Watchable):
+# Instance directories this process is provisioning (their records have no PID yet). Shared by
+# every plugin object in the process, since two may use one state directory.
+_PROVISIONING: set[str] = set()
+_PROVISIONING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _provisioning(idir: Path) -> Iterator[None]:
+    with _PROVISIONING_LOCK:
+        _PROVISIONING.add(str(idir))
+    try:
+        yield
+    finally:
+        with _PROVISIONING_LOCK:
+            _PROVISIONING.discard(str(idir))
+
+
+def _in_flight(idir: Path) -> bool:
+    with _PROVISIONING_LOCK:
+        return str(idir) in _PROVISIONING
+
+
+class ProcessInstancePlugin(InstancePlugin, Watchable, Sweepable):
     """Instances as local processes, each in its own session, with state under `state_dir`.
 
     `stop_timeout` is how long `destroy` waits after SIGTERM before SIGKILL; directories of
-    instances dead for longer than `dead_retention` seconds are removed by `describe_instances`.
+    instances dead for longer than `dead_retention` seconds are removed by `describe_instances`
+    (or at once by `sweep`).
     """
 
     def __init__(
@@ -157,70 +213,67 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
         parse_options(properties)
 
     def provision(self, spec: Spec) -> InstanceID:
-        """Start the instance's process (detached in its own session); return its ID."""
+        """Start the instance's process (detached in its own session); return its ID.
+
+        Killed at any step, it leaves what a later look resolves, never a process no look sees:
+
+        1. The instance directory is built under a hidden name with its record (tags, spec and
+           this process as its provisioner; no PID yet), then renamed into place. Before the
+           rename only a hidden directory exists, removed once we are gone (`remove_stale`);
+           after it, a look knows the instance is being provisioned.
+        2. The process starts carrying `INFRAKIT_INSTANCE_ID` and `INFRAKIT_INSTANCE_DIR`. If we
+           die before step 3, a later look finds it by them, records its PID and describes it;
+           if it never started, the instance is dead.
+        3. Its PID and start time are recorded: an ordinary live instance.
+        """
         options = parse_options(spec.properties)
         instance_id = f"{ID_PREFIX}{secrets.token_hex(6)}"
         idir = self._dir / instance_id
-        try:
-            idir.mkdir(mode=0o700)
-        except OSError as exc:
-            raise PluginError(f"cannot create {idir}: {exc}") from exc
-        env = dict(os.environ)
-        env.update(options.env or {})
-        env["INFRAKIT_INSTANCE_ID"] = instance_id
-        env["INFRAKIT_LOGICAL_ID"] = spec.logical_id or ""
-        if options.cmd:
-            argv = options.cmd
-            env["INFRAKIT_INIT"] = spec.init
-        else:
-            argv = ["/bin/sh", "-c", spec.init]
-        try:
-            with open(idir / OUTPUT, "ab") as output:
-                child = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    cwd=options.dir or idir,
-                    env=env,
-                    start_new_session=True,
-                )
-        except (OSError, ValueError) as exc:
-            shutil.rmtree(idir, ignore_errors=True)
-            raise PluginError(f"cannot start {argv[0]!r}: {exc}") from exc
-        CHILDREN.add(child)
-        # The child cannot be reaped before we poll it, so its stat is readable even if it ended.
-        stat = proc_stat(child.pid)
-        start_time = stat.start_time if stat is not None else -1
         record = {
             "ID": instance_id,
             "LogicalID": spec.logical_id,
             "Tags": dict(spec.tags),
-            "PID": child.pid,
-            "StartTime": start_time,
             "Spec": spec.to_json(),
+            "Provisioner": self_token(),
         }
-        try:
-            write_json_atomic(idir / RECORD, record, fsync=True)
-        except OSError as exc:
-            kill_group(child.pid, start_time)
-            CHILDREN.wait(child.pid, _KILL_WAIT)
-            shutil.rmtree(idir, ignore_errors=True)
-            raise PluginError(f"cannot record instance {instance_id}: {exc}") from exc
+        with _provisioning(idir):
+            try:
+                build_dir(idir, lambda new: write_json_atomic(new / RECORD, record, fsync=True))
+            except OSError as exc:
+                raise PluginError(f"cannot create {idir}: {exc}") from exc
+            child = self._start(idir, options, spec)
+            # Read before the child is shared: nobody can reap it yet, so its stat is there.
+            stat = proc_stat(child.pid)
+            CHILDREN.add(child)
+            start_time = stat.start_time if stat is not None else -1
+            started = {**record, "PID": child.pid, "StartTime": start_time}
+            try:
+                write_json_atomic(idir / RECORD, started, fsync=True)
+            except OSError as exc:
+                kill_group(child.pid, start_time)
+                CHILDREN.wait(child.pid, _KILL_WAIT)
+                self._forget(idir)
+                raise PluginError(f"cannot record instance {instance_id}: {exc}") from exc
         log.debug("started instance %s as pid %d", instance_id, child.pid)
         return instance_id
 
     def destroy(self, instance_id: InstanceID) -> None:
-        """Stop the process group (SIGTERM, then SIGKILL after `stop_timeout`); remove its dir.
+        """Stop the instance's processes (SIGTERM, then SIGKILL after `stop_timeout`) and remove
+        its directory. An instance that is unknown or already dead is not an error.
 
-        An instance that is unknown or already dead is not an error.
+        Killed at any step, it leaves the instance (live, or dead and seen as such) for the next
+        destroy, or a hidden directory for `sweep`: the directory goes, by a rename, only once
+        its processes are gone. One whose PID was never recorded (its provision was killed) is
+        stopped by what its processes carry.
         """
         idir = self._instance_dir(instance_id)
-        record = self._record(instance_id)
-        if record is not None and self._stop(record):
-            log.debug("stopped instance %s (pid %d)", instance_id, record.pid)
-        CHILDREN.reap()
-        remove_dir(idir)  # renamed first: a concurrent describe cannot add files to it
+        if idir.is_dir():
+            record = self._record(instance_id)
+            if record is None or not self._stop(record):
+                # No PID recorded, or its process group is gone already: stop what carries it.
+                self._stop_carriers(instance_id, carriers(self._dir))
+            CHILDREN.reap()
+            remove_dir(idir)  # renamed first: a concurrent describe cannot add files to it
         with self._lock:
             self._cache.pop(instance_id, None)
 
@@ -228,6 +281,41 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
         """Every instance whose process is alive and whose tags include all of `tags`."""
         wanted = dict(tags)
         return [r.describe() for r in self._live_records() if tags_match(r.tags, wanted)]
+
+    def sweep(self, tags: Mapping[str, str]) -> list[InstanceID]:
+        """Remove the remains of every dead instance whose tags include all of `tags`: what
+        still runs of it (found by what it carries) and its directory. Also removes, whatever
+        the tags, what belongs to no instance: processes whose instance directory is gone,
+        directories with no readable record, and hidden leftovers of interrupted provisions and
+        destroys. Live instances and those being provisioned are left alone."""
+        wanted = dict(tags)
+        CHILDREN.reap()
+        # Listed before the directories: a process started after this has its directory.
+        found = carriers(self._dir)
+        swept: set[str] = set()
+        names: set[str] = set()
+        for entry in self._entries():
+            names.add(entry.name)
+            record = self._record(entry.name)
+            if record is not None and (
+                not tags_match(record.tags, wanted) or self._alive(record, found)
+            ):
+                continue
+            if record is not None and record.pid is not None and record.start_time is not None:
+                kill_group(record.pid, record.start_time)
+            self._stop_carriers(entry.name, found)
+            remove_dir(Path(entry.path))
+            swept.add(entry.name)
+        for carrier in found:
+            gone = carrier.instance_dir is not None and not Path(carrier.instance_dir).exists()
+            if gone and Path(carrier.instance_dir or "").name not in names:
+                self._stop_carriers(carrier.instance_id, [carrier])
+                swept.add(carrier.instance_id)
+        remove_stale(self._dir, destroyed=True)
+        with self._lock:
+            for name in swept:
+                self._cache.pop(name, None)
+        return sorted(swept)
 
     def label(self, instance_id: InstanceID, labels: Mapping[str, str]) -> None:
         """Merge `labels` into a live instance's tags."""
@@ -240,7 +328,7 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
                 raise PluginError(f"no such instance: {instance_id}") from None
             except (OSError, ValueError) as exc:
                 raise PluginError(f"cannot read {path}: {exc}") from exc
-            if not is_running(record.pid, record.start_time):
+            if not record.running:
                 raise PluginError(f"instance {instance_id} is not running")
             data["Tags"] = {**record.tags, **labels}
             try:
@@ -258,10 +346,54 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
 
     # -- internals -------------------------------------------------------------------------
 
+    def _start(self, idir: Path, options: ProcessOptions, spec: Spec) -> subprocess.Popen[bytes]:
+        """Start the instance's process in `idir` (already in place), in its own session."""
+        env = dict(os.environ)
+        env.update(options.env or {})
+        env[ENV_INSTANCE_ID] = idir.name
+        env[ENV_INSTANCE_DIR] = str(idir)
+        env["INFRAKIT_LOGICAL_ID"] = spec.logical_id or ""
+        if options.cmd:
+            argv = options.cmd
+            env["INFRAKIT_INIT"] = spec.init
+        else:
+            argv = ["/bin/sh", "-c", spec.init]
+        try:
+            with open(idir / OUTPUT, "ab") as output:
+                return subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    cwd=options.dir or idir,
+                    env=env,
+                    start_new_session=True,
+                )
+        except (OSError, ValueError) as exc:
+            self._forget(idir)  # nothing started: the instance never was
+            raise PluginError(f"cannot start {argv[0]!r}: {exc}") from exc
+
+    def _forget(self, idir: Path) -> None:
+        """Remove a failed provision's directory; if that fails, a later look finds it dead."""
+        try:
+            remove_dir(idir)
+        except PluginError as error:
+            log.warning("%s", error)
+
     def _instance_dir(self, instance_id: InstanceID) -> Path:
         if not instance_id or "/" in instance_id or is_temp_name(instance_id):
             raise PluginError(f"not an instance ID: {instance_id!r}")
         return self._dir / instance_id
+
+    def _entries(self) -> list[os.DirEntry[str]]:
+        """The instance directories (hidden ones left out)."""
+        try:
+            with os.scandir(self._dir) as it:
+                return [
+                    e for e in it if not is_temp_name(e.name) and e.is_dir(follow_symlinks=False)
+                ]
+        except OSError as exc:
+            raise PluginError(f"cannot list {self._dir}: {exc}") from exc
 
     def _record(self, instance_id: str) -> _Record | None:
         """The instance's record via a cache keyed by (mtime, size, inode); None if unusable."""
@@ -288,9 +420,12 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
         return record
 
     def _live_records(self) -> list[_Record]:
-        """Records of running instances; notes dead ones and removes long-dead directories."""
+        """Records of running instances; notes dead ones, removes long-dead directories and
+        the hidden leftovers of provisions whose provisioner is gone."""
         CHILDREN.reap()
         live: list[_Record] = []
+        unresolved: list[_Record] = []
+        hidden: list[os.DirEntry[str]] = []
         names: set[str] = set()
         try:
             it = os.scandir(self._dir)
@@ -298,31 +433,129 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
             raise PluginError(f"cannot list {self._dir}: {exc}") from exc
         with it:
             for dirent in it:
-                if is_temp_name(dirent.name) or not dirent.is_dir(follow_symlinks=False):
+                if is_temp_name(dirent.name):
+                    hidden.append(dirent)
+                    continue
+                if not dirent.is_dir(follow_symlinks=False):
                     continue
                 names.add(dirent.name)
+                idir = Path(dirent.path)
                 record = self._record(dirent.name)
-                if record is not None and is_running(record.pid, record.start_time):
+                if record is not None and record.running:
                     live.append(record)
+                elif record is None or record.pid is not None:
+                    self._note_dead(idir, record)
+                elif _in_flight(idir):
+                    continue  # being provisioned here: no process yet, or about to record it
+                elif (idir / DEAD_MARKER).exists():
+                    self._note_dead(idir, record)  # found never started by an earlier look
                 else:
-                    self._note_dead(Path(dirent.path), record is None)
+                    unresolved.append(record)
+        if unresolved:
+            live.extend(self._resolve(unresolved))
+        self._clean(hidden)
         with self._lock:
             for gone in self._cache.keys() - names:
                 del self._cache[gone]
         live.sort(key=lambda r: r.id)
         return live
 
-    def _note_dead(self, idir: Path, unrecorded: bool) -> None:
-        """Mark a dead instance's directory; remove it once dead for `dead_retention`."""
+    def _resolve(self, records: list[_Record]) -> list[_Record]:
+        """Settle records with no PID that nobody here is provisioning, by what processes
+        carry: a process this plugin started for one (its session leader) is recorded and
+        described; with none, one that another live process provisions is left for later,
+        and the others never started: dead."""
+        found = sorted(carriers(self._dir), key=lambda c: c.start_time)
+        live = []
+        for record in records:
+            idir = self._dir / record.id
+            leader = next(
+                (
+                    c
+                    for c in found
+                    if c.instance_dir == str(idir)
+                    and c.instance_id == record.id
+                    and c.pid == c.pgrp
+                ),
+                None,
+            )
+            if leader is not None:
+                adopted = dataclasses.replace(record, pid=leader.pid, start_time=leader.start_time)
+                if not self._provisioner_alive(record):
+                    self._write_pid(adopted)
+                live.append(adopted)
+            elif not self._provisioner_alive(record):
+                self._note_dead(idir, record)
+        return live
+
+    def _alive(self, record: _Record, found: list[Carrier]) -> bool:
+        """Whether an instance runs or may yet run (a sweep leaves it alone)."""
+        if record.pid is not None:
+            return record.running
+        idir = self._dir / record.id
+        return (
+            _in_flight(idir)
+            or self._provisioner_alive(record)
+            or any(c.instance_dir == str(idir) and c.pid == c.pgrp for c in found)
+        )
+
+    @staticmethod
+    def _provisioner_alive(record: _Record) -> bool:
+        """Whether another live process may still start the instance of a record with no PID."""
+        provisioner = record.provisioner
+        return provisioner is not None and provisioner != self_token() and token_alive(provisioner)
+
+    def _write_pid(self, record: _Record) -> None:
+        """Record the PID of an instance found running after its provisioner died."""
+        path = self._dir / record.id / RECORD
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data.update(PID=record.pid, StartTime=record.start_time)
+            write_json_atomic(path, data, fsync=True)
+            remove_stale(path.parent)  # the temp file of the write the provisioner never ended
+        except (OSError, ValueError, PluginError) as exc:
+            log.warning("cannot record the PID of instance %s: %s", record.id, exc)
+            return
+        log.info("instance %s was started but not recorded: found as pid %s", record.id, record.pid)
+
+    def _note_dead(self, idir: Path, record: _Record | None) -> None:
+        """Mark a dead instance's directory and, when first seen dead, kill what is left of its
+        process group (the instance went with its leader); remove the directory once dead for
+        `dead_retention`, with whatever still carries the instance."""
+        unrecorded = record is None
         dead = dead_for(idir, since=idir if unrecorded else None)
         if dead is None:
             log.debug("instance %s is no longer running", idir.name)
+            if record is not None and record.pid is not None and record.start_time is not None:
+                kill_group(record.pid, record.start_time)
         elif dead > self._dead_retention:
             log.info("removing directory of long-dead instance %s", idir.name)
-            shutil.rmtree(idir, ignore_errors=True)
+            try:
+                self._stop_carriers(idir.name, carriers(self._dir))
+                remove_dir(idir)
+            except PluginError as error:
+                log.warning("%s", error)
+
+    def _clean(self, hidden: list[os.DirEntry[str]]) -> None:
+        """Remove hidden directories of provisions whose provisioner is gone (no process was
+        ever started from one) and temp files whose writer is gone."""
+        for entry in hidden:
+            if not is_stale(entry):
+                continue
+            log.info("removing %s, left by an interrupted provision", entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
     def _stop(self, record: _Record) -> bool:
-        """SIGTERM the group, wait up to `stop_timeout` for it to go, then SIGKILL it."""
+        """SIGTERM the group, wait up to `stop_timeout` for it to go, then SIGKILL it.
+
+        Returns False if no PID is recorded or no process of the group was there to signal.
+        """
+        if record.pid is None or record.start_time is None:
+            return False
         if not signal_group(record.pid, record.start_time, signal.SIGTERM):
             return False
         if self._wait_group_gone(record.pid, self._stop_timeout):
@@ -332,6 +565,13 @@ class ProcessInstancePlugin(InstancePlugin, Watchable):
         if not self._wait_group_gone(record.pid, _KILL_WAIT):
             raise PluginError(f"instance {record.id} (pid {record.pid}) did not die")
         return True
+
+    def _stop_carriers(self, instance_id: str, found: list[Carrier]) -> None:
+        """Stop the processes in `found` that carry `instance_id` of this state directory."""
+        idir = str(self._dir / instance_id)
+        mine = [c for c in found if c.instance_id == instance_id and c.instance_dir in (idir, None)]
+        if mine and not stop_carriers(mine, self._stop_timeout):
+            raise PluginError(f"processes of instance {instance_id} did not die")
 
     @staticmethod
     def _wait_group_gone(pgid: int, timeout: float) -> bool:

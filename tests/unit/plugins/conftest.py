@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from support import wait_for as _wait_for
 
-from infrakit.plugins.instance._proc import CHILDREN, group_running, kill_group
+from infrakit.plugins.instance._proc import (
+    CHILDREN,
+    carriers,
+    group_running,
+    kill_group,
+    stop_carriers,
+)
 from infrakit.plugins.instance.file import FileInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
 
@@ -31,15 +37,19 @@ def file_plugin(tmp_path: Path) -> Iterator[FileInstancePlugin]:
 
 
 def kill_recorded_processes(state_dir: Path) -> None:
-    """SIGKILL the process group of every instance recorded under `state_dir` and wait."""
+    """SIGKILL the process group of every instance recorded under `state_dir`, and every process
+    that carries one of its instances, and wait."""
     groups: list[int] = []
     for record_path in state_dir.glob("*/instance.json"):
         try:
             record = json.loads(record_path.read_text())
         except (OSError, ValueError):
             continue
+        if record.get("PID") is None:
+            continue  # never started, or found below by what it carries
         kill_group(record["PID"], record["StartTime"])
         groups.append(record["PID"])
+    stop_carriers(carriers(state_dir), timeout=0)
     for pgid in groups:
 
         def gone(pgid: int = pgid) -> bool:

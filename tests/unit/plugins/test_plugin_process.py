@@ -262,18 +262,25 @@ def test_destroy_of_adopted_process(state_dir: Path) -> None:
     assert not (state_dir / iid).exists()
 
 
-def test_pid_reuse_guard(proc_plugin: ProcessInstancePlugin) -> None:
+def test_pid_reuse_guard(proc_plugin: ProcessInstancePlugin, wait_for: WaitFor) -> None:
     iid = proc_plugin.provision(Spec(init=SLEEP))
-    pid = pid_of(proc_plugin, iid)
-    path = proc_plugin.state_dir / iid / "instance.json"
-    data = json.loads(path.read_text())
-    data["StartTime"] += 1  # as if the PID now named some other process
-    path.write_text(json.dumps(data))
+    os.killpg(pid_of(proc_plugin, iid), signal.SIGKILL)
+    wait_for(lambda: ids(proc_plugin) == set())
+    # Another process now holds the recorded PID (its start time differs from the record's).
+    stranger = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    try:
+        path = proc_plugin.state_dir / iid / "instance.json"
+        data = json.loads(path.read_text())
+        data["PID"] = stranger.pid
+        data["StartTime"] = proc_stat(stranger.pid).start_time + 1  # type: ignore[union-attr]
+        path.write_text(json.dumps(data))
 
-    assert ids(proc_plugin) == set()
-    proc_plugin.destroy(iid)  # must not signal the process now holding that PID
-    assert running(pid)
-    os.killpg(pid, signal.SIGKILL)
+        assert ids(proc_plugin) == set()
+        proc_plugin.destroy(iid)  # must not signal the process now holding that PID
+        assert running(stranger.pid)
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 @pytest.mark.parametrize(
