@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from actors.remote import RemoteRef
-from actors.rpc_errors import RemoteError, RpcClosed, RpcError, RpcTimeout
+from actors.rpc_errors import METHOD_NOT_FOUND, RemoteError, RpcClosed, RpcError, RpcTimeout
 from infrakit.spec import SpecError
 from infrakit.spi import (
     AllocationMethod,
@@ -24,6 +24,7 @@ from infrakit.spi import (
     Spec,
     ValidationError,
 )
+from infrakit.spi.instance import Sweepable
 
 if TYPE_CHECKING:
     from infrakit.runtime import Runtime
@@ -53,6 +54,7 @@ IDEMPOTENT = frozenset(
         "Plugin.Implements",
         "Instance.Validate",
         "Instance.DescribeInstances",
+        "Instance.Sweep",
         "Flavor.Validate",
         "Flavor.Prepare",
         "Flavor.Healthy",
@@ -88,6 +90,14 @@ def _string(params: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise RpcError(-32602, f"params.{key} must be a non-empty string")
     return value
+
+
+def _string_map(params: Mapping[str, Any], key: str) -> dict[str, str]:
+    """An optional object param (null or missing: empty) as a str -> str dict."""
+    value = param(params, key) or {}
+    if not isinstance(value, dict):
+        raise RpcError(-32602, f"params.{key} must be an object")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _plugin_call(call: Callable[[], Any]) -> Any:
@@ -154,13 +164,22 @@ def _instance_handlers(plugin: InstancePlugin) -> dict[str, Handler]:
         _plugin_call(lambda: plugin.label(instance, {str(k): str(v) for k, v in labels.items()}))
         return {"OK": True}
 
-    return {
+    handlers: dict[str, Handler] = {
         "Instance.Validate": validate,
         "Instance.Provision": provision,
         "Instance.Destroy": destroy,
         "Instance.DescribeInstances": describe,
         "Instance.Label": label,
     }
+    if isinstance(plugin, Sweepable):
+        sweepable = plugin
+
+        def sweep(p: dict[str, Any]) -> Any:
+            tags = _string_map(p, "Tags")
+            return {"Swept": _plugin_call(lambda: sweepable.sweep(tags))}
+
+        handlers["Instance.Sweep"] = sweep
+    return handlers
 
 
 def _flavor_handlers(plugin: FlavorPlugin) -> dict[str, Handler]:
@@ -194,11 +213,12 @@ def _flavor_handlers(plugin: FlavorPlugin) -> dict[str, Handler]:
     }
 
 
-class RemotePlugin(InstancePlugin, FlavorPlugin):
+class RemotePlugin(InstancePlugin, FlavorPlugin, Sweepable):
     """A plugin in another process, reached through a `RemoteRef`.
 
-    It has every method of both contracts; `implements()` (the handshake, cached) says which
-    interfaces the plugin behind it really serves. Transport failures and remote errors are
+    It has every method of both contracts (and `sweep`, our extension: a plugin that does not
+    serve `Instance.Sweep` has nothing to sweep); `implements()` (the handshake, cached) says
+    which interfaces the plugin behind it really serves. Transport failures and remote errors are
     raised as `PluginError` (a remote validation fault as `ValidationError`, path kept), so the
     group treats them like any plugin failure: retried with backoff.
     """
@@ -248,6 +268,11 @@ class RemotePlugin(InstancePlugin, FlavorPlugin):
     def label(self, instance_id: str, labels: Mapping[str, str]) -> None:
         self._call("Instance.Label", {"Instance": instance_id, "Labels": dict(labels)})
 
+    def sweep(self, tags: Mapping[str, str]) -> list[str]:
+        # A plugin without our extension keeps no remains to sweep.
+        result = self._call("Instance.Sweep", {"Tags": dict(tags)}, optional=True) or {}
+        return [str(i) for i in result.get("Swept") or []]
+
     # Flavor
     def prepare(self, properties: Any, spec: Spec, allocation: AllocationMethod) -> Spec:
         result = self._call(
@@ -268,10 +293,19 @@ class RemotePlugin(InstancePlugin, FlavorPlugin):
     def close(self) -> None:
         self.ref.close()
 
-    def _call(self, method: str, params: dict[str, Any], timeout: float | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        timeout: float | None = None,
+        optional: bool = False,
+    ) -> Any:
+        """Call `method`; an `optional` one the plugin does not serve returns None."""
         try:
             return self.ref.call(method, params, timeout=timeout)
         except RemoteError as error:
+            if optional and error.code == METHOD_NOT_FOUND:
+                return None
             if error.code == INVALID_SPEC:
                 problems = (error.data or {}).get("Problems") or [["", error.message]]
                 path, reason = problems[0]

@@ -1,6 +1,6 @@
 """Nothing orphaned, nothing left: the process and file plugins find what an interrupted
 provision or destroy left (by its record, or by what its processes carry), and `sweep` removes
-the remains of a group's dead instances."""
+the remains of a group's dead instances, also over the wire as `Instance.Sweep`."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 from support import wait_for
 
+from actors.remote import RpcServer
+from infrakit.plugins.flavor.vanilla import VanillaFlavor
 from infrakit.plugins.instance._proc import CHILDREN, proc_stat
 from infrakit.plugins.instance.file import FileInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
+from infrakit.rpc import connect_plugin, plugin_handlers
 from infrakit.spi import Spec
 from infrakit.spi.instance import Sweepable
 
@@ -214,3 +217,34 @@ def test_file_temp_files_of_interrupted_writes_are_removed(
 
     assert file_plugin.sweep({"g": "x"}) == []
     assert sorted(p.name for p in directory.iterdir()) == sorted([iid, young.name])
+
+
+# -- on the wire ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ipc(tmp_path: Path) -> str:
+    return f"ipc://{tmp_path}/plugin.sock"
+
+
+def test_instance_sweep_goes_over_the_wire(proc_plugin: ProcessInstancePlugin, ipc: str) -> None:
+    dead = proc_plugin.provision(Spec(tags={"g": "x"}, init="exit 0"))
+    CHILDREN.wait(pid_of(proc_plugin, dead), 10)
+    with RpcServer(ipc, plugin_handlers(proc_plugin)).start():
+        remote = connect_plugin("instance-process", ipc, timeout=10)
+        try:
+            assert isinstance(remote, Sweepable)
+            assert remote.sweep({"g": "x"}) == [dead]
+            assert remote.sweep({"g": "x"}) == []
+        finally:
+            remote.close()
+    assert not (proc_plugin.state_dir / dead).exists()
+
+
+def test_a_remote_plugin_without_sweep_has_nothing_to_sweep(ipc: str) -> None:
+    with RpcServer(ipc, plugin_handlers(VanillaFlavor())).start():
+        remote = connect_plugin("flavor-vanilla", ipc, timeout=10)
+        try:
+            assert remote.sweep({"g": "x"}) == []
+        finally:
+            remote.close()
