@@ -35,7 +35,7 @@ from infrakit.group.instance import (
 from infrakit.group.plan import Observation, Phase, SlotStatus
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description, FlavorPlugin, Health, InstancePlugin, PluginError
-from infrakit.spi.instance import TAG_CLUSTER, TAG_GROUP, Watchable
+from infrakit.spi.instance import TAG_CLUSTER, TAG_GROUP, Sweepable, Watchable
 from infrakit.views import GroupView, Views
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ class GroupSupervisor(Supervisor):
         self._looked_at_wall: float | None = None  # the same, as a time of day, for people
         self._dirty = True  # something happened since the last full look
         self._unwatch: Callable[[], None] | None = None
+        self._sweep_failed: str | None = None  # the last failed sweep's message
 
     # -- Pykka hooks ---------------------------------------------------------------------
 
@@ -219,6 +220,7 @@ class GroupSupervisor(Supervisor):
         quiet_health = self._quiet_health(spec, members)
         if quiet_health is not None and all(h is Health.HEALTHY for h in quiet_health.values()):
             self._looked(started)
+            self._finish_destroy(spec.id)
             self._tick_cost = time.monotonic() - started
             self._schedule(spec.properties.health.interval)
             return
@@ -254,10 +256,30 @@ class GroupSupervisor(Supervisor):
             self._event(events.CONVERGED, f"converged: {what}")
         self.converged = converged
         self._looked(started)
-        if self.destroyed() and self.on_destroyed is not None:
-            self.on_destroyed(spec.id)
+        self._finish_destroy(spec.id)
         self._tick_cost = time.monotonic() - started
         self._schedule(spec.properties.health.interval)
+
+    def _finish_destroy(self, group_id: str) -> None:
+        """Once destroy_all has left nothing live, sweep what dead instances left of the group
+        (stopped containers, directories...), then say the group is gone. A failed sweep is
+        reported (once) and tried again at the next look; the group stays until it succeeds."""
+        if not self.destroyed() or self.on_destroyed is None:
+            return
+        if isinstance(self.instance_plugin, Sweepable):
+            try:  # this cluster's only, as another cluster's instances are left alone
+                swept = self.instance_plugin.sweep(
+                    {TAG_GROUP: group_id, TAG_CLUSTER: self.cluster_id}
+                )
+            except PluginError as error:
+                message = f"cannot sweep what is left of the group (trying again): {error}"
+                if message != self._sweep_failed:
+                    self._event(events.DESTROY_FAILED, message)
+                self._sweep_failed = message
+                return
+            if swept:
+                self._event(events.DESTROYED, f"swept what was left of {', '.join(swept)}")
+        self.on_destroyed(group_id)
 
     def _quiet_health(
         self, spec: GroupSpec, members: list[Description]

@@ -1,6 +1,7 @@
 """Nothing orphaned, nothing left: the process and file plugins find what an interrupted
 provision or destroy left (by its record, or by what its processes carry), and `sweep` removes
-the remains of a group's dead instances, also over the wire as `Instance.Sweep`."""
+the remains of a group's dead instances, also over the wire as `Instance.Sweep`, and a group's
+destroy completes only once its sweep has succeeded."""
 
 from __future__ import annotations
 
@@ -8,19 +9,22 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import wait_for
 
 from actors.remote import RpcServer
+from infrakit import Runtime
+from infrakit.events import Event
 from infrakit.plugins.flavor.vanilla import VanillaFlavor
 from infrakit.plugins.instance._proc import CHILDREN, proc_stat
 from infrakit.plugins.instance.file import FileInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
 from infrakit.rpc import connect_plugin, plugin_handlers
-from infrakit.spi import Spec
+from infrakit.spi import PluginError, Spec
 from infrakit.spi.instance import Sweepable
 
 WaitFor = Callable[..., None]
@@ -248,3 +252,62 @@ def test_a_remote_plugin_without_sweep_has_nothing_to_sweep(ipc: str) -> None:
             assert remote.sweep({"g": "x"}) == []
         finally:
             remote.close()
+
+
+# -- the group -----------------------------------------------------------------------------
+
+
+class SweepBlocked(FileInstancePlugin):
+    """A real file plugin whose sweep fails while a `.blocked` file is in its directory (say a
+    cloud API refusing to delete a volume for a while)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.sweeps: list[dict[str, str]] = []
+
+    def sweep(self, tags: Any) -> list[str]:
+        self.sweeps.append(dict(tags))
+        if (self.directory / ".blocked").exists():
+            raise PluginError("the API refuses to delete it just now")
+        return super().sweep(tags)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[tuple[Runtime, SweepBlocked]]:
+    plugin = SweepBlocked(tmp_path / "files")
+    with Runtime(home=tmp_path / "home", plugins={"instance-blocked": plugin}) as rt:
+        yield rt, plugin
+
+
+def test_a_group_is_forgotten_only_once_its_sweep_succeeded(
+    runtime: tuple[Runtime, SweepBlocked],
+) -> None:
+    rt, plugin = runtime
+    seen: list[Event] = []
+    rt.events.subscribe(seen.append)
+    rt.commit(
+        {
+            "ID": "swept",
+            "Properties": {
+                "Allocation": {"Size": 2},
+                "Instance": {"Plugin": "instance-blocked"},
+                "Flavor": {"Plugin": "flavor-vanilla"},
+                "Health": {"Interval": "100ms"},
+            },
+        }
+    )
+    rt.wait_converged("swept")
+    (plugin.directory / ".blocked").write_text("")
+
+    rt.start_destroy("swept")
+    wait_for(lambda: len(plugin.sweeps) >= 2, what="the failed sweep to be tried again")
+    failed = [e for e in seen if e.kind == "destroy-failed" and "sweep" in e.message]
+    assert len(failed) == 1  # said once, not at every try
+    # The group's instances of this cluster only (another cluster's are left alone).
+    assert plugin.sweeps[0].keys() == {"infrakit.group", "infrakit.cluster.id"}
+    assert [s["infrakit.group"] for s in plugin.sweeps] == ["swept"] * len(plugin.sweeps)
+    assert [spec["ID"] for spec in rt.inspect()] == ["swept"]  # not forgotten yet
+
+    (plugin.directory / ".blocked").unlink()
+    rt.destroy("swept", timeout=60)
+    assert rt.inspect() == []
