@@ -1,12 +1,16 @@
 """The Docker and docker-in-docker instance plugins against the real engine: real containers
 (network none, the local test image, never pulled), tags as labels, Init as the command, logical
-IDs as names, loss seen through the event stream, validation with paths, and a Size 3 group
+IDs as names, loss seen through the event stream, what a killed provision leaves (found, or
+removed soon), sweep leaving nothing of a group, validation with paths, and a Size 3 group
 healed by the runtime. Every container made here carries a per-test label and is removed after
 the test."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +54,22 @@ def exec_out(engine: Any, container_id: str, *argv: str) -> str:
 def running_ids(engine: Any, **labels: str) -> set[str]:
     filters = {"label": [f"{k}={v}" for k, v in labels.items()], "status": "running"}
     return {c.id for c in engine.containers.list(filters=filters)}
+
+
+def create_only(engine: Any, token: str, group: str) -> str:
+    """What a provision killed between `create` and `start` leaves: a container carrying the
+    group's labels that never ran."""
+    container = engine.containers.create(
+        TEST_IMAGE,
+        ["sh", "-c", LOOP],
+        labels={TAG_GROUP: group, TEST_LABEL: token},
+        network_mode="none",
+    )
+    return str(container.id)
+
+
+def group_containers(engine: Any, group: str) -> list[Any]:
+    return engine.containers.list(all=True, filters={"label": f"{TAG_GROUP}={group}"})
 
 
 # -- provision, describe, destroy ----------------------------------------------------------
@@ -216,18 +236,28 @@ def test_stopped_and_never_started_containers_are_gone(
     assert plugin.describe_instances({TAG_GROUP: group}) == []
 
 
-def test_exited_group_containers_are_removed_after_the_retention(engine: Any, token: str) -> None:
+@pytest.mark.parametrize("state", ["exited", "created"])
+def test_dead_group_containers_are_removed_after_their_retention(
+    engine: Any, token: str, state: str
+) -> None:
+    """Exited ones after `gone_retention` (0 here); one a crash left created, never started,
+    after `created_retention` (0.2 s here), though `gone_retention` is its default 10 min."""
     group = f"g-{token}"
-    plugin = DockerInstancePlugin(gone_retention=0.0)
+    plugin = DockerInstancePlugin(
+        gone_retention=0.0 if state == "exited" else 600.0, created_retention=0.2
+    )
     try:
-        cid = plugin.provision(Spec(properties=props(token), tags=group_tags(group), init=LOOP))
-        engine.containers.get(cid).kill()
+        if state == "exited":
+            cid = plugin.provision(Spec(properties=props(token), tags=group_tags(group), init=LOOP))
+            engine.containers.get(cid).kill()
+        else:
+            cid = create_only(engine, token, group)
 
         def removed() -> bool:
-            plugin.describe_instances({TAG_GROUP: group})  # first sight, then removal
+            assert plugin.describe_instances({TAG_GROUP: group}) == []  # first sight, then removal
             return engine.containers.list(all=True, filters={"id": cid}) == []
 
-        wait_for(removed, 20, "the exited container to be removed")
+        wait_for(removed, 30, f"the {state} container to be removed")
     finally:
         plugin.close()
 
@@ -257,6 +287,73 @@ def test_label_is_a_no_op_when_present_and_an_honest_error_otherwise(
         plugin.label(cid, {"role": "b"})
     with pytest.raises(PluginError, match="no such instance"):
         plugin.label("0" * 64, {"role": "a"})
+
+
+# -- interrupted, and nothing left ---------------------------------------------------------
+
+
+def test_a_dind_node_whose_provision_was_killed_after_its_start_is_described(
+    engine: Any, token: str, tmp_path: Path
+) -> None:
+    group = f"d-{token}"
+    code = (
+        "import json, sys\n"
+        "from infrakit.plugins.instance.dind import DindInstancePlugin\n"
+        "from infrakit.spi import Spec\n"
+        "spec = Spec.from_json(json.loads(sys.argv[1]))\n"
+        "DindInstancePlugin(privileged=False).provision(spec)\n"
+    )
+    spec = Spec(
+        properties=props(token, Cmd=["sh", "-c", "exec sleep 600"]),
+        tags=group_tags(group),
+        init="touch /tmp/first-line-ran\nsleep 600",  # the second line outlives the provision
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    provisioner = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(spec.to_json())], env=env
+    )
+    try:
+
+        def first_line_ran() -> str | None:
+            for container in group_containers(engine, group):
+                if exec_out(engine, container.id, "ls", "/tmp/first-line-ran"):
+                    return str(container.id)
+            return None
+
+        cid = wait_for(first_line_ran, 60, "the first Init line")
+        provisioner.kill()  # kill -9 in the middle of the Init
+        provisioner.wait(10)
+    finally:
+        if provisioner.poll() is None:
+            provisioner.kill()
+    plugin = DockerInstancePlugin(stop_timeout=1)
+    try:
+        assert [d.id for d in plugin.describe_instances({TAG_GROUP: group})] == [cid]
+        plugin.destroy(cid)
+        assert plugin.sweep({TAG_GROUP: group}) == []
+        assert group_containers(engine, group) == []
+    finally:
+        plugin.close()
+
+
+def test_sweep_removes_every_dead_container_of_the_group_and_nothing_else(
+    engine: Any, token: str, plugin: DockerInstancePlugin
+) -> None:
+    group, other = f"g-{token}", f"o-{token}"
+    live = plugin.provision(Spec(properties=props(token), tags=group_tags(group), init=LOOP))
+    exited = plugin.provision(Spec(properties=props(token), tags=group_tags(group), init=LOOP))
+    engine.containers.get(exited).kill()
+    created = create_only(engine, token, group)
+    elsewhere = create_only(engine, token, other)
+
+    assert sorted(plugin.sweep({TAG_GROUP: group})) == sorted([exited, created])
+
+    assert {c.id for c in group_containers(engine, group)} == {live}
+    assert {c.id for c in group_containers(engine, other)} == {elsewhere}
+    assert plugin.sweep({TAG_GROUP: group}) == []  # idempotent
+    plugin.destroy(live)
+    plugin.sweep({TAG_GROUP: group})
+    assert group_containers(engine, group) == []
 
 
 # -- validation ----------------------------------------------------------------------------

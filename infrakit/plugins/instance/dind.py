@@ -9,9 +9,11 @@ It is the Docker instance plugin with three differences, after infrakit-dind:
   the flavor's Init is run after the start, one line at a time, each with `docker exec`
   (`/bin/sh -c LINE`, privileged). The lines run in order and each must exit 0; one that fails
   (or an exec that cannot run) removes the container and fails the provision, rather than leave
-  a half-initialised node behind. Each line runs in a shell of its own, so a construct that
-  spans lines (`if ... fi`, a here-document) does not work; a line that should keep running must
-  put itself in the background with its output redirected (`nohup cmd >/dev/null 2>&1 &`).
+  a half-initialised node behind (a provision killed outright during the lines leaves a running
+  node, which a restarted group adopts: give the flavor a health check that tells whether its
+  Init finished). Each line runs in a shell of its own, so a construct that spans lines
+  (`if ... fi`, a here-document) does not work; a line that should keep running must put
+  itself in the background with its output redirected (`nohup cmd >/dev/null 2>&1 &`).
 
 An engine that cannot grant privileges at all (one that itself runs in a container without
 every capability: runc then fails with "unable to apply caps") can still run Init-by-exec
@@ -53,9 +55,15 @@ class DindInstancePlugin(DockerInstancePlugin):
         *,
         stop_timeout: float = 5.0,
         gone_retention: float = 600.0,
+        created_retention: float = 30.0,
         privileged: bool = True,
     ) -> None:
-        super().__init__(client, stop_timeout=stop_timeout, gone_retention=gone_retention)
+        super().__init__(
+            client,
+            stop_timeout=stop_timeout,
+            gone_retention=gone_retention,
+            created_retention=created_retention,
+        )
         self._privileged = privileged
 
     def _options(self, properties: Any) -> DockerOptions:

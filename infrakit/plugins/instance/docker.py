@@ -31,9 +31,12 @@ Instances, tags and liveness:
   is one `GET /containers/json` with label filters. Described tags are the container's labels,
   which include the image's own labels and `Labels`, less the plugin's private ones.
 - A container that is not running (created, exited, dead, paused...) is gone, as InfraKit's
-  dind plugin saw it. Exited, dead or never-started containers carrying `infrakit.group` are
-  removed once they have been seen gone for `gone_retention` seconds (10 minutes), so that they
-  do not pile up while still leaving time to read their logs.
+  dind plugin saw it. Exited or dead containers carrying `infrakit.group` are removed once they
+  have been seen gone for `gone_retention` seconds (10 minutes), so that they do not pile up
+  while still leaving time to read their logs. A container is created with its labels and then
+  started, so one left `created` was made by a provision killed in between: nothing ever ran in
+  it, and it is removed once seen so for `created_retention` seconds (30), unless this plugin is
+  provisioning it. `sweep` removes a group's containers that are not running at once.
 - `LogicalID` (given for named groups) names the container. A stopped container of that name is
   removed first; a running one is an error ("a container named X is already running").
 - Docker cannot change a running container's labels, so `label` succeeds only when the labels
@@ -79,6 +82,7 @@ from infrakit.spi.instance import (
     InstanceID,
     InstancePlugin,
     Spec,
+    Sweepable,
     Unsubscribe,
     Watchable,
     tags_match,
@@ -118,8 +122,12 @@ _MEMORY_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, 
 # Docker's rule for container names.
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _STATE_RUNNING = "running"
-# Not running and never coming back by itself: removed after `gone_retention`.
-_GARBAGE_STATES = frozenset({"exited", "dead", "created"})
+_STATE_CREATED = "created"
+# Not running and never coming back by itself: removed after `gone_retention`
+# (`created_retention` for containers never started).
+_GARBAGE_STATES = frozenset({"exited", "dead", _STATE_CREATED})
+# States `sweep` leaves alone: a live container, one the engine is removing already.
+_NOT_DEAD = frozenset({_STATE_RUNNING, "removing"})
 _CLIENT_POOL = 32  # concurrent calls before urllib3 discards connections
 
 
@@ -356,13 +364,13 @@ def missing_image_message(image: str) -> str:
     )
 
 
-class DockerInstancePlugin(InstancePlugin, Watchable):
+class DockerInstancePlugin(InstancePlugin, Watchable, Sweepable):
     """Instances as containers on the Docker engine behind `client` (default: `docker.from_env`).
 
     The client is made on first use, so a plugin can be built while the engine is down; every
     engine failure is a `PluginError`. `destroy` gives a container `stop_timeout` seconds to
     stop before it is killed; stopped containers of a group are removed after `gone_retention`
-    seconds.
+    seconds, never-started ones after `created_retention`.
     """
 
     def __init__(
@@ -371,6 +379,7 @@ class DockerInstancePlugin(InstancePlugin, Watchable):
         *,
         stop_timeout: float = 5.0,
         gone_retention: float = 600.0,
+        created_retention: float = 30.0,
     ) -> None:
         if stop_timeout < 0:
             raise ValueError(f"stop_timeout must not be negative, not {stop_timeout}")
@@ -379,8 +388,10 @@ class DockerInstancePlugin(InstancePlugin, Watchable):
         self._client_lock = threading.Lock()
         self._stop_timeout = stop_timeout
         self._gone_retention = gone_retention
-        self._lock = threading.Lock()  # guards _gone_since
+        self._created_retention = created_retention
+        self._lock = threading.Lock()  # guards _gone_since and _provisioning
         self._gone_since: dict[str, float] = {}  # container ID -> when first seen not running
+        self._provisioning: set[str] = set()  # containers created here, not yet started
         self._watcher = _EventWatcher(
             self._events, self._lost, name=f"{type(self).__name__}-events"
         )
@@ -405,7 +416,15 @@ class DockerInstancePlugin(InstancePlugin, Watchable):
                     )
 
     def provision(self, spec: Spec) -> InstanceID:
-        """Create and start the spec's container; return its full ID."""
+        """Create and start the spec's container; return its full ID.
+
+        Killed at any step, it leaves nothing a later look cannot settle: before `create`
+        nothing exists; from it on, the container carries the group's labels. One killed
+        before `start` never ran: it is not an instance, and a later look removes it after
+        `created_retention` (`sweep` at once). Once started it is described, and so adopted;
+        a dind node killed during its Init lines is adopted too, and its flavor's health check
+        says whether it works.
+        """
         options = self._options(spec.properties)
         client = self.client()
         api = client.api
@@ -452,6 +471,8 @@ class DockerInstancePlugin(InstancePlugin, Watchable):
                     raise PluginError(f"a container named {name!r} already exists") from None
                 raise
         container_id = str(created["Id"])
+        with self._lock:
+            self._provisioning.add(container_id)
         try:
             with self._engine("start the container"):
                 api.start(container_id)
@@ -460,6 +481,9 @@ class DockerInstancePlugin(InstancePlugin, Watchable):
             with contextlib.suppress(docker.errors.DockerException, OSError):
                 api.remove_container(container_id, v=True, force=True)
             raise
+        finally:
+            with self._lock:
+                self._provisioning.discard(container_id)
         log.debug("started container %s (%s)", container_id[:12], options.image)
         return container_id
 
@@ -501,7 +525,10 @@ class DockerInstancePlugin(InstancePlugin, Watchable):
                         live.append(_describe(container_id, entry, labels))
                 elif TAG_GROUP in labels and state in _GARBAGE_STATES:
                     since = self._gone_since.setdefault(container_id, now)
-                    if now - since > self._gone_retention:
+                    retention = (
+                        self._created_retention if state == _STATE_CREATED else self._gone_retention
+                    )
+                    if now - since > retention and container_id not in self._provisioning:
                         garbage.append(container_id)
             # Forget containers that vanished without being seen again (removed by others).
             for cid, since in list(self._gone_since.items()):
@@ -511,6 +538,32 @@ class DockerInstancePlugin(InstancePlugin, Watchable):
             self._remove_garbage(container_id)
         live.sort(key=lambda d: d.id)
         return live
+
+    def sweep(self, tags: Mapping[str, str]) -> list[InstanceID]:
+        """Remove every container made by a group (it carries `infrakit.group`) whose labels
+        include all of `tags` and that is not running (exited, dead, never started, paused...),
+        except one this plugin is provisioning; return their IDs."""
+        wanted = {str(k): str(v) for k, v in tags.items()}
+        filters = {"label": [TAG_GROUP, *(f"{k}={v}" for k, v in wanted.items())]}
+        api = self.client().api
+        with self._engine("list containers"):
+            listed = api.containers(all=True, filters=filters)
+        swept = []
+        for entry in listed:
+            container_id = str(entry.get("Id", ""))
+            with self._lock:
+                provisioning = container_id in self._provisioning
+            if entry.get("State") in _NOT_DEAD or provisioning:
+                continue
+            with (
+                self._engine(f"remove container {container_id[:12]}"),
+                contextlib.suppress(docker.errors.NotFound),
+            ):
+                api.remove_container(container_id, v=True, force=True)
+            with self._lock:
+                self._gone_since.pop(container_id, None)
+            swept.append(container_id)
+        return sorted(swept)
 
     def label(self, instance_id: InstanceID, labels: Mapping[str, str]) -> None:
         """Succeed if the container already carries `labels`; Docker cannot add labels to an
