@@ -14,8 +14,9 @@ import re
 import secrets
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,34 @@ LEGACY_TEMP_AGE = 3600.0
 
 _TEMP_FILE = re.compile(r"^\..+\.(\d+-\d+)\.[^.]+\.tmp$")
 _NEW_DIR = re.compile(r"^\.new-.+\.(\d+-\d+)$")
+
+
+class InFlight:
+    """The instance directories this process is provisioning: shared by every plugin object in
+    the process (two may use one state directory), so a look by any of them knows that an
+    instance with no process or machine yet is being made, not dead."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paths: set[str] = set()
+
+    @contextlib.contextmanager
+    def holding(self, path: Path) -> Iterator[None]:
+        """Count `path` as being provisioned while the block runs."""
+        with self._lock:
+            self._paths.add(str(path))
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._paths.discard(str(path))
+
+    def __contains__(self, path: object) -> bool:
+        with self._lock:
+            return str(path) in self._paths
+
+
+PROVISIONING = InFlight()
 
 
 def is_temp_name(name: str) -> bool:

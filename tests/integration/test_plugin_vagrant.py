@@ -8,8 +8,10 @@ is removed too."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,6 +207,88 @@ def test_two_concurrent_provisions_both_succeed(
         t.join(timeout=120)
     assert plugin.describe_instances({}) == []
     assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+
+
+# -- interrupted, and nothing left ---------------------------------------------------------
+
+
+def index_entries(state_dir: Path) -> list[str]:
+    """The machines of `state_dir` that `vagrant global-status` (Vagrant's machine index) lists."""
+    out = subprocess.run(
+        ["vagrant", "global-status", "--machine-readable"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "VAGRANT_CHECKPOINT_DISABLE": "1"},
+    ).stdout
+    homes = [line.split(",", 3)[3] for line in out.splitlines() if ",machine-home," in line]
+    return [home for home in homes if Path(home).parent == state_dir]
+
+
+def test_a_machine_whose_provision_was_killed_mid_up_is_described(
+    engine: Any, token: str, plugin: VagrantInstancePlugin
+) -> None:
+    code = (
+        "import json, sys\n"
+        "from infrakit.plugins.instance.vagrant import VagrantInstancePlugin\n"
+        "from infrakit.spi import Spec\n"
+        "spec = Spec.from_json(json.loads(sys.argv[2]))\n"
+        "VagrantInstancePlugin(sys.argv[1]).provision(spec)\n"
+    )
+    spec = Spec(properties=props(token), tags={TAG_GROUP: f"g-{token}"}, init="true")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    provisioner = subprocess.Popen(
+        [sys.executable, "-c", code, str(plugin.state_dir), json.dumps(spec.to_json())], env=env
+    )
+    try:
+        # `vagrant up` has begun once it writes to the instance's log.
+        log = wait_for(
+            lambda: next(plugin.state_dir.glob("vagrant-*/vagrant.log"), None), 60, "vagrant up"
+        )
+        provisioner.kill()  # kill -9 of the provisioner alone: `vagrant up` carries on
+        provisioner.wait(10)
+    finally:
+        if provisioner.poll() is None:
+            provisioner.kill()
+    instance_id = log.parent.name
+
+    (found,) = plugin.describe_instances({TAG_GROUP: f"g-{token}"})
+    assert found.id == instance_id
+    plugin.destroy(instance_id)  # stops the orphaned `vagrant up` first
+    assert plugin.sweep({TAG_GROUP: f"g-{token}"}) == []
+    assert list(plugin.state_dir.iterdir()) == []
+    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+    assert index_entries(plugin.state_dir) == []
+
+
+def test_sweep_destroys_the_groups_dead_machines_and_leaves_nothing(
+    engine: Any, token: str, plugin: VagrantInstancePlugin
+) -> None:
+    group = f"g-{token}"
+    spec = Spec(properties=props(token), tags={TAG_GROUP: group}, init="true")
+    live, dead, unknown = (plugin.provision(spec) for _ in range(3))
+    container_of(engine, dead).kill()
+    container_of(engine, unknown).kill()
+    # A machine Vagrant cannot destroy (its Vagrantfile is lost): its container is removed by
+    # label, and Vagrant's machine index entry pruned.
+    (plugin.state_dir / unknown / "Vagrantfile").unlink()
+    wait_for(
+        lambda: {d.id for d in plugin.describe_instances({TAG_GROUP: group})} == {live},
+        timeout=30,
+        what="the killed machines to be seen dead",
+    )
+
+    assert plugin.sweep({TAG_GROUP: group}) == sorted([dead, unknown])
+
+    assert {p.name for p in plugin.state_dir.iterdir()} == {live}
+    assert index_entries(plugin.state_dir) == [str(plugin.state_dir / live)]
+    assert container_of(engine, live).status == "running"
+    plugin.destroy(live)
+    assert plugin.sweep({TAG_GROUP: group}) == []
+    assert list(plugin.state_dir.iterdir()) == []
+    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+    assert index_entries(plugin.state_dir) == []
 
 
 # -- validation and rendering (no Vagrant run) ---------------------------------------------

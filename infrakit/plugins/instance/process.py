@@ -20,12 +20,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from infrakit.plugins._atomic import (
+    PROVISIONING,
     build_dir,
     is_stale,
     is_temp_name,
@@ -155,28 +156,6 @@ class _Record:
         return Description(self.id, self.logical_id, dict(self.tags), self.properties)
 
 
-# Instance directories this process is provisioning (their records have no PID yet). Shared by
-# every plugin object in the process, since two may use one state directory.
-_PROVISIONING: set[str] = set()
-_PROVISIONING_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _provisioning(idir: Path) -> Iterator[None]:
-    with _PROVISIONING_LOCK:
-        _PROVISIONING.add(str(idir))
-    try:
-        yield
-    finally:
-        with _PROVISIONING_LOCK:
-            _PROVISIONING.discard(str(idir))
-
-
-def _in_flight(idir: Path) -> bool:
-    with _PROVISIONING_LOCK:
-        return str(idir) in _PROVISIONING
-
-
 class ProcessInstancePlugin(InstancePlugin, Watchable, Sweepable):
     """Instances as local processes, each in its own session, with state under `state_dir`.
 
@@ -236,7 +215,7 @@ class ProcessInstancePlugin(InstancePlugin, Watchable, Sweepable):
             "Spec": spec.to_json(),
             "Provisioner": self_token(),
         }
-        with _provisioning(idir):
+        with PROVISIONING.holding(idir):
             try:
                 build_dir(idir, lambda new: write_json_atomic(new / RECORD, record, fsync=True))
             except OSError as exc:
@@ -445,7 +424,7 @@ class ProcessInstancePlugin(InstancePlugin, Watchable, Sweepable):
                     live.append(record)
                 elif record is None or record.pid is not None:
                     self._note_dead(idir, record)
-                elif _in_flight(idir):
+                elif idir in PROVISIONING:
                     continue  # being provisioned here: no process yet, or about to record it
                 elif (idir / DEAD_MARKER).exists():
                     self._note_dead(idir, record)  # found never started by an earlier look
@@ -494,7 +473,7 @@ class ProcessInstancePlugin(InstancePlugin, Watchable, Sweepable):
             return record.running
         idir = self._dir / record.id
         return (
-            _in_flight(idir)
+            idir in PROVISIONING
             or self._provisioner_alive(record)
             or any(c.instance_dir == str(idir) and c.pid == c.pgrp for c in found)
         )

@@ -31,9 +31,15 @@ Properties (keys case-insensitive, as Go's JSON):
   block built from `Docker`, or nothing for another provider).
 
 `describe_instances` does not run `vagrant status` for docker-provider machines (each costs a
-second or more of Ruby start-up): it reads each machine's container ID from
-`.vagrant/machines/default/docker/id` and asks the Docker engine once, with `docker ps`, which
-containers run. Machines of other providers are asked with `vagrant status`, concurrently.
+second or more of Ruby start-up): it asks the Docker engine once, with `docker ps`, which
+machines' containers run (each carries the label `infrakit.vagrant.instance=<id>`, even one
+Vagrant never recorded). Machines of other providers are asked with `vagrant status`,
+concurrently.
+
+The directory, with its tags, is in place before `vagrant up` runs, and a machine is described
+while its provisioning is alive, so a provision killed mid-`vagrant up` (which carries on
+without it) leaves nothing unseen (see `provision`). `sweep` destroys a group's dead machines,
+directories, containers and `vagrant global-status` entries.
 """
 
 from __future__ import annotations
@@ -59,11 +65,33 @@ from typing import Any
 
 import vagrant
 
-from infrakit.plugins._atomic import is_temp_name, remove_dir, write_json_atomic
+from infrakit.plugins._atomic import (
+    PROVISIONING,
+    build_dir,
+    is_temp_name,
+    remove_dir,
+    remove_stale,
+    write_json_atomic,
+)
 from infrakit.plugins._props import join_path, object_fields, string_list, string_map
 from infrakit.plugins.instance._dead import dead_for, seen_alive
+from infrakit.plugins.instance._proc import (
+    ENV_INSTANCE_DIR,
+    ENV_INSTANCE_ID,
+    carriers,
+    self_token,
+    stop_carriers,
+    token_alive,
+)
 from infrakit.spi.errors import PluginError, ValidationError
-from infrakit.spi.instance import Description, InstanceID, InstancePlugin, Spec, tags_match
+from infrakit.spi.instance import (
+    Description,
+    InstanceID,
+    InstancePlugin,
+    Spec,
+    Sweepable,
+    tags_match,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +101,7 @@ BOOT_SCRIPT = "boot.sh"
 BOOT_STATUS = "boot.status"  # docker provider: boot.sh's exit status, written by the container
 TAGS = "tags"
 RECORD = "instance.json"  # ID, LogicalID, Provider and Properties of the instance
+PROVISIONING_MARKER = "provisioning"  # while `vagrant up` runs: who runs it (<pid>-<start>)
 OUTPUT = "vagrant.log"  # what Vagrant printed, every command appended
 MACHINE = "default"
 SYNCED_DIR = "/vagrant"
@@ -142,7 +171,8 @@ _RETRY_BACKOFF = 0.25  # seconds, doubled after each retry up to _RETRY_BACKOFF_
 _RETRY_BACKOFF_MAX = 2.0
 _OUTPUT_TAIL_LINES = 12
 _STATUS_WORKERS = 8  # concurrent `vagrant status` runs in one describe
-_DOCKER_TIMEOUT = 30.0
+_CLI_TIMEOUT = 30.0  # a `docker ps` or `vagrant global-status`
+_STOP_RUN_TIMEOUT = 10.0  # an orphaned `vagrant up`: SIGTERM, then SIGKILL after this
 
 _PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 _CONTAINER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -414,7 +444,7 @@ class _Found:
         return Description(self.id, self.logical_id, dict(self.tags), self.properties)
 
 
-class VagrantInstancePlugin(InstancePlugin):
+class VagrantInstancePlugin(InstancePlugin, Sweepable):
     """Instances as Vagrant machines, one directory each under `state_dir`.
 
     `vagrant_bin` is the `vagrant` executable (default: the one on PATH) and `docker_bin` the
@@ -462,37 +492,53 @@ class VagrantInstancePlugin(InstancePlugin):
         """Make the instance's directory and `vagrant up` it; return once that succeeded.
 
         A failed `vagrant up` raises `PluginError` with the end of Vagrant's output, after
-        destroying whatever it made.
+        destroying whatever it made. Killed at any step, it leaves what a look or a sweep
+        settles, never a machine no look sees:
+
+        1. The directory is built under a hidden name with its Vagrantfile, `boot.sh`, record,
+           tags and a `provisioning` marker naming this process, then renamed into place.
+           Before the rename only a hidden directory exists (removed once we are gone); after
+           it, the instance is described while its provisioning is alive.
+        2. `vagrant up` runs with `INFRAKIT_INSTANCE_ID` and `INFRAKIT_INSTANCE_DIR` in its
+           environment. If we die, it carries on alone: the instance is described while a
+           process carries it or its machine runs, and a destroy stops that run first.
+        3. The marker goes: from now on the instance lives while its machine runs.
         """
         options = parse_options(spec.properties)
         instance_id = f"{ID_PREFIX}{secrets.token_hex(6)}"
         vagrantfile = render_vagrantfile(options, instance_id, spec.logical_id)
         idir = self._dir / instance_id
-        try:
-            idir.mkdir()
-            (idir / VAGRANTFILE).write_text(vagrantfile, encoding="utf-8")
-            boot = idir / BOOT_SCRIPT
+        record = {
+            "ID": instance_id,
+            "LogicalID": spec.logical_id,
+            "Provider": options.provider,
+            "Properties": spec.properties,
+        }
+
+        def fill(new: Path) -> None:
+            (new / VAGRANTFILE).write_text(vagrantfile, encoding="utf-8")
+            boot = new / BOOT_SCRIPT
             boot.write_text(spec.init, encoding="utf-8")
             boot.chmod(0o755)
-            record = {
-                "ID": instance_id,
-                "LogicalID": spec.logical_id,
-                "Provider": options.provider,
-                "Properties": spec.properties,
-            }
-            write_json_atomic(idir / RECORD, record)
-        except (OSError, TypeError, ValueError) as exc:
-            shutil.rmtree(idir, ignore_errors=True)
-            raise PluginError(f"cannot prepare {idir}: {exc}") from exc
-        started = time.monotonic()
-        try:
-            self._vagrant(idir, options.provider, "up", lambda v: v.up(provider=options.provider))
-            write_json_atomic(idir / TAGS, dict(spec.tags), fsync=True)
-        except Exception as exc:
-            self._discard(instance_id, options.provider)
-            if isinstance(exc, OSError):
-                raise PluginError(f"cannot record tags of {instance_id}: {exc}") from exc
-            raise
+            write_json_atomic(new / RECORD, record)
+            write_json_atomic(new / TAGS, dict(spec.tags))
+            (new / PROVISIONING_MARKER).write_text(self_token(), encoding="utf-8")
+
+        with PROVISIONING.holding(idir):
+            try:
+                build_dir(idir, fill, mode=0o755)
+            except (OSError, TypeError, ValueError) as exc:
+                raise PluginError(f"cannot prepare {idir}: {exc}") from exc
+            started = time.monotonic()
+            try:
+                self._vagrant(
+                    idir, options.provider, "up", lambda v: v.up(provider=options.provider)
+                )
+            except Exception:
+                self._discard(instance_id, options.provider)
+                raise
+            with contextlib.suppress(OSError):
+                (idir / PROVISIONING_MARKER).unlink()
         log.debug("vagrant up of %s took %.1fs", instance_id, time.monotonic() - started)
         return instance_id
 
@@ -508,50 +554,68 @@ class VagrantInstancePlugin(InstancePlugin):
                 self._destroy_locks.pop(instance_id, None)
 
     def _destroy_locked(self, instance_id: str, idir: Path) -> None:
+        """Killed at any step, this leaves the directory (and so the instance, for the next
+        destroy or sweep) until the machine is gone, or a hidden directory `sweep` removes."""
         if not idir.is_dir():
             return
         provider = self._provider_of(idir)
-        if (idir / VAGRANTFILE).exists():
+        self._stop_orphaned_up(idir)
+        without_vagrant = not (idir / VAGRANTFILE).exists()
+        if not without_vagrant:
             try:
                 self._vagrant(idir, provider, "destroy", lambda v: v.destroy())
             except PluginError:
                 # A docker machine's container can be removed without Vagrant; others cannot.
                 if provider != "docker" or not self._remove_containers(instance_id):
                     raise
+                without_vagrant = True
         if provider == "docker":
             # `vagrant up` can leave a container it never recorded (created, failed to start).
             self._remove_containers(instance_id)
         self._remove_dir(idir)
+        if without_vagrant:  # Vagrant's machine index may still list the machine
+            try:
+                self._prune_index()
+            except PluginError as error:
+                log.warning("%s (a sweep tries again)", error)
+
+    def _stop_orphaned_up(self, idir: Path) -> None:
+        """Stop a `vagrant up` of the instance that outlived its provisioner (killed mid-up),
+        so that it makes nothing after the machine is destroyed."""
+        if not (idir / PROVISIONING_MARKER).exists() or idir in PROVISIONING:
+            return
+        runs = [c for c in carriers(self._dir) if c.instance_dir == str(idir)]
+        if runs and not stop_carriers(runs, _STOP_RUN_TIMEOUT):
+            raise PluginError(f"the vagrant run provisioning {idir.name} did not stop")
 
     def describe_instances(self, tags: Mapping[str, str]) -> list[Description]:
-        """Every instance whose machine is running and whose tags include all of `tags`."""
+        """Every instance whose tags include all of `tags` and whose machine is running or
+        being provisioned."""
         wanted = dict(tags)
         found = [f for f in self._scan() if tags_match(f.tags, wanted)]
-        containers = {
-            f.id: cid
-            for f in found
-            if f.provider == "docker" and (cid := self._container_id(f.path)) is not None
-        }
-        running = self._running_containers() if containers else set()
-        others = [f for f in found if f.provider != "docker"]
-        alive_others: dict[str, bool] = {}
-        if others:  # each `vagrant status` is a second of Ruby start-up: ask them all at once
-            with ThreadPoolExecutor(
-                max_workers=min(_STATUS_WORKERS, len(others)), thread_name_prefix="vagrant-status"
-            ) as pool:
-                states = pool.map(self._is_running, others)
-                alive_others = dict(zip([f.id for f in others], states, strict=True))
+        alive = self._alive(found)
         out = []
         for f in found:
-            if f.provider == "docker":
-                alive = containers.get(f.id) in running
-            else:
-                alive = alive_others[f.id]
-            if alive:
+            if alive[f.id]:
                 out.append(f.describe())
-            self._note_state(f, alive)
+            self._note_state(f, alive[f.id])
         out.sort(key=lambda d: d.id)
         return out
+
+    def sweep(self, tags: Mapping[str, str]) -> list[InstanceID]:
+        """Destroy every machine that is not running nor being provisioned and whose tags
+        include all of `tags` (`vagrant destroy`, its containers, its directory); remove the
+        hidden leftovers of interrupted provisions and destroys, and the `vagrant
+        global-status` entries of machines of this state directory that are gone."""
+        wanted = dict(tags)
+        found = [f for f in self._scan() if tags_match(f.tags, wanted)]
+        alive = self._alive(found)
+        swept = [f.id for f in found if not alive[f.id]]
+        for instance_id in swept:
+            self.destroy(instance_id)
+        remove_stale(self._dir, destroyed=True)
+        self._prune_index()
+        return sorted(swept)
 
     def label(self, instance_id: InstanceID, labels: Mapping[str, str]) -> None:
         """Merge `labels` into the instance's `tags` file."""
@@ -578,7 +642,50 @@ class VagrantInstancePlugin(InstancePlugin):
         for thread in reapers:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    # -- dead machines ----------------------------------------------------------------------
+    # -- live and dead machines -------------------------------------------------------------
+
+    def _alive(self, found: list[_Found]) -> dict[str, bool]:
+        """Instance ID -> whether it is being provisioned (by a live run) or its machine runs."""
+        alive = dict.fromkeys((f.id for f in found), False)
+        unsettled = []
+        for f in found:
+            provisioner = self._provisioner(f.path)
+            if provisioner is None:
+                continue
+            if f.path in PROVISIONING or (provisioner != self_token() and token_alive(provisioner)):
+                alive[f.id] = True
+            else:
+                unsettled.append(f)
+        if unsettled:  # the provisioner is gone: is the `vagrant up` it ran still going?
+            runs = {c.instance_dir for c in carriers(self._dir)}
+            for f in unsettled:
+                if str(f.path) in runs:
+                    alive[f.id] = True
+                else:  # over: from now on the machine alone says
+                    with contextlib.suppress(OSError):
+                        (f.path / PROVISIONING_MARKER).unlink()
+        rest = [f for f in found if not alive[f.id]]
+        if any(f.provider == "docker" for f in rest):
+            running = self._running_machines()
+            alive.update({f.id: f.id in running for f in rest if f.provider == "docker"})
+        others = [f for f in rest if f.provider != "docker"]
+        if others:  # each `vagrant status` is a second of Ruby start-up: ask them all at once
+            with ThreadPoolExecutor(
+                max_workers=min(_STATUS_WORKERS, len(others)), thread_name_prefix="vagrant-status"
+            ) as pool:
+                states = pool.map(self._is_running, others)
+                alive.update(zip([f.id for f in others], states, strict=True))
+        return alive
+
+    @staticmethod
+    def _provisioner(idir: Path) -> str | None:
+        """Who runs the instance's `vagrant up` (`<pid>-<start time>`), if its marker is there."""
+        try:
+            return (idir / PROVISIONING_MARKER).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return ""
 
     def _note_state(self, found: _Found, alive: bool) -> None:
         """Keep the `dead` marker of a machine up to date; reap one dead for too long."""
@@ -636,7 +743,13 @@ class VagrantInstancePlugin(InstancePlugin):
                 root=str(idir),
                 quiet_stdout=True,
                 quiet_stderr=True,
-                env={**self._env, "VAGRANT_DEFAULT_PROVIDER": provider},
+                env={
+                    **self._env,
+                    "VAGRANT_DEFAULT_PROVIDER": provider,
+                    # So that a run that outlives us is found by what it carries.
+                    ENV_INSTANCE_ID: idir.name,
+                    ENV_INSTANCE_DIR: str(idir),
+                },
                 out_cm=log_output,
                 err_cm=log_output,
             )
@@ -678,30 +791,57 @@ class VagrantInstancePlugin(InstancePlugin):
                 self._remove_containers(instance_id)
             self._remove_dir(self._dir / instance_id)
 
+    def _prune_index(self) -> None:
+        """Prune Vagrant's machine index (`vagrant global-status --prune`) if it lists a machine
+        of this state directory whose directory is gone (one destroyed without Vagrant)."""
+        listed = self._cli(self._vagrant_bin, "vagrant", "global-status", "--machine-readable")
+        for line in listed.splitlines():
+            parts = line.split(",", 3)
+            if len(parts) < 4 or parts[2] != "machine-home":
+                continue
+            home = Path(parts[3].replace("%!(VAGRANT_COMMA)", ","))
+            if home.parent == self._dir and not home.exists():
+                log.info("pruning Vagrant's machine index of %s", home.name)
+                self._cli(self._vagrant_bin, "vagrant", "global-status", "--prune")
+                return
+
     # -- Docker -----------------------------------------------------------------------------
 
     def _docker(self, *args: str) -> str:
-        exe = self._docker_bin or shutil.which("docker")
+        return self._cli(self._docker_bin, "docker", *args)
+
+    def _cli(self, exe: str | None, name: str, *args: str) -> str:
+        """Run `name ARGS` (`exe` if given, else from PATH) and return its output."""
+        exe = exe or shutil.which(name)
         if exe is None:
-            raise PluginError("the docker CLI is not installed (no 'docker' on PATH)")
+            raise PluginError(f"the {name} CLI is not installed (no {name!r} on PATH)")
         try:
             done = subprocess.run(
                 [exe, *args],
                 capture_output=True,
                 text=True,
                 env=self._env,
-                timeout=_DOCKER_TIMEOUT,
+                cwd=self._dir,
+                timeout=_CLI_TIMEOUT,
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise PluginError(f"docker {args[0]} failed: {exc}") from exc
+            raise PluginError(f"{name} {args[0]} failed: {exc}") from exc
         if done.returncode != 0:
-            raise PluginError(f"docker {args[0]} failed: {done.stderr.strip()[-500:]}")
+            raise PluginError(f"{name} {args[0]} failed: {done.stderr.strip()[-500:]}")
         return done.stdout
 
-    def _running_containers(self) -> set[str]:
-        """The full IDs of every running container: one `docker ps` for all the machines."""
-        return set(self._docker("ps", "--quiet", "--no-trunc").split())
+    def _running_machines(self) -> set[str]:
+        """The IDs of the instances whose machine's container runs: one `docker ps` for all
+        (by the label each carries, so also one Vagrant never recorded)."""
+        listed = self._docker(
+            "ps",
+            "--filter",
+            f"label={INSTANCE_LABEL}",
+            "--format",
+            f'{{{{.Label "{INSTANCE_LABEL}"}}}}',
+        )
+        return set(listed.split())
 
     def _remove_containers(self, instance_id: str) -> bool:
         """Remove every container labelled as this instance's; False if Docker would not."""
@@ -715,14 +855,6 @@ class VagrantInstancePlugin(InstancePlugin):
             log.warning("cannot remove containers of %s: %s", instance_id, exc)
             return False
         return True
-
-    @staticmethod
-    def _container_id(idir: Path) -> str | None:
-        path = idir / ".vagrant" / "machines" / MACHINE / "docker" / "id"
-        try:
-            return path.read_text(encoding="utf-8").strip() or None
-        except OSError:
-            return None
 
     # -- files ------------------------------------------------------------------------------
 
@@ -751,7 +883,8 @@ class VagrantInstancePlugin(InstancePlugin):
         return DEFAULT_PROVIDER
 
     def _scan(self) -> list[_Found]:
-        """Every complete instance directory (one whose `vagrant up` succeeded: it has tags)."""
+        """Every instance directory (an older version's without tags left out: its tags were
+        written only after `vagrant up`, so it cannot be matched)."""
         try:
             entries = list(os.scandir(self._dir))
         except OSError as exc:
@@ -764,7 +897,7 @@ class VagrantInstancePlugin(InstancePlugin):
             try:
                 tags = json.loads((idir / TAGS).read_text(encoding="utf-8"))
             except FileNotFoundError:
-                continue  # being provisioned (or destroyed)
+                continue
             except (OSError, ValueError) as exc:
                 log.warning("ignoring instance %s: cannot read its tags: %s", entry.name, exc)
                 continue
