@@ -83,6 +83,23 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def environments() -> dict[int, dict[str, str]]:
+    """PID -> environment (as it was started with) of every live process one may read: how a
+    test finds the processes an instance left, whatever any record says."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if alive(int(entry.name)):
+            items = raw.decode(errors="replace").split("\0")
+            found[int(entry.name)] = dict(item.split("=", 1) for item in items if "=" in item)
+    return found
+
+
 def kill_all(state_dir: Path) -> None:
     """SIGKILL the process group of every recorded instance (test teardown)."""
     for pid in recorded_pids(state_dir).values():

@@ -5,16 +5,18 @@ temp file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import alive
+from support import environments
 
 from infrakit.plugins.instance.file import FileInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
@@ -44,18 +46,9 @@ def crash_everywhere(kind: str, op: str, base: Path, token: str) -> list[dict[st
 def processes_carrying(token: str) -> dict[str, set[str]]:
     """Live processes whose environment has CRASH_TOKEN=<token>-k: token-k -> instance IDs."""
     found: dict[str, set[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        env = dict(
-            item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item
-        )
+    for env in environments().values():
         mark = env.get("CRASH_TOKEN", "")
-        if mark.startswith(f"{token}-") and alive(int(entry.name)):
+        if mark.startswith(f"{token}-"):
             found.setdefault(mark, set()).add(env.get("INFRAKIT_INSTANCE_ID", "?"))
     return found
 
@@ -110,12 +103,7 @@ def test_file_provision_killed_at_any_line_leaves_no_temp_file(tmp_path: Path) -
 
 def kill_carrying(token: str) -> None:
     """Teardown: SIGKILL whatever a failed test left running."""
-    for entry in Path("/proc").iterdir():
-        try:
-            if (
-                entry.name.isdigit()
-                and f"CRASH_TOKEN={token}-".encode() in (entry / "environ").read_bytes()
-            ):
-                os.kill(int(entry.name), 9)
-        except OSError:
-            continue
+    for pid, env in environments().items():
+        if env.get("CRASH_TOKEN", "").startswith(f"{token}-"):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
