@@ -489,7 +489,8 @@ class DockerInstancePlugin(InstancePlugin, Watchable, Sweepable):
 
     def destroy(self, instance_id: InstanceID) -> None:
         """Stop the container (`stop_timeout`, then SIGKILL) and remove it with its anonymous
-        volumes. A container that is already gone is not an error."""
+        volumes. A container that is already gone is not an error. Killed between the two, it
+        leaves an exited container: no instance, removed by `sweep` or after `gone_retention`."""
         self._check_id(instance_id)
         api = self.client().api
         with self._engine(f"destroy container {instance_id[:12]}"):

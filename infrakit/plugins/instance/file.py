@@ -128,7 +128,11 @@ class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
             raise ValidationError(f"not JSON: {exc}") from exc
 
     def provision(self, spec: Spec) -> InstanceID:
-        """Write a new instance file carrying the spec; return its ID (`instance-<hex>`)."""
+        """Write a new instance file carrying the spec; return its ID (`instance-<hex>`).
+
+        The file is written whole under a temp name and renamed into place: killed before the
+        rename, only the temp file is left, and a later look removes it once we are gone.
+        """
         instance_id = f"{ID_PREFIX}{secrets.token_hex(6)}"
         record = {
             "ID": instance_id,
