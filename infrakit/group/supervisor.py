@@ -463,6 +463,8 @@ class GroupSupervisor(Supervisor):
         found: list[str] = []
         if self._describe_failing is not None:
             found.append(self._describe_failing)
+        if self._sweep_failed is not None and self.destroying:
+            found.append(self._sweep_failed)
         if self.paused is not None:
             found.append(f"rolling update paused: {self.paused}; commit the spec again to resume")
         if self._held:
