@@ -1,8 +1,9 @@
 """JSON-RPC 2.0 envelopes as bytes: parse requests and replies, encode them.
 
-Strict on input (UTF-8 only, no NaN/Infinity, integers within 64 bits, a request must be an
-object with the right types) so that anything a client in another language sends is either
-valid JSON-RPC or answered with the standard error code. Encoders are compact UTF-8.
+Strict on input (UTF-8 only, no NaN/Infinity, integers within 64 bits, no duplicate keys, at
+most `MAX_NESTING` levels, a request must be an object with the right types: see
+actors/strict_json.py) so that anything a client in another language sends is either valid
+JSON-RPC or answered with the standard error code. Encoders are compact UTF-8.
 
 orjson does the JSON: the codec is most of a round trip's Python work, and orjson is five to
 fifteen times faster than the standard library's encoder and decoder here.
@@ -16,8 +17,11 @@ from typing import Any
 import orjson
 
 from actors.rpc_errors import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
+from actors.strict_json import MAX_DEPTH, JsonError
+from actors.strict_json import loads as strict_loads
 
 __all__ = [
+    "MAX_NESTING",
     "BadMessage",
     "Reply",
     "Request",
@@ -32,6 +36,9 @@ RequestId = int | str | None
 
 
 _ENCODE_OPTIONS = orjson.OPT_NON_STR_KEYS  # {1: x} encodes as {"1": x}, as the stdlib does
+
+MAX_NESTING = MAX_DEPTH + 8
+"""Levels a request may nest: a document of `MAX_DEPTH` levels inside the envelope and params."""
 
 
 class BadMessage(Exception):
@@ -64,6 +71,7 @@ class Reply:
 
 
 def _decode(body: bytes) -> Any:
+    """A reply's JSON (from a server we called: orjson's own rules are enough)."""
     if not body:
         raise BadMessage(PARSE_ERROR, "parse error: empty message")
     try:
@@ -77,6 +85,28 @@ def _decode(body: bytes) -> Any:
         raise BadMessage(PARSE_ERROR, f"parse error: {error}") from None
 
 
+def _decode_request(body: bytes) -> Any:
+    """A request's JSON, strictly: what a server hands to its handlers is never ambiguous."""
+    if not body:
+        raise BadMessage(PARSE_ERROR, "parse error: empty message")
+    try:
+        return strict_loads(body, max_depth=MAX_NESTING)
+    except JsonError as error:
+        text = "; ".join(f"{path}: {fault}" if path else fault for path, fault in error.problems)
+        if not error.well_formed:
+            raise BadMessage(PARSE_ERROR, f"parse error: {text}") from None
+        document = error.document if isinstance(error.document, dict) else {}
+        id = document.get("id")
+        id = id if _valid_id(id) else None
+        in_params = all(path.startswith("params") for path, _ in error.problems)
+        code, kind = (
+            (INVALID_PARAMS, "invalid params")
+            if in_params
+            else (INVALID_REQUEST, "invalid request")
+        )
+        raise BadMessage(code, f"{kind}: {text}", id) from None
+
+
 def _valid_id(value: Any) -> bool:
     return (
         value is None
@@ -87,7 +117,7 @@ def _valid_id(value: Any) -> bool:
 
 def parse_request(body: bytes) -> Request:
     """Parse one request message; raise `BadMessage` with the code and id to answer with."""
-    message = _decode(body)
+    message = _decode_request(body)
     if isinstance(message, list):
         raise BadMessage(INVALID_REQUEST, "batch requests are not supported")
     if not isinstance(message, dict):

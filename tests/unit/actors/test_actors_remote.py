@@ -260,7 +260,7 @@ def request(method: Any, params: Any = None, id: Any = 7, **extra: Any) -> bytes
     ("body", "code", "id", "text"),
     [
         (b"{not json", -32700, None, "parse error"),
-        (b"\xff\xfe{}", -32700, None, "not UTF-8"),
+        (b"\xff\xfe{}", -32700, None, "not valid UTF-8"),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "rpc.ping", "x": NaN}', -32700, None, "column 56"),
         (b"", -32700, None, "empty message"),
         (b"42", -32600, None, "not a JSON object"),
@@ -333,6 +333,33 @@ def test_multi_frame_junk_and_oversized_messages(ipc: str) -> None:
         big.close()
         with RemoteRef(server.endpoint) as ref:
             assert ref.call("rpc.ping") == "pong"
+
+
+@pytest.mark.parametrize(
+    ("params", "where"),
+    [
+        (b'{"Size": 1, "Size": 1000000000}', "params.Size: given more than once"),
+        (b'{"Size": 18446744073709551616}', "params.Size: an integer beyond 64 bits"),
+        (b'{"Spec": ' + b"[" * 80 + b"]" * 80 + b"}", "nested deeper than 72 levels"),
+    ],
+)
+def test_requests_that_json_parsers_would_take_are_refused_with_their_id(
+    ipc: str, params: bytes, where: str
+) -> None:
+    """Duplicate keys (the last would win), integers beyond 64 bits (orjson makes floats of
+    them) and deep nesting never reach a handler."""
+    seen: list[Any] = []
+    with start(ipc, {"Keep.It": seen.append}) as server:
+        raw = Raw(server.endpoint)
+        try:
+            body = b'{"jsonrpc": "2.0", "id": 9, "method": "Keep.It", "params": ' + params + b"}"
+            reply = raw.ask(body)
+        finally:
+            raw.close()
+    assert reply["id"] == 9
+    assert reply["error"]["code"] == -32602
+    assert where in reply["error"]["message"]
+    assert seen == []
 
 
 def test_remote_error_carries_the_servers_message(raw_server: tuple[RpcServer, Raw]) -> None:
