@@ -21,6 +21,7 @@ from actors.strict_json import MAX_DEPTH, JsonError
 from actors.strict_json import loads as strict_loads
 
 __all__ = [
+    "MAX_MESSAGE_BYTES",
     "MAX_NESTING",
     "BadMessage",
     "Reply",
@@ -30,6 +31,7 @@ __all__ = [
     "encode_result",
     "parse_reply",
     "parse_request",
+    "request_id",
 ]
 
 RequestId = int | str | None
@@ -37,6 +39,8 @@ RequestId = int | str | None
 
 _ENCODE_OPTIONS = orjson.OPT_NON_STR_KEYS  # {1: x} encodes as {"1": x}, as the stdlib does
 
+MAX_MESSAGE_BYTES = 1 << 20
+"""1 MiB: the largest request a server takes, and a client sends, by default."""
 MAX_NESTING = MAX_DEPTH + 8
 """Levels a request may nest: a document of `MAX_DEPTH` levels inside the envelope and params."""
 
@@ -105,6 +109,16 @@ def _decode_request(body: bytes) -> Any:
             else (INVALID_REQUEST, "invalid request")
         )
         raise BadMessage(code, f"{kind}: {text}", id) from None
+
+
+def request_id(body: bytes) -> RequestId:
+    """The id of a request, if it can be read at all (to answer one that is refused whole)."""
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    id = message.get("id") if isinstance(message, dict) else None
+    return id if _valid_id(id) else None
 
 
 def _valid_id(value: Any) -> bool:

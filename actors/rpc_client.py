@@ -20,8 +20,8 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from actors.curve import CurveClientConfig
-from actors.jsonrpc import BadMessage, Reply, encode_request, parse_reply
-from actors.rpc_errors import PeerDown, RemoteError, RpcClosed, RpcTimeout
+from actors.jsonrpc import MAX_MESSAGE_BYTES, BadMessage, Reply, encode_request, parse_reply
+from actors.rpc_errors import MessageTooLarge, PeerDown, RemoteError, RpcClosed, RpcTimeout
 from actors.zmq_io import BATCH, Wakeup, logger, set_heartbeat
 
 if TYPE_CHECKING:
@@ -231,6 +231,9 @@ class RemoteRef:
     sent again once it is back, the others fail at once with `PeerDown` (a kind of
     `RpcTimeout`).
 
+    A request that encodes to more than `max_message_bytes` (the server's limit, by default
+    the same) is refused before it is sent, with `MessageTooLarge`.
+
     `alive` says whether the main connection is up (handshake done, heartbeats answered).
     `on_up(reason)` runs on each connection (the first included); `on_down(reason)` when
     it is lost, or when connecting or the CURVE handshake fails. Both run on the I/O thread
@@ -250,6 +253,7 @@ class RemoteRef:
         on_up: Callable[[str], None] | None = None,
         direct: int = 4,
         name: str = "remote",
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         if timeout <= 0 or retries < 0 or direct < 0:
             raise ValueError(
@@ -260,6 +264,7 @@ class RemoteRef:
         self.timeout = timeout
         self.retries = retries
         self.idempotent = frozenset(idempotent)
+        self.max_message_bytes = max_message_bytes
         self._on_down = on_down
         self._on_up = on_up
         self._heartbeat = heartbeat
@@ -332,8 +337,12 @@ class RemoteRef:
 
         Cancelling the future only stops the wait: the request may already be out.
         """
-        call = self._new_call(method, params, timeout)
         future: Future[Any] = Future()
+        try:
+            call = self._new_call(method, params, timeout)
+        except MessageTooLarge as error:
+            future.set_exception(error)
+            return future
         call.future = future
         self._submit(call)
         return future
@@ -341,6 +350,7 @@ class RemoteRef:
     def notify(self, method: str, params: Mapping[str, Any] | None = None) -> None:
         """Send a notification (no reply); dropped if not connected within the timeout."""
         body = encode_request(None, method, {} if params is None else dict(params), True)
+        self._check_size(method, body)
         call = _Call(next(self._ids), method, body, self.timeout)
         call.notification = True
         self._submit(call)
@@ -386,7 +396,13 @@ class RemoteRef:
         elif timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
         id = next(self._ids)
-        return _Call(id, method, encode_request(id, method, params), timeout)
+        body = encode_request(id, method, params)
+        self._check_size(method, body)
+        return _Call(id, method, body, timeout)
+
+    def _check_size(self, method: str, body: bytes) -> None:
+        if len(body) > self.max_message_bytes:
+            raise MessageTooLarge(len(body), self.max_message_bytes, method)
 
     def _submit(self, call: _Call) -> None:
         if self._closed:

@@ -14,6 +14,7 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
     "AddressInUse",
+    "MessageTooLarge",
     "PeerDown",
     "RemoteError",
     "RpcClosed",
@@ -63,6 +64,23 @@ class RemoteError(RpcError):
 
     def __str__(self) -> str:
         return f"{self.method}: {self.message} (code {self.code})"
+
+
+class MessageTooLarge(RemoteError):
+    """A request larger than the server takes, refused by `RemoteRef` before it is sent, with
+    the error the server would answer (INVALID_REQUEST, "message too large (N bytes; at most
+    M)"), so callers handle both alike."""
+
+    def __init__(self, size: int, limit: int, method: str) -> None:
+        message = too_large_message(size, limit)
+        super().__init__(INVALID_REQUEST, message, {"Size": size, "Limit": limit}, method)
+        self.size = size
+        self.limit = limit
+
+
+def too_large_message(size: int, limit: int) -> str:
+    """The words of the error for a message of `size` bytes over `limit`."""
+    return f"message too large ({size} bytes; at most {limit})"
 
 
 class RpcTimeout(TimeoutError):

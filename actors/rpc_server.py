@@ -28,6 +28,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from actors.curve import CurveServerConfig
 from actors.jsonrpc import (
+    MAX_MESSAGE_BYTES,
     BadMessage,
     Request,
     encode_error,
@@ -35,6 +36,7 @@ from actors.jsonrpc import (
     encode_result,
     parse_reply,
     parse_request,
+    request_id,
 )
 from actors.leader_followers import LeaderFollowers, Replies
 from actors.rpc_errors import (
@@ -47,6 +49,7 @@ from actors.rpc_errors import (
     METHOD_NOT_FOUND,
     AddressInUse,
     RpcError,
+    too_large_message,
 )
 from actors.zmq_io import BATCH, logger, set_heartbeat
 
@@ -59,6 +62,8 @@ Handler = Callable[[dict[str, Any]], Any]
 """Takes the request's params object, returns a JSON-serialisable result."""
 
 BUILTINS = ("rpc.methods", "rpc.ping")
+HARD_LIMIT_FACTOR = 4
+"""ZeroMQ drops a message over this many times `max_message_bytes`, and its connection."""
 
 
 class _LogLimiter:
@@ -107,6 +112,10 @@ class RpcServer:
     runs on the thread that read it; one that takes longer than `handover_after` seconds
     leaves the socket to another thread. Built-ins and errors are answered even while
     `workers` calls are running.
+
+    A request over `max_message_bytes` gets an INVALID_REQUEST error saying so; one over
+    `HARD_LIMIT_FACTOR` times that is dropped by ZeroMQ with its connection (protection
+    against a peer that sends without end).
     """
 
     def __init__(
@@ -115,7 +124,7 @@ class RpcServer:
         handlers: Mapping[str, Handler],
         *,
         workers: int = 8,
-        max_message_bytes: int = 1 << 20,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
         curve: CurveServerConfig | None = None,
         name: str = "rpc",
         heartbeat: float = 1.0,
@@ -180,7 +189,7 @@ class RpcServer:
                 sock = context.socket(zmq.ROUTER)
                 sock.setsockopt(zmq.LINGER, 0)
                 sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-                sock.setsockopt(zmq.MAXMSGSIZE, self._max_bytes)
+                sock.setsockopt(zmq.MAXMSGSIZE, self._max_bytes * HARD_LIMIT_FACTOR)
                 set_heartbeat(sock, self._heartbeat)
                 if self._curve is not None:
                     sock.setsockopt(zmq.CURVE_SERVER, 1)
@@ -308,7 +317,8 @@ class RpcServer:
             return
         if len(body) > self._max_bytes:
             self._log.warning("%s: message of %d bytes refused", self.name, len(body))
-            replies.append(_error(envelope, None, INVALID_REQUEST, "message too large"))
+            message = too_large_message(len(body), self._max_bytes)
+            replies.append(_error(envelope, request_id(body), INVALID_REQUEST, message))
             return
         try:
             request = parse_request(body)

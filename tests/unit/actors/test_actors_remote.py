@@ -30,7 +30,15 @@ from actors.remote import (
     load_keypair,
     serve_actor,
 )
-from actors.rpc_errors import AddressInUse, PeerDown, RemoteError, RpcClosed, RpcError, RpcTimeout
+from actors.rpc_errors import (
+    AddressInUse,
+    MessageTooLarge,
+    PeerDown,
+    RemoteError,
+    RpcClosed,
+    RpcError,
+    RpcTimeout,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -327,12 +335,46 @@ def test_multi_frame_junk_and_oversized_messages(ipc: str) -> None:
             assert raw.reply()["result"]["pad"] == "x" * 900
         finally:
             raw.close()
-        # libzmq drops the connection of a peer that sends more than MAXMSGSIZE.
+        # libzmq drops the connection of a peer that sends more than its hard ceiling.
         big = Raw(server.endpoint)
         big.send(request("Echo.Echo", {"pad": "x" * 5000}))
         big.close()
         with RemoteRef(server.endpoint) as ref:
             assert ref.call("rpc.ping") == "pong"
+
+
+def test_a_message_over_the_limit_is_answered_with_its_size_not_dropped(ipc: str) -> None:
+    """A client in another language learns why, instead of seeing its connection vanish."""
+    with start(ipc, max_message_bytes=1000) as server:
+        raw = Raw(server.endpoint)
+        try:
+            body = request("Echo.Echo", {"pad": "x" * 1500})
+            reply = raw.ask(body)
+            assert reply["id"] == 7
+            assert reply["error"]["code"] == -32600
+            assert reply["error"]["message"] == (
+                f"message too large ({len(body)} bytes; at most 1000)"
+            )
+        finally:
+            raw.close()
+
+
+def test_remote_ref_refuses_a_message_too_large_before_sending(ipc: str) -> None:
+    seen: list[Any] = []
+    with (
+        start(ipc, {"Keep.It": seen.append}, max_message_bytes=1000) as server,
+        RemoteRef(server.endpoint, max_message_bytes=1000) as ref,
+    ):
+        with pytest.raises(MessageTooLarge) as caught:
+            ref.call("Keep.It", {"pad": "x" * 2000})
+        assert isinstance(caught.value, RemoteError)  # callers handle both alike
+        assert caught.value.message.startswith("message too large (")
+        assert caught.value.message.endswith(" bytes; at most 1000)")
+        future = ref.call_async("Keep.It", {"pad": "x" * 2000})
+        with pytest.raises(MessageTooLarge):
+            future.result(timeout=5)
+        assert ref.call("Keep.It", {"small": 1}) is None
+    assert seen == [{"small": 1}]
 
 
 @pytest.mark.parametrize(
