@@ -128,6 +128,7 @@ class Runtime:
                 "initial_groups": groups_of(self.config),
                 "leader_poll": self.config.manager.poll,
                 "cluster_id": self.config.cluster.id,
+                "max_group_size": self.config.limits.max_group_size,
             },
             shutdown_timeout=120.0,
         )

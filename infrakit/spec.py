@@ -7,28 +7,45 @@ them has a default. Plugin `Properties` stay opaque here: the plugins validate t
 
 from __future__ import annotations
 
-import json
+import difflib
 import os
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic import ValidationError as PydanticError
 
+from actors.strict_json import problems as json_problems
+from infrakit import jsondoc
 from infrakit.confighash import config_hash, legacy_config_hash
 from infrakit.duration import parse_duration
 from infrakit.spi.flavor import AllocationMethod
+
+# Bounds on what a user controls (docs/spec.md lists them all).
+DEFAULT_MAX_GROUP_SIZE = 1_000_000
+"""Instances a group may ask for, unless the cluster file's `Limits.MaxGroupSize` says more."""
+MAX_GROUP_SIZE_CEILING = 10_000_000
+"""The most `Limits.MaxGroupSize` may be."""
+MAX_NAME = 253
+"""Characters in a group ID, a logical ID or a plugin name (Kubernetes' bound for names)."""
+MAX_COUNT = MAX_GROUP_SIZE_CEILING
+"""Counts such as `MaxParallel` and `MaxUnhealthy`."""
+MAX_UNHEALTHY_AFTER = 1_000_000
+_MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_PROBLEMS = 50
 
 
 class SpecError(ValueError):
@@ -61,28 +78,85 @@ class _Model(BaseModel):
             (field.alias or name).lower(): (field.alias or name)
             for name, field in cls.model_fields.items()
         }
-        return {canonical.get(str(key).lower(), key): value for key, value in data.items()}
+        folded: dict[Any, Any] = {}
+        given: dict[Any, Any] = {}
+        for key, value in data.items():
+            name = canonical.get(str(key).lower(), key)
+            if name in folded:
+                raise ValueError(
+                    f"{given[name]!r} and {key!r} are the same key (keys match in any letter case)"
+                )
+            folded[name], given[name] = value, key
+        return folded
+
+
+def _shown(value: Any) -> str:
+    """`value`'s repr, shortened: a fault message must not repeat a 100,000-character input."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
+def _logical_id(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a logical ID must not be blank")
+    if len(value) > MAX_NAME:
+        raise ValueError(f"must be at most {MAX_NAME} characters, got {len(value)}")
+    if _CONTROL.search(value):
+        raise ValueError(
+            f"must not contain control characters (NUL, newline...), got {_shown(value)}"
+        )
+    return value
+
+
+LogicalID = Annotated[str, AfterValidator(_logical_id)]
+
+_LIMIT_HINT = "(the cluster file's Limits.MaxGroupSize)"
+
+
+def _max_group_size(info: ValidationInfo) -> int:
+    context = info.context if isinstance(info.context, Mapping) else {}
+    limit = context.get("max_group_size", DEFAULT_MAX_GROUP_SIZE)
+    return int(limit)
 
 
 class PluginRef(_Model):
     """`{"Plugin": name, "Properties": {...}}`: which plugin, and its opaque configuration."""
 
-    plugin: str = Field(alias="Plugin", min_length=1)
+    plugin: str = Field(alias="Plugin", min_length=1, max_length=MAX_NAME)
     properties: Any = Field(default=None, alias="Properties")
+
+    @field_validator("plugin")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError(f"must not contain control characters, got {_shown(value)}")
+        return value
 
     def to_json(self) -> dict[str, Any]:
         return {"Plugin": self.plugin, "Properties": self.properties}
 
 
 class Allocation(_Model):
-    """Exactly one of `Size` or `LogicalIDs`."""
+    """Exactly one of `Size` or `LogicalIDs`, at most the group size limit either way."""
 
     size: int | None = Field(default=None, alias="Size", ge=0)
-    logical_ids: tuple[str, ...] | None = Field(default=None, alias="LogicalIDs")
+    logical_ids: tuple[LogicalID, ...] | None = Field(default=None, alias="LogicalIDs")
+
+    @field_validator("size")
+    @classmethod
+    def _size_bounded(cls, size: int | None, info: ValidationInfo) -> int | None:
+        limit = _max_group_size(info)
+        if size is not None and size > limit:
+            raise ValueError(f"must be at most {limit} {_LIMIT_HINT}, got {size}")
+        return size
 
     @field_validator("logical_ids", mode="before")
     @classmethod
-    def _list_to_tuple(cls, value: Any) -> Any:
+    def _list_to_tuple(cls, value: Any, info: ValidationInfo) -> Any:
+        # Checked before the items, so that an over-long list costs nothing per item.
+        limit = _max_group_size(info)
+        if isinstance(value, list | tuple) and len(value) > limit:
+            raise ValueError(f"must be at most {limit} IDs {_LIMIT_HINT}, got {len(value)}")
         return tuple(value) if isinstance(value, list) else value
 
     @field_validator("logical_ids")
@@ -92,8 +166,6 @@ class Allocation(_Model):
             return ids
         seen: set[str] = set()
         for logical_id in ids:
-            if not logical_id.strip():
-                raise ValueError("logical IDs must not be blank")
             if logical_id in seen:
                 raise ValueError(f"logical ID {logical_id!r} appears twice")
             seen.add(logical_id)
@@ -116,51 +188,54 @@ class Allocation(_Model):
         return self.method().to_json()
 
 
-def _duration(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"must be a duration like '10s', got {value!r}")
-    return parse_duration(value)
+def _duration(minimum: float = 0.0, maximum: float = 7 * _DAY) -> Callable[[Any], float]:
+    """A validator of a duration within [minimum, maximum] (see infrakit.duration)."""
+
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"must be a duration like '10s', got {_shown(value)}")
+        return parse_duration(value, minimum=minimum, maximum=maximum)
+
+    return parse
 
 
 # A Go duration string ("500ms", "1m30s") or a number of seconds, held as seconds.
-Duration = Annotated[float, BeforeValidator(_duration)]
+Duration = Annotated[float, BeforeValidator(_duration())]
+Interval = Annotated[float, BeforeValidator(_duration(0.01, _HOUR))]
+GracePeriod = Annotated[float, BeforeValidator(_duration(0.0, _DAY))]
+Timeout = Annotated[float, BeforeValidator(_duration(0.0, _DAY))]
+TTL = Annotated[float, BeforeValidator(_duration(2.0, _HOUR))]
+Poll = Annotated[float, BeforeValidator(_duration(0.01, _MINUTE))]
 
 
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
 
 
 class Health(_Model):
     """When an instance counts as unhealthy, and how many may be replaced for it at once."""
 
-    grace_period: Duration = Field(default=30.0, alias="GracePeriod")
-    interval: Duration = Field(default=1.0, alias="Interval")
-    unhealthy_after: int = Field(default=3, alias="UnhealthyAfter", ge=1)
+    grace_period: GracePeriod = Field(default=30.0, alias="GracePeriod")
+    interval: Interval = Field(default=1.0, alias="Interval")
+    unhealthy_after: int = Field(default=3, alias="UnhealthyAfter", ge=1, le=MAX_UNHEALTHY_AFTER)
     max_unhealthy: str | int = Field(default="40%", alias="MaxUnhealthy")
-
-    @field_validator("interval")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value < 0.01:
-            raise ValueError(f"must be at least 10ms, got {value}s")
-        return value
 
     @field_validator("max_unhealthy")
     @classmethod
     def _count_or_percent(cls, value: str | int) -> str | int:
         if isinstance(value, int):
-            if value < 0:
-                raise ValueError(f"must be >= 0, got {value}")
+            if not 0 <= value <= MAX_COUNT:
+                raise ValueError(f"must be from 0 to {MAX_COUNT}, got {value}")
             return value
-        match = _PERCENT.match(value)
+        match = _PERCENT.fullmatch(value)
         if match is None or float(match.group(1)) > 100:
-            raise ValueError(f"must be a count or a percentage like '40%', got {value!r}")
+            raise ValueError(f"must be a count or a percentage like '40%', got {_shown(value)}")
         return value
 
     def max_unhealthy_of(self, size: int) -> int:
         """How many of `size` instances may be replaced for ill health at once (at least 1)."""
         if isinstance(self.max_unhealthy, int):
             return max(1, self.max_unhealthy)
-        match = _PERCENT.match(self.max_unhealthy)
+        match = _PERCENT.fullmatch(self.max_unhealthy)
         assert match is not None
         return max(1, int(size * float(match.group(1)) / 100))
 
@@ -168,8 +243,8 @@ class Health(_Model):
 class Update(_Model):
     """How a changed configuration is rolled out."""
 
-    max_parallel: int = Field(default=1, alias="MaxParallel", ge=1)
-    healthy_timeout: Duration = Field(default=60.0, alias="HealthyTimeout")
+    max_parallel: int = Field(default=1, alias="MaxParallel", ge=1, le=MAX_COUNT)
+    healthy_timeout: Timeout = Field(default=60.0, alias="HealthyTimeout")
     on_failure: Literal["pause", "rollback"] = Field(default="pause", alias="OnFailure")
 
 
@@ -183,7 +258,7 @@ class GroupProperties(_Model):
     update: Update = Field(default_factory=Update, alias="Update")
 
 
-_GROUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_GROUP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class GroupSpec(_Model):
@@ -198,9 +273,12 @@ class GroupSpec(_Model):
     def _id_ok(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("Group ID must not be blank")
-        if not _GROUP_ID.match(value):
+        if len(value) > MAX_NAME:
+            raise ValueError(f"must be at most {MAX_NAME} characters, got {len(value)}")
+        if not _GROUP_ID.fullmatch(value):
             raise ValueError(
-                f"must be letters, digits, '.', '_' or '-' (it names files and tags), got {value!r}"
+                "must be letters, digits, '.', '_' or '-' (it names files and tags),"
+                f" got {_shown(value)}"
             )
         return value
 
@@ -262,7 +340,9 @@ class PluginConfig(_Model):
     `Endpoint` to connect to, or a `Launch` command the runtime runs and supervises (serving at
     `Endpoint`, by default the plugins directory's socket of that name)."""
 
-    name: str = Field(alias="Name", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(
+        alias="Name", min_length=1, max_length=MAX_NAME, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+    )
     kind: str | None = Field(default=None, alias="Kind", min_length=1)
     options: dict[str, Any] = Field(default_factory=dict, alias="Options")
     endpoint: str | None = Field(default=None, alias="Endpoint", min_length=1)
@@ -283,6 +363,8 @@ class PluginConfig(_Model):
             raise ValueError("needs a Kind (run in process), an Endpoint or a Launch command")
         if self.launch is not None and not self.launch:
             raise ValueError("Launch must not be empty")
+        if any("\0" in part for part in (self.launch or ())) or "\0" in (self.endpoint or ""):
+            raise ValueError("Launch and Endpoint must not contain a NUL character")
         if self.endpoint and not self.endpoint.startswith(("ipc://", "tcp://")):
             raise ValueError(f"Endpoint must be ipc:// or tcp://, got {self.endpoint!r}")
         return self
@@ -293,7 +375,7 @@ class BackendConfig(_Model):
 
     kind: Literal["file", "etcd"] = Field(default="file", alias="Kind")
     endpoints: tuple[str, ...] = Field(default=("http://127.0.0.1:2379",), alias="Endpoints")
-    ttl: Duration = Field(default=2.0, alias="TTL")
+    ttl: TTL = Field(default=2.0, alias="TTL")
     key: str = Field(default="/infrakit/leader", alias="Key", min_length=1)
     prefix: str = Field(default="/infrakit/groups/", alias="Prefix", min_length=1)
 
@@ -303,13 +385,6 @@ class BackendConfig(_Model):
         if isinstance(value, str):
             return (value,)
         return tuple(value) if isinstance(value, list) else value
-
-    @field_validator("ttl")
-    @classmethod
-    def _ttl_at_least_two_seconds(cls, value: float) -> float:
-        if value < 2.0:
-            raise ValueError(f"must be at least 2s (etcd leases are whole seconds), got {value}s")
-        return value
 
 
 class CurveConfig(_Model):
@@ -322,7 +397,7 @@ class CurveConfig(_Model):
 class ManagerConfig(_Model):
     leader: BackendConfig = Field(default_factory=BackendConfig, alias="Leader")
     store: BackendConfig = Field(default_factory=BackendConfig, alias="Store")
-    poll: Duration = Field(default=1.0, alias="LeaderPoll")
+    poll: Poll = Field(default=1.0, alias="LeaderPoll")
     listen: tuple[str, ...] = Field(default=(), alias="Listen")
     curve: CurveConfig | None = Field(default=None, alias="Curve")
 
@@ -351,6 +426,14 @@ class ClusterIdentity(_Model):
     id: str | None = Field(default=None, alias="ID", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+class Limits(_Model):
+    """Bounds a cluster may raise: how many instances one group may ask for."""
+
+    max_group_size: int = Field(
+        default=DEFAULT_MAX_GROUP_SIZE, alias="MaxGroupSize", ge=1, le=MAX_GROUP_SIZE_CEILING
+    )
+
+
 class ClusterConfig(_Model):
     """A cluster file for `infrakit run`: plugins, manager backends and the groups to commit."""
 
@@ -358,6 +441,7 @@ class ClusterConfig(_Model):
     plugins: tuple[PluginConfig, ...] = Field(default=(), alias="Plugins")
     manager: ManagerConfig = Field(default_factory=ManagerConfig, alias="Manager")
     groups: tuple[dict[str, Any], ...] = Field(default=(), alias="Groups")
+    limits: Limits = Field(default_factory=Limits, alias="Limits")
 
     @field_validator("plugins", "groups", mode="before")
     @classmethod
@@ -405,17 +489,21 @@ def _fault(error: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "greater_than_equal":
-        return f"must be >= {ctx.get('ge')}, got {value!r}"
+        return f"must be >= {ctx.get('ge')}, got {_shown(value)}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx.get('le')}, got {_shown(value)}"
     if kind == "too_short":
         return "must not be empty"
     if kind in ("string_too_short",):
         return "must not be blank"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters, got {len(str(value))}"
     if kind == "string_pattern_mismatch":
-        return f"must be letters, digits, '.', '_' or '-', got {value!r}"
+        return f"must be letters, digits, '.', '_' or '-', got {_shown(value)}"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}, got {value!r}"
+        return f"must be one of {ctx.get('expected')}, got {_shown(value)}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"must be a whole number, got {_describe_type(value)} {value!r}"
+        return f"must be a whole number, got {_describe_type(value)} {_shown(value)}"
     if kind in ("string_type",):
         return f"must be a string, got {_describe_type(value)}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
@@ -428,21 +516,37 @@ def _fault(error: Mapping[str, Any]) -> str:
 
 
 def _problems(error: PydanticError, prefix: str = "") -> list[tuple[str, str]]:
-    problems = []
-    for item in error.errors():
-        loc = item["loc"]
-        problems.append((_path(loc, prefix), _fault(item)))
+    problems: list[tuple[str, str]] = []
+    for item in error.errors(include_url=False, include_context=True, include_input=True):
+        if len(problems) >= _MAX_PROBLEMS:
+            problems.append(("", f"(and {error.error_count() - _MAX_PROBLEMS} more faults)"))
+            break
+        problems.append((_path(item["loc"], prefix), _fault(item)))
     return problems
 
 
-def parse_group(data: Any, source: str = "", path: str = "") -> GroupSpec:
-    """Validate one group spec (parsed JSON). Raises `SpecError` naming every fault's path."""
+def parse_group(
+    data: Any,
+    source: str = "",
+    path: str = "",
+    *,
+    max_group_size: int = DEFAULT_MAX_GROUP_SIZE,
+) -> GroupSpec:
+    """Validate one group spec (parsed JSON, or a value from a program). Raises `SpecError`
+    naming every fault's path.
+
+    Nothing is allocated per instance before `Allocation` is known to be within
+    `max_group_size`.
+    """
     if not isinstance(data, Mapping):
         raise SpecError(
             [(path, f"a group spec must be an object, got {_describe_type(data)}")], source
         )
+    problems = json_problems(data, max_depth=jsondoc.MAX_DEPTH, prefix=path)
+    if problems:
+        raise SpecError(problems, source)
     try:
-        spec = GroupSpec.model_validate(data)
+        spec = GroupSpec.model_validate(data, context={"max_group_size": max_group_size})
     except PydanticError as error:
         raise SpecError(_problems(error, path), source) from None
     # Keep the user's own Health/Update sections so the stored spec reads as they wrote it.
@@ -460,11 +564,13 @@ def parse_cluster(data: Any, source: str = "", extra_plugins: Iterable[str] = ()
         raise SpecError(
             [("", f"a cluster file must be an object, got {_describe_type(data)}")], source
         )
+    problems: list[tuple[str, str]] = json_problems(data, max_depth=jsondoc.MAX_DEPTH)
+    if problems:
+        raise SpecError(problems, source)
     try:
         config = ClusterConfig.model_validate(data)
     except PydanticError as error:
         raise SpecError(_problems(error), source) from None
-    problems: list[tuple[str, str]] = []
     names = {name for name, _ in DEFAULT_PLUGINS} | set(extra_plugins)
     for index, plugin in enumerate(config.plugins):
         names.add(plugin.name)
@@ -474,7 +580,7 @@ def parse_cluster(data: Any, source: str = "", extra_plugins: Iterable[str] = ()
     for index, raw in enumerate(config.groups):
         where = f"Groups[{index}]"
         try:
-            group = parse_group(raw, path=where)
+            group = parse_group(raw, path=where, max_group_size=config.limits.max_group_size)
         except SpecError as error:
             problems.extend(error.problems)
             continue
@@ -487,14 +593,32 @@ def parse_cluster(data: Any, source: str = "", extra_plugins: Iterable[str] = ()
         ):
             if plugin_name(ref.plugin) not in names:
                 problems.append(
-                    (
-                        f"{where}.Properties.{section}.Plugin",
-                        f"no plugin named {ref.plugin!r} (known: {', '.join(sorted(names))})",
-                    )
+                    (f"{where}.Properties.{section}.Plugin", no_plugin(ref.plugin, names))
                 )
     if problems:
         raise SpecError(problems, source)
     return config
+
+
+def no_plugin(reference: str, known: Iterable[str], what: str = "plugin") -> str:
+    """The fault for a plugin reference that names no known plugin, with the likeliest
+    intended name (`did you mean 'flavor-vanilla'?`) when one is close."""
+    names = sorted(set(known))
+    close = difflib.get_close_matches(plugin_name(reference), names, n=1, cutoff=0.85)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"no {what} named {reference!r}{hint} (known: {', '.join(names)})"
+
+
+def property_path(prefix: str, path: str) -> str:
+    """The path from the group spec's root of a fault a plugin found at `path` in its
+    properties (which are at `prefix`); a flavor judging the allocation says `Allocation...`."""
+    if not path:
+        return prefix
+    if path.split(".", 1)[0].split("[", 1)[0] == "Allocation":
+        group = prefix.split("Properties.", 1)[0]  # e.g. "Groups[0]." in a cluster file
+        return f"{group}Properties.{path}"
+    joiner = "" if path.startswith("[") else "."
+    return prefix + joiner + path
 
 
 def plugin_name(reference: str) -> str:
@@ -503,17 +627,18 @@ def plugin_name(reference: str) -> str:
 
 
 def load_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file, turning a syntax error into a `SpecError` with line and column."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Read a JSON document strictly (`infrakit.jsondoc`); a fault is a `SpecError` naming
+    its path, or its line and column."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SpecError(
-            [("", f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}")],
-            str(path),
-        ) from None
+        return jsondoc.load(path)
+    except jsondoc.JsonError as error:
+        raise SpecError(error.problems, str(path)) from None
 
 
 def groups_of(config: ClusterConfig) -> list[GroupSpec]:
     """The groups of a validated cluster file, parsed."""
-    return [parse_group(raw, path=f"Groups[{i}]") for i, raw in enumerate(config.groups)]
+    limit = config.limits.max_group_size
+    return [
+        parse_group(raw, path=f"Groups[{i}]", max_group_size=limit)
+        for i, raw in enumerate(config.groups)
+    ]

@@ -14,6 +14,7 @@ import click
 
 from actors.remote import CurveClientConfig, RemoteRef, load_keypair
 from actors.rpc_errors import METHOD_NOT_FOUND, RemoteError, RpcClosed, RpcTimeout
+from infrakit import jsondoc
 from infrakit.rpc import IDEMPOTENT, INVALID_SPEC, NOT_LEADER, param
 
 CONNECT_TIMEOUT = 5.0
@@ -208,11 +209,19 @@ def curve_options(function: F) -> F:
 
 
 def read_json(file: IO[str]) -> Any:
-    """The JSON document in `file` (a click.File); a bad one is one clear error line."""
+    """The JSON document in `file` (a click.File), read strictly (`infrakit.jsondoc`); each
+    fault of a bad one is a line `FILE: path: fault`."""
     try:
-        return json.load(file)
-    except ValueError as error:
-        raise click.ClickException(f"{file.name}: not JSON: {error}") from None
+        return jsondoc.read(file)
+    except jsondoc.JsonError as error:
+        raise Problems(
+            [
+                f"{file.name}: {path}: {fault}" if path else f"{file.name}: {fault}"
+                for path, fault in error.problems
+            ]
+        ) from None
+    except OSError as error:
+        raise click.ClickException(f"{file.name}: cannot read: {error}") from None
 
 
 def pretty(value: Any) -> str:

@@ -27,7 +27,15 @@ from infrakit.group.instance import WantLook
 from infrakit.group.plan import describe_commit
 from infrakit.group.supervisor import GroupSupervisor
 from infrakit.manager.store import Store
-from infrakit.spec import GroupSpec, SpecError, parse_group, plugin_name
+from infrakit.spec import (
+    DEFAULT_MAX_GROUP_SIZE,
+    GroupSpec,
+    SpecError,
+    no_plugin,
+    parse_group,
+    plugin_name,
+    property_path,
+)
 from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError, ValidationError
 from infrakit.views import GroupRecord, Views
 
@@ -95,6 +103,7 @@ class ManagerActor(Supervisor):
         initial_groups: Sequence[GroupSpec] = (),
         leader_poll: float = 1.0,
         cluster_id: str | None = None,
+        max_group_size: int = DEFAULT_MAX_GROUP_SIZE,
     ) -> None:
         super().__init__(
             children=[
@@ -112,6 +121,7 @@ class ManagerActor(Supervisor):
         self.initial_groups = tuple(initial_groups)
         self.configured_cluster_id = cluster_id
         self.cluster_id: str | None = None  # known once leading (kept in the store)
+        self.max_group_size = max_group_size  # the cluster's Limits.MaxGroupSize
         self.leading = False
         self.records: dict[str, GroupRecord] = {}
         # Group ID -> hash of the cluster file's spec last applied (kept in the store).
@@ -155,7 +165,10 @@ class ManagerActor(Supervisor):
         group being destroyed supersedes the destroy: the group converges to the new spec.
         """
         self._require_leader()
-        spec = data if isinstance(data, GroupSpec) else parse_group(data)
+        if isinstance(data, GroupSpec):
+            spec = data
+        else:
+            spec = parse_group(data, max_group_size=self.max_group_size)
         self._validate_plugins(spec)
         record = self.records.get(spec.id)
         group = self._group(spec.id)
@@ -275,7 +288,11 @@ class ManagerActor(Supervisor):
             if entry.get("Removed"):
                 continue  # remembered only so that the cluster file does not bring it back
             try:
-                spec = parse_group(entry.get("Properties"), source=f"stored group {group_id!r}")
+                spec = parse_group(
+                    entry.get("Properties"),
+                    source=f"stored group {group_id!r}",
+                    max_group_size=self.max_group_size,
+                )
             except SpecError as error:
                 log.error("not starting stored group %r: %s", group_id, error)
                 continue
@@ -378,19 +395,20 @@ class ManagerActor(Supervisor):
         problems: list[tuple[str, str]] = []
         instance = self.plugins.get(plugin_name(props.instance.plugin))
         flavor = self.plugins.get(plugin_name(props.flavor.plugin))
-        known = ", ".join(sorted(self.plugins))
         if not isinstance(instance, InstancePlugin):
+            instances = [n for n, p in self.plugins.items() if isinstance(p, InstancePlugin)]
             problems.append(
                 (
                     "Properties.Instance.Plugin",
-                    f"no instance plugin named {props.instance.plugin!r} (known: {known})",
+                    no_plugin(props.instance.plugin, instances, "instance plugin"),
                 )
             )
         if not isinstance(flavor, FlavorPlugin):
+            flavors = [n for n, p in self.plugins.items() if isinstance(p, FlavorPlugin)]
             problems.append(
                 (
                     "Properties.Flavor.Plugin",
-                    f"no flavor plugin named {props.flavor.plugin!r} (known: {known})",
+                    no_plugin(props.flavor.plugin, flavors, "flavor plugin"),
                 )
             )
         if problems:
@@ -419,9 +437,4 @@ class ManagerActor(Supervisor):
 
 
 def _nested(prefix: str, error: ValidationError) -> tuple[str, str]:
-    if not error.path:
-        return prefix, error.reason
-    if error.path.split(".", 1)[0].split("[", 1)[0] == "Allocation":
-        return "Properties." + error.path, error.reason  # a flavor judging the allocation
-    joiner = "" if error.path.startswith("[") else "."
-    return prefix + joiner + error.path, error.reason
+    return property_path(prefix, error.path), error.reason

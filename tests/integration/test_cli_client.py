@@ -110,7 +110,7 @@ def test_a_refused_spec_prints_every_fault_on_its_own_line(cli: Cli, runtime: Ru
     junk.write_text("{not json")
     not_json = cli.run("group", "commit", str(junk))
     assert not_json.returncode == 1
-    assert not_json.stderr.startswith(f"Error: {junk}: not JSON: ")
+    assert not_json.stderr.startswith(f"{junk}: not valid JSON: ")
 
 
 def test_free_and_destroy(cli: Cli, runtime: Runtime) -> None:

@@ -116,7 +116,7 @@ def test_not_an_object_and_bad_json_are_clear(tmp_path: Path) -> None:
     assert problems([1, 2]) == [("", "a group spec must be an object, got a list")]
     path = tmp_path / "bad.json"
     path.write_text('{"ID": "x",\n  "Properties": }')
-    with pytest.raises(SpecError, match="not valid JSON: Expecting value at line 2 column 17"):
+    with pytest.raises(SpecError, match=r"not valid JSON: .* at line 2 column 17"):
         load_json(path)
 
 
