@@ -105,9 +105,8 @@ def _plugin_call(call: Callable[[], Any]) -> Any:
     try:
         return call()
     except ValidationError as error:
-        raise RpcError(
-            INVALID_SPEC, str(error), {"Problems": [[error.path, error.reason]]}
-        ) from None
+        problems = [[path, reason] for path, reason in error.problems]
+        raise RpcError(INVALID_SPEC, str(error), {"Problems": problems}) from None
     except PluginError as error:
         raise RpcError(PLUGIN_ERROR, str(error)) from None
 
@@ -307,12 +306,23 @@ class RemotePlugin(InstancePlugin, FlavorPlugin, Sweepable):
             if optional and error.code == METHOD_NOT_FOUND:
                 return None
             if error.code == INVALID_SPEC:
-                problems = (error.data or {}).get("Problems") or [["", error.message]]
-                path, reason = problems[0]
-                raise ValidationError(str(reason), str(path)) from None
+                raise ValidationError.of(spec_problems(error)) from None
             raise PluginError(f"plugin {self.name!r}: {error.message}") from None
         except (RpcTimeout, RpcClosed) as error:
             raise PluginError(f"plugin {self.name!r}: {error}") from None
+
+
+def spec_problems(error: RemoteError) -> list[tuple[str, str]]:
+    """The (path, fault) pairs of an INVALID_SPEC error; anything malformed is kept as text."""
+    data = error.data if isinstance(error.data, dict) else {}
+    found = param(data, "Problems")
+    problems = []
+    for problem in found if isinstance(found, list) else []:
+        if isinstance(problem, list | tuple) and len(problem) == 2:
+            problems.append((str(problem[0]), str(problem[1])))
+        else:
+            problems.append(("", str(problem)))
+    return problems or [("", error.message)]
 
 
 def connect_plugin(

@@ -15,7 +15,7 @@ import click
 from actors.remote import CurveClientConfig, RemoteRef, load_keypair
 from actors.rpc_errors import METHOD_NOT_FOUND, RemoteError, RpcClosed, RpcTimeout
 from infrakit import jsondoc
-from infrakit.rpc import IDEMPOTENT, INVALID_SPEC, NOT_LEADER, param
+from infrakit.rpc import IDEMPOTENT, INVALID_SPEC, NOT_LEADER, param, spec_problems
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a connection before saying that nothing answers."""
@@ -93,13 +93,9 @@ def remote_error(error: RemoteError) -> click.ClickException:
     """The exception to print for an error reply: the spec's faults, or the server's message."""
     data = error.data if isinstance(error.data, dict) else {}
     if error.code == INVALID_SPEC:
-        problems = param(data, "Problems") or [["", error.message]]
-        lines = []
-        for problem in problems:
-            pair = isinstance(problem, list | tuple) and len(problem) == 2
-            path, fault = problem if pair else ("", problem)
-            lines.append(f"{path}: {fault}" if path else str(fault))
-        return Problems(lines)
+        return Problems(
+            [f"{path}: {fault}" if path else fault for path, fault in spec_problems(error)]
+        )
     if error.code == NOT_LEADER:
         leader = param(data, "Leader")
         if leader and str(leader) not in error.message:

@@ -427,14 +427,16 @@ class ManagerActor(Supervisor):
         try:
             instance.validate(props.instance.properties)
         except ValidationError as error:
-            problems.append(_nested("Properties.Instance.Properties", error))
+            problems.extend(_nested("Properties.Instance.Properties", error))
         try:
             flavor.validate(props.flavor.properties, props.allocation.method())
         except ValidationError as error:
-            problems.append(_nested("Properties.Flavor.Properties", error))
+            problems.extend(_nested("Properties.Flavor.Properties", error))
         if problems:
             raise SpecError(problems)
 
 
-def _nested(prefix: str, error: ValidationError) -> tuple[str, str]:
-    return property_path(prefix, error.path), error.reason
+def _nested(prefix: str, error: ValidationError) -> list[tuple[str, str]]:
+    """A plugin's faults with paths from the group spec's root (`prefix` is where the plugin's
+    properties are)."""
+    return [(property_path(prefix, path), reason) for path, reason in error.problems]

@@ -1,5 +1,9 @@
 """Errors that plugins raise and the runtime reports."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 
 class PluginError(Exception):
     """A plugin call failed; the message says why in words an operator can act on."""
@@ -8,10 +12,26 @@ class PluginError(Exception):
 class ValidationError(PluginError):
     """Properties given to a plugin are not acceptable.
 
-    `path` is the JSON path of the fault relative to the properties (may be empty).
+    `problems` lists every fault as a (JSON path, reason) pair, the path relative to the
+    properties (may be empty). `path` and `reason` are the first fault's.
     """
 
     def __init__(self, message: str, path: str = "") -> None:
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.reason = message
+        self.problems: list[tuple[str, str]] = [(path, message)]
+
+    @classmethod
+    def of(cls, problems: Iterable[tuple[str, str]]) -> ValidationError:
+        """One error carrying every fault in `problems` (at least one)."""
+        found = list(problems)
+        if not found:
+            raise ValueError("a ValidationError needs at least one problem")
+        path, reason = found[0]
+        error = cls(reason, path)
+        error.problems = found
+        if len(found) > 1:
+            lines = [f"{p}: {r}" if p else r for p, r in found]
+            error.args = ("; ".join(lines),)
+        return error

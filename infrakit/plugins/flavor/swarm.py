@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from infrakit.plugins._props import object_fields, string_list
+from infrakit.plugins._props import Faults, object_fields, string_list
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health
 from infrakit.spi.instance import Description, Spec
@@ -70,6 +70,7 @@ TEMPLATE_VARIABLES = (
     "TYPE",  # manager or worker
     "JOIN_COMMAND",  # the whole `docker swarm join ...` line
 )
+MAX_INIT_SCRIPT_BYTES = 64 * 1024  # as the vanilla flavor's Init (docs/spec.md)
 _PLACEHOLDER = re.compile(r"\{\{\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 # The default Init. Unlike InfraKit's it merges the label into an existing daemon.json (with
@@ -119,42 +120,54 @@ class SwarmOptions:
 
 
 def parse_options(properties: Any) -> SwarmOptions:
-    """Check swarm flavor properties and return them parsed; faults raise `ValidationError`."""
+    """Check swarm flavor properties and return them parsed; faults (all of them) raise
+    `ValidationError`."""
+    faults = Faults()
     fields = object_fields(
         {} if properties is None else properties,
         ("Type", "DockerRestartCommand", "DaemonConfig", "InitScript"),
+        faults=faults,
     )
     kind = fields.get("Type")
     if kind is None:
-        raise ValidationError(f"required: one of {', '.join(TYPES)}", path="Type")
-    if kind not in TYPES:
-        raise ValidationError(f"must be one of {', '.join(TYPES)}, not {kind!r}", path="Type")
-    restart = _non_empty_string(fields, "DockerRestartCommand", DEFAULT_RESTART_COMMAND)
-    daemon_config = _non_empty_string(fields, "DaemonConfig", DEFAULT_DAEMON_CONFIG)
-    init_script = None
-    raw_script = fields.get("InitScript")
-    if raw_script is not None:
-        if isinstance(raw_script, str):
-            init_script = raw_script
-        else:
-            init_script = "\n".join(string_list(raw_script, "InitScript")) + "\n"
-        unknown = sorted(set(_PLACEHOLDER.findall(init_script)) - set(TEMPLATE_VARIABLES))
-        if unknown:
-            raise ValidationError(
-                "unknown placeholder(s) "
-                + ", ".join("{{." + name + "}}" for name in unknown)
-                + f" (known: {', '.join(TEMPLATE_VARIABLES)})",
-                path="InitScript",
-            )
-    return SwarmOptions(kind, restart, daemon_config, init_script)
+        faults.add(f"required: one of {', '.join(TYPES)}", "Type")
+    elif not isinstance(kind, str) or kind not in TYPES:
+        faults.add(f"must be one of {', '.join(TYPES)}, not {kind!r}", "Type")
+    restart = faults.take(
+        lambda: _non_empty_string(fields, "DockerRestartCommand", DEFAULT_RESTART_COMMAND), ""
+    )
+    daemon_config = faults.take(
+        lambda: _non_empty_string(fields, "DaemonConfig", DEFAULT_DAEMON_CONFIG), ""
+    )
+    init_script = faults.optional(fields, "InitScript", _init_script, None)
+    faults.check()
+    return SwarmOptions(str(kind), restart, daemon_config, init_script)
+
+
+def _init_script(raw_script: Any) -> str:
+    if isinstance(raw_script, str):
+        init_script = raw_script
+    else:
+        init_script = "\n".join(string_list(raw_script, "InitScript")) + "\n"
+    if len(init_script.encode("utf-8", "replace")) > MAX_INIT_SCRIPT_BYTES:
+        raise ValidationError(f"must be at most {MAX_INIT_SCRIPT_BYTES} bytes", "InitScript")
+    unknown = sorted(set(_PLACEHOLDER.findall(init_script)) - set(TEMPLATE_VARIABLES))
+    if unknown:
+        raise ValidationError(
+            "unknown placeholder(s) "
+            + ", ".join("{{." + name + "}}" for name in unknown)
+            + f" (known: {', '.join(TEMPLATE_VARIABLES)})",
+            path="InitScript",
+        )
+    return init_script
 
 
 def _non_empty_string(fields: Mapping[str, Any], key: str, default: str) -> str:
     value = fields.get(key)
     if value is None:
         return default
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError("must be a non-empty string", path=key)
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ValidationError("must be a non-empty string without NUL", path=key)
     return value
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infrakit.duration import parse_duration
-from infrakit.plugins._props import object_fields, string_list, string_map
+from infrakit.plugins._props import Faults, join_path, object_fields, string_list
 from infrakit.spi.errors import ValidationError
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health
 from infrakit.spi.instance import Attachment, Description, Spec
@@ -26,6 +26,16 @@ from infrakit.spi.instance import Attachment, Description, Spec
 log = logging.getLogger(__name__)
 
 DEFAULT_HEALTH_TIMEOUT = 5.0
+# Bounds (docs/spec.md): the Init travels in an environment variable (Linux caps one at 128 KiB),
+# tags become labels and environment variables, a health check holds a worker while it runs.
+MAX_INIT_BYTES = 64 * 1024
+MAX_TAGS = 1000
+MAX_TAG_NAME = 253
+MAX_TAG_VALUE = 4096
+MAX_ATTACHMENTS = 1000
+MIN_HEALTH_TIMEOUT = 0.001
+MAX_HEALTH_TIMEOUT = 600.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OUTPUT_TAIL = 500  # bytes of a failing health command's output to log
 
 
@@ -48,40 +58,104 @@ class VanillaOptions:
 
 
 def parse_options(properties: Any) -> VanillaOptions:
-    """Check vanilla properties and return them parsed; faults raise `ValidationError`."""
+    """Check vanilla properties and return them parsed; faults (all of them) raise
+    `ValidationError`."""
     if properties is None:
         return VanillaOptions()
-    fields = object_fields(properties, ("Init", "Tags", "Attachments", "Health"))
-    init = string_list(fields["Init"], "Init") if fields.get("Init") is not None else []
-    tags = string_map(fields["Tags"], "Tags") if fields.get("Tags") is not None else {}
-    raw_attachments = fields.get("Attachments") or []
-    if not isinstance(raw_attachments, list):
-        raise ValidationError("must be a list", path="Attachments")
-    attachments = []
-    for i, item in enumerate(raw_attachments):
-        path = f"Attachments[{i}]"
-        att = object_fields(item, ("ID", "Type"), path)
-        for key, value in att.items():
-            if not isinstance(value, str):
-                raise ValidationError("must be a string", path=f"{path}.{key}")
-        attachments.append(Attachment(id=att.get("ID", ""), type=att.get("Type", "")))
+    faults = Faults()
+    fields = object_fields(properties, ("Init", "Tags", "Attachments", "Health"), faults=faults)
+    init: list[str] = []
+    if fields.get("Init") is not None:
+        init = faults.take(lambda: _init(fields["Init"]), [])
+    tags: dict[str, str] = {}
+    if fields.get("Tags") is not None:
+        tags = faults.take(lambda: _tags(fields["Tags"]), {})
+    no_attachments: tuple[Attachment, ...] = ()
+    attachments = faults.take(lambda: _attachments(fields.get("Attachments") or []), no_attachments)
     health = None
     if fields.get("Health") is not None:
-        hfields = object_fields(fields["Health"], ("Command", "Timeout"), "Health")
-        command = hfields.get("Command")
-        if command is not None and not isinstance(command, str):
-            raise ValidationError("must be a string", path="Health.Command")
-        timeout = DEFAULT_HEALTH_TIMEOUT
-        if hfields.get("Timeout") is not None:
-            try:
-                timeout = parse_duration(hfields["Timeout"])
-            except ValueError as exc:
-                raise ValidationError(str(exc), path="Health.Timeout") from exc
-            if timeout <= 0:
-                raise ValidationError("must be positive", path="Health.Timeout")
-        if command:
-            health = HealthCheck(command=command, timeout=timeout)
-    return VanillaOptions(tuple(init), tags, tuple(attachments), health)
+        health = faults.take(lambda: _health(fields["Health"]), None)
+    faults.check()
+    return VanillaOptions(tuple(init), tags, attachments, health)
+
+
+def _init(value: Any) -> list[str]:
+    lines = string_list(value, "Init")
+    faults = Faults()
+    for i, line in enumerate(lines):
+        if "\0" in line:
+            faults.add("must not contain a NUL character", f"Init[{i}]")
+    size = sum(len(line.encode("utf-8", "replace")) + 1 for line in lines)
+    if size > MAX_INIT_BYTES:
+        faults.add(f"must be at most {MAX_INIT_BYTES} bytes in all, got {size}", "Init")
+    faults.check()
+    return lines
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValidationError("must be an object of strings", path="Tags")
+    faults = Faults()
+    if len(value) > MAX_TAGS:
+        faults.add(f"must be at most {MAX_TAGS} tags, got {len(value)}", "Tags")
+    for key, text in value.items():
+        where = join_path("Tags", key)
+        if not key:
+            faults.add("a tag name must not be empty", "Tags")
+        elif len(key) > MAX_TAG_NAME:
+            faults.add(f"a tag name must be at most {MAX_TAG_NAME} characters", where)
+        elif "=" in key or _CONTROL.search(key):
+            faults.add("a tag name must not contain '=' or control characters", where)
+        if not isinstance(text, str):
+            faults.add("must be a string", where)
+        elif len(text) > MAX_TAG_VALUE:
+            faults.add(f"must be at most {MAX_TAG_VALUE} characters, got {len(text)}", where)
+        elif "\0" in text:
+            faults.add("must not contain a NUL character", where)
+    faults.check()
+    return dict(value)
+
+
+def _attachments(value: Any) -> tuple[Attachment, ...]:
+    if not isinstance(value, list):
+        raise ValidationError("must be a list", path="Attachments")
+    if len(value) > MAX_ATTACHMENTS:
+        raise ValidationError(f"must be at most {MAX_ATTACHMENTS} attachments", "Attachments")
+    faults = Faults()
+    attachments = []
+    for i, item in enumerate(value):
+        path = f"Attachments[{i}]"
+        att = object_fields(item, ("ID", "Type"), path, faults)
+        for key, text in att.items():
+            if not isinstance(text, str):
+                faults.add("must be a string", f"{path}.{key}")
+            elif len(text) > MAX_TAG_VALUE or "\0" in text:
+                faults.add(f"must be at most {MAX_TAG_VALUE} characters, no NUL", f"{path}.{key}")
+        attachments.append(Attachment(id=str(att.get("ID", "")), type=str(att.get("Type", ""))))
+    faults.check()
+    return tuple(attachments)
+
+
+def _health(value: Any) -> HealthCheck | None:
+    faults = Faults()
+    fields = object_fields(value, ("Command", "Timeout"), "Health", faults)
+    command = fields.get("Command")
+    if command is not None and not isinstance(command, str):
+        faults.add("must be a string", "Health.Command")
+    elif command is not None and (len(command) > MAX_INIT_BYTES or "\0" in command):
+        faults.add(f"must be at most {MAX_INIT_BYTES} characters, no NUL", "Health.Command")
+    timeout = DEFAULT_HEALTH_TIMEOUT
+    if fields.get("Timeout") is not None:
+        try:
+            timeout = parse_duration(
+                fields["Timeout"], minimum=MIN_HEALTH_TIMEOUT, maximum=MAX_HEALTH_TIMEOUT
+            )
+        except ValueError as exc:
+            faults.add(str(exc), "Health.Timeout")
+    faults.check()
+    if isinstance(command, str) and command:
+        return HealthCheck(command=command, timeout=timeout)
+    return None
 
 
 def tag_env_name(tag: str) -> str:

@@ -41,10 +41,12 @@ import re
 import shlex
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from infrakit.plugins._props import object_fields, string_list
+from infrakit.plugins._props import Faults, object_fields, string_list
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health
 from infrakit.spi.instance import Description, Spec
@@ -69,7 +71,7 @@ _LOG_FLAGS = (
 )
 _MAX_REPLY = 1 << 16
 _RECOMMENDED_MAX = 7
-_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
 _KEYS = (
     "Host",
@@ -129,48 +131,55 @@ class Member:
 
 
 def parse_options(properties: Any) -> ZooKeeperOptions:
-    """Check zookeeper properties and return them parsed; faults raise `ValidationError`."""
+    """Check zookeeper properties and return them parsed; faults (all of them) raise
+    `ValidationError`."""
     if properties is None:
         return ZooKeeperOptions()
-    fields = object_fields(properties, _KEYS)
+    faults = Faults()
+    fields = object_fields(properties, _KEYS, faults=faults)
     given = {k: v for k, v in fields.items() if v is not None}
     options: dict[str, Any] = {}
-    if "Host" in given:
-        host = given["Host"]
-        if not isinstance(host, str) or not (host == LOGICAL_ID_HOST or _HOST.match(host)):
-            raise ValidationError(
-                f"must be a host name, an IPv4 address or {LOGICAL_ID_HOST!r}", path="Host"
-            )
-        options["host"] = host
+
+    def put(attr: str, key: str, parse: Callable[[Any], Any]) -> None:
+        if key in given:
+            value = faults.take(lambda: parse(given[key]), None)
+            if value is not None:
+                options[attr] = value
+
+    put("host", "Host", _host)
     for key, attr in (
         ("ClientPort", "client_port"),
         ("PeerPort", "peer_port"),
         ("ElectionPort", "election_port"),
     ):
-        if key in given:
-            options[attr] = _integer(given[key], key, 1, 65535)
-    if "PortStride" in given:
-        options["port_stride"] = _integer(given["PortStride"], "PortStride", 0, 10000)
-    for key, attr, low in (
-        ("TickTime", "tick_time", 1),
-        ("InitLimit", "init_limit", 1),
-        ("SyncLimit", "sync_limit", 1),
+        put(attr, key, partial(_integer, path=key, low=1, high=65535))
+    put("port_stride", "PortStride", partial(_integer, path="PortStride", low=0, high=10000))
+    for key, attr in (
+        ("TickTime", "tick_time"),
+        ("InitLimit", "init_limit"),
+        ("SyncLimit", "sync_limit"),
     ):
-        if key in given:
-            options[attr] = _integer(given[key], key, low, 1_000_000)
+        put(attr, key, partial(_integer, path=key, low=1, high=1_000_000))
     for key, attr in (
         ("DataDir", "data_dir"),
         ("Java", "java"),
         ("ZooKeeperHome", "zookeeper_home"),
         ("Classpath", "classpath"),
     ):
-        if key in given:
-            options[attr] = _text(given[key], key)
-    if "JvmFlags" in given:
-        options["jvm_flags"] = tuple(string_list(given["JvmFlags"], "JvmFlags"))
+        put(attr, key, partial(_text, path=key))
+    put("jvm_flags", "JvmFlags", lambda v: tuple(string_list(v, "JvmFlags")))
     if "ZooKeeperHome" in given and "Classpath" in given:
-        raise ValidationError("give ZooKeeperHome or Classpath, not both", path="Classpath")
+        faults.add("give ZooKeeperHome or Classpath, not both", "Classpath")
+    faults.check()
     return ZooKeeperOptions(**options)
+
+
+def _host(host: Any) -> str:
+    if not isinstance(host, str) or not (host == LOGICAL_ID_HOST or _HOST.fullmatch(host)):
+        raise ValidationError(
+            f"must be a host name, an IPv4 address or {LOGICAL_ID_HOST!r}", path="Host"
+        )
+    return host
 
 
 def _integer(value: Any, path: str, low: int, high: int) -> int:
@@ -233,13 +242,15 @@ def check_ensemble(options: ZooKeeperOptions, allocation: AllocationMethod) -> l
             _RECOMMENDED_MAX,
         )
     if options.host == LOGICAL_ID_HOST:
+        faults = Faults()
         for i, lid in enumerate(ids):
-            if not _HOST.match(lid):
-                raise ValidationError(
+            if not _HOST.fullmatch(lid):
+                faults.add(
                     f"with Host {LOGICAL_ID_HOST!r} every logical ID must be a host name or"
                     f" IPv4 address, not {lid!r}",
-                    path=f"Allocation.LogicalIDs[{i}]",
+                    f"Allocation.LogicalIDs[{i}]",
                 )
+        faults.check()
     members = ensemble(options, ids)
     last = members[-1]
     for key, port in (

@@ -33,8 +33,9 @@ from typing import Any
 import docker
 import docker.errors
 
+from infrakit.plugins._props import Faults
 from infrakit.plugins.instance.docker import DockerInstancePlugin, DockerOptions, parse_options
-from infrakit.spi.errors import PluginError, ValidationError
+from infrakit.spi.errors import PluginError
 from infrakit.spi.instance import TAG_LOGICAL_ID, Spec
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,7 @@ class DindInstancePlugin(DockerInstancePlugin):
         self._privileged = privileged
 
     def _options(self, properties: Any) -> DockerOptions:
-        options = parse_options(properties, default_image=DEFAULT_DIND_IMAGE)
-        if not options.privileged and _privileged_given(properties):
-            raise ValidationError(
-                "docker-in-docker containers are always privileged", path="Privileged"
-            )
-        return dataclasses.replace(options, privileged=self._privileged)
+        return dataclasses.replace(parse_dind_options(properties), privileged=self._privileged)
 
     def _command(
         self, options: DockerOptions, spec: Spec
@@ -107,5 +103,19 @@ class DindInstancePlugin(DockerInstancePlugin):
             log.debug("%s: Init line %d done", container_id[:12], number)
 
 
-def _privileged_given(properties: Any) -> bool:
-    return isinstance(properties, dict) and any(str(k).lower() == "privileged" for k in properties)
+def parse_dind_options(properties: Any) -> DockerOptions:
+    """The Docker plugin's options with `Image` defaulting to docker:dind, and `"Privileged":
+    false` refused; faults (all of them) raise `ValidationError`."""
+    faults = Faults()
+    options = faults.take(lambda: parse_options(properties, default_image=DEFAULT_DIND_IMAGE), None)
+    if _privileged_refused(properties):
+        faults.add("docker-in-docker containers are always privileged", "Privileged")
+    faults.check()
+    assert options is not None
+    return options
+
+
+def _privileged_refused(properties: Any) -> bool:
+    return isinstance(properties, dict) and any(
+        str(k).lower() == "privileged" and v is False for k, v in properties.items()
+    )

@@ -66,13 +66,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
 from docker.types import Mount
 
-from infrakit.plugins._props import join_path, object_fields, string_list, string_map
+from infrakit.plugins._props import Faults, join_path, object_fields, string_list, string_map
 from infrakit.plugins.instance._watch import call_each
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.instance import (
@@ -89,6 +90,7 @@ from infrakit.spi.instance import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_NETWORK_MODE = "none"
 # Private labels: the plugin's own memory, not shown as tags.
@@ -117,10 +119,11 @@ _MOUNT_FIELDS = ("Source", "Target", "Type", "ReadOnly")
 _MOUNT_TYPES = ("bind", "volume", "tmpfs")
 # Docker refuses memory limits below 6 MiB.
 MIN_MEMORY = 6 * 1024 * 1024
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
+MAX_MEMORY = 1 << 50
+_MEMORY_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNORECASE)
 _MEMORY_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 # Docker's rule for container names.
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")  # \Z: `$` would allow a final newline
 _STATE_RUNNING = "running"
 _STATE_CREATED = "created"
 # Not running and never coming back by itself: removed after `gone_retention`
@@ -169,74 +172,67 @@ def parse_options(properties: Any, *, default_image: str | None = None) -> Docke
     """Check instance properties (keys case-insensitive) and return them parsed.
 
     `Image` is required unless a `default_image` is given. Raises `ValidationError` with the
-    JSON path of the first fault.
+    JSON path of every fault.
     """
     if properties is None:
         properties = {}
-    fields = object_fields(properties, _FIELDS)
-    image = fields.get("Image")
-    if image is None:
-        if default_image is None:
-            raise ValidationError("is required (the image to run)", path="Image")
-        image = default_image
-    image = _non_empty_string(image, "Image")
-    cmd = _argv(fields["Cmd"], "Cmd") if fields.get("Cmd") is not None else None
-    entrypoint = (
-        _argv(fields["Entrypoint"], "Entrypoint") if fields.get("Entrypoint") is not None else None
+    faults = Faults()
+    fields = object_fields(properties, _FIELDS, faults=faults)
+
+    def optional(key: str, parse: Callable[[Any], T], default: T) -> T:
+        return faults.optional(fields, key, parse, default)
+
+    if fields.get("Image") is None and default_image is None:
+        faults.add("is required (the image to run)", "Image")
+    options = DockerOptions(
+        image=optional("Image", lambda v: _non_empty_string(v, "Image"), default_image or ""),
+        cmd=optional("Cmd", lambda v: _argv(v, "Cmd"), None),
+        entrypoint=optional("Entrypoint", lambda v: _argv(v, "Entrypoint"), None),
+        env=optional("Env", _env, {}),
+        labels=optional("Labels", _labels, {}),
+        network_mode=optional(
+            "NetworkMode", lambda v: _non_empty_string(v, "NetworkMode"), DEFAULT_NETWORK_MODE
+        ),
+        mounts=optional("Mounts", _mounts, ()),
+        privileged=optional("Privileged", lambda v: _bool(v, "Privileged"), False),
+        hostname=optional("Hostname", lambda v: _non_empty_string(v, "Hostname"), None),
+        memory=optional("Memory", _memory, None),
+        cpus=optional("CPUs", _cpus, None),
+        user=optional("User", lambda v: _non_empty_string(v, "User"), None),
+        working_dir=optional("WorkingDir", _working_dir, None),
     )
-    env = _env(fields["Env"]) if fields.get("Env") is not None else {}
-    labels: dict[str, str] = {}
-    if fields.get("Labels") is not None:
-        labels = string_map(fields["Labels"], "Labels")
-        for key in labels:
-            if not key or "\0" in key:
-                raise ValidationError("not a valid label name", path=join_path("Labels", key))
-            if key.startswith(PRIVATE_PREFIX):
-                raise ValidationError(
-                    f"labels starting with {PRIVATE_PREFIX!r} are the plugin's own",
-                    path=join_path("Labels", key),
-                )
-    network_mode = DEFAULT_NETWORK_MODE
-    if fields.get("NetworkMode") is not None:
-        network_mode = _non_empty_string(fields["NetworkMode"], "NetworkMode")
-    mounts = _mounts(fields["Mounts"]) if fields.get("Mounts") is not None else ()
-    privileged = False
-    if fields.get("Privileged") is not None:
-        privileged = _bool(fields["Privileged"], "Privileged")
-    hostname = fields.get("Hostname")
-    if hostname is not None:
-        hostname = _non_empty_string(hostname, "Hostname")
-    memory = _memory(fields["Memory"]) if fields.get("Memory") is not None else None
-    cpus = fields.get("CPUs")
-    if cpus is not None:
-        if isinstance(cpus, bool) or not isinstance(cpus, int | float):
-            raise ValidationError("must be a number of CPUs, such as 0.5", path="CPUs")
-        if not math.isfinite(cpus) or cpus < 0.01:
-            raise ValidationError(f"must be at least 0.01, got {cpus}", path="CPUs")
-        cpus = float(cpus)
-    user = fields.get("User")
-    if user is not None:
-        user = _non_empty_string(user, "User")
-    working_dir = fields.get("WorkingDir")
-    if working_dir is not None:
-        working_dir = _non_empty_string(working_dir, "WorkingDir")
-        if not working_dir.startswith("/"):
-            raise ValidationError("must be an absolute path", path="WorkingDir")
-    return DockerOptions(
-        image=image,
-        cmd=cmd,
-        entrypoint=entrypoint,
-        env=env,
-        labels=labels,
-        network_mode=network_mode,
-        mounts=mounts,
-        privileged=privileged,
-        hostname=hostname,
-        memory=memory,
-        cpus=cpus,
-        user=user,
-        working_dir=working_dir,
-    )
+    faults.check()
+    return options
+
+
+def _labels(value: Any) -> dict[str, str]:
+    labels = string_map(value, "Labels")
+    faults = Faults()
+    for key in labels:
+        if not key or "\0" in key:
+            faults.add("not a valid label name", join_path("Labels", key))
+        elif key.startswith(PRIVATE_PREFIX):
+            faults.add(
+                f"labels starting with {PRIVATE_PREFIX!r} are the plugin's own",
+                join_path("Labels", key),
+            )
+    faults.check()
+    return labels
+
+
+def _cpus(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError("must be a number of CPUs, such as 0.5", path="CPUs")
+    if not math.isfinite(value) or value < 0.01:
+        raise ValidationError(f"must be at least 0.01, got {value}", path="CPUs")
+    return float(value)
+
+
+def _working_dir(value: Any) -> str:
+    working_dir = _non_empty_string(value, "WorkingDir")
+    if not working_dir.startswith("/"):
+        raise ValidationError("must be an absolute path", path="WorkingDir")
+    return working_dir
 
 
 def parse_memory(value: Any, path: str = "Memory") -> int:
@@ -248,7 +244,7 @@ def parse_memory(value: Any, path: str = "Memory") -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str):
-        match = _MEMORY_RE.match(value)
+        match = _MEMORY_RE.fullmatch(value)
         if match is not None:
             number, unit = match.groups()
             return int(float(number) * _MEMORY_UNITS[unit.lower()])
@@ -263,6 +259,8 @@ def _memory(value: Any) -> int:
         raise ValidationError(
             f"must be at least 6 MiB (Docker's minimum), got {memory} bytes", path="Memory"
         )
+    if memory > MAX_MEMORY:
+        raise ValidationError(f"must be at most 1 PiB, got {memory} bytes", path="Memory")
     return memory
 
 
@@ -302,58 +300,65 @@ def _argv(value: Any, path: str) -> list[str]:
 def _env(value: Any) -> dict[str, str]:
     """`{"K": "V"}` or `["K=V", ...]` as a dict."""
     env: dict[str, str] = {}
+    faults = Faults()
     if isinstance(value, list):
         for i, item in enumerate(string_list(value, "Env")):
             key, sep, val = item.partition("=")
             if not sep or not key or "\0" in item:
-                raise ValidationError("must look like NAME=value", path=f"Env[{i}]")
+                faults.add("must look like NAME=value", f"Env[{i}]")
             env[key] = val
-        return env
-    if not isinstance(value, dict):
+    elif not isinstance(value, dict):
         raise ValidationError("must be an object of strings or a list of NAME=value", path="Env")
-    for key, val in string_map(value, "Env").items():
-        if not key or "=" in key or "\0" in key or "\0" in val:
-            raise ValidationError("not a valid environment variable", path=join_path("Env", key))
-        env[key] = val
+    else:
+        for key, val in string_map(value, "Env").items():
+            if not key or "=" in key or "\0" in key or "\0" in val:
+                faults.add("not a valid environment variable", join_path("Env", key))
+            env[key] = val
+    faults.check()
     return env
 
 
 def _mounts(value: Any) -> tuple[MountOptions, ...]:
     if not isinstance(value, list):
         raise ValidationError("must be a list of mounts", path="Mounts")
-    mounts = []
-    for i, item in enumerate(value):
-        path = f"Mounts[{i}]"
-        fields = object_fields(item, _MOUNT_FIELDS, path)
-        if fields.get("Target") is None:
-            raise ValidationError("is required", path=join_path(path, "Target"))
-        target = _non_empty_string(fields["Target"], join_path(path, "Target"))
-        if not target.startswith("/"):
-            raise ValidationError("must be an absolute path", path=join_path(path, "Target"))
-        source = fields.get("Source")
-        if source is not None:
-            source = _non_empty_string(source, join_path(path, "Source"))
-        kind = fields.get("Type")
-        if kind is None:
-            # As `docker run -v`: an absolute path is a bind mount, a name is a volume.
-            kind = "bind" if source is not None and source.startswith("/") else "volume"
-        elif not isinstance(kind, str) or kind.lower() not in _MOUNT_TYPES:
-            raise ValidationError(
-                f"must be one of {', '.join(_MOUNT_TYPES)}, got {kind!r}",
-                path=join_path(path, "Type"),
-            )
-        kind = kind.lower()
-        if kind == "bind" and (source is None or not source.startswith("/")):
-            raise ValidationError(
-                "a bind mount needs an absolute host path", path=join_path(path, "Source")
-            )
-        if kind == "tmpfs" and source is not None:
-            raise ValidationError("a tmpfs mount has no source", path=join_path(path, "Source"))
-        read_only = False
-        if fields.get("ReadOnly") is not None:
-            read_only = _bool(fields["ReadOnly"], join_path(path, "ReadOnly"))
-        mounts.append(MountOptions(target=target, type=kind, source=source, read_only=read_only))
-    return tuple(mounts)
+    faults = Faults()
+    mounts = [
+        faults.take(partial(_mount, item, f"Mounts[{i}]"), None) for i, item in enumerate(value)
+    ]
+    faults.check()
+    return tuple(mount for mount in mounts if mount is not None)
+
+
+def _mount(item: Any, path: str) -> MountOptions:
+    fields = object_fields(item, _MOUNT_FIELDS, path)
+    if fields.get("Target") is None:
+        raise ValidationError("is required", path=join_path(path, "Target"))
+    target = _non_empty_string(fields["Target"], join_path(path, "Target"))
+    if not target.startswith("/"):
+        raise ValidationError("must be an absolute path", path=join_path(path, "Target"))
+    source = fields.get("Source")
+    if source is not None:
+        source = _non_empty_string(source, join_path(path, "Source"))
+    kind = fields.get("Type")
+    if kind is None:
+        # As `docker run -v`: an absolute path is a bind mount, a name is a volume.
+        kind = "bind" if source is not None and source.startswith("/") else "volume"
+    elif not isinstance(kind, str) or kind.lower() not in _MOUNT_TYPES:
+        raise ValidationError(
+            f"must be one of {', '.join(_MOUNT_TYPES)}, got {kind!r}",
+            path=join_path(path, "Type"),
+        )
+    kind = kind.lower()
+    if kind == "bind" and (source is None or not source.startswith("/")):
+        raise ValidationError(
+            "a bind mount needs an absolute host path", path=join_path(path, "Source")
+        )
+    if kind == "tmpfs" and source is not None:
+        raise ValidationError("a tmpfs mount has no source", path=join_path(path, "Source"))
+    read_only = False
+    if fields.get("ReadOnly") is not None:
+        read_only = _bool(fields["ReadOnly"], join_path(path, "ReadOnly"))
+    return MountOptions(target=target, type=kind, source=source, read_only=read_only)
 
 
 def missing_image_message(image: str) -> str:

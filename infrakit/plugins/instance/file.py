@@ -85,6 +85,14 @@ def _parse_record(name: str, data: Any) -> Description:
     )
 
 
+def check_properties(properties: Any) -> None:
+    """Accept any properties that can be stored as JSON (the plugin's whole validation)."""
+    try:
+        json.dumps(properties)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError(f"not JSON: {exc}") from exc
+
+
 class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
     """Instances as JSON files named by instance ID in `directory`.
 
@@ -122,10 +130,7 @@ class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
 
     def validate(self, properties: Any) -> None:
         """Accept any properties that can be stored as JSON."""
-        try:
-            json.dumps(properties)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"not JSON: {exc}") from exc
+        check_properties(properties)
 
     def provision(self, spec: Spec) -> InstanceID:
         """Write a new instance file carrying the spec; return its ID (`instance-<hex>`).

@@ -34,7 +34,7 @@ from infrakit.plugins._atomic import (
     remove_stale,
     write_json_atomic,
 )
-from infrakit.plugins._props import join_path, object_fields, string_list, string_map
+from infrakit.plugins._props import Faults, join_path, object_fields, string_list, string_map
 from infrakit.plugins.instance._dead import DEAD_MARKER, dead_for
 from infrakit.plugins.instance._proc import (
     CHILDREN,
@@ -52,7 +52,7 @@ from infrakit.plugins.instance._proc import (
     token_alive,
 )
 from infrakit.plugins.instance._watch import PollingWatcher
-from infrakit.spi.errors import PluginError, ValidationError
+from infrakit.spi.errors import PluginError
 from infrakit.spi.instance import (
     Description,
     InstanceID,
@@ -82,28 +82,44 @@ class ProcessOptions:
 
 
 def parse_options(properties: Any) -> ProcessOptions:
-    """Check instance properties (keys case-insensitive, as Go's JSON) and return them parsed."""
+    """Check instance properties (keys case-insensitive, as Go's JSON) and return them parsed;
+    faults (all of them) raise `ValidationError`."""
     if properties is None:
         return ProcessOptions()
-    fields = object_fields(properties, ("Cmd", "Dir", "Env"))
+    faults = Faults()
+    fields = object_fields(properties, ("Cmd", "Dir", "Env"), faults=faults)
     cmd = fields.get("Cmd")
     if cmd is not None:
-        cmd = string_list(cmd, "Cmd", non_empty=True)
-        for i, arg in enumerate(cmd):
-            if "\0" in arg:
-                raise ValidationError("must not contain a NUL character", path=f"Cmd[{i}]")
+        cmd = faults.take(lambda: _command(fields["Cmd"]), None)
     workdir = fields.get("Dir")
-    if workdir is not None and (not isinstance(workdir, str) or not workdir):
-        raise ValidationError("must be a non-empty string", path="Dir")
+    if workdir is not None and (not isinstance(workdir, str) or not workdir or "\0" in workdir):
+        faults.add("must be a non-empty string without NUL", "Dir")
+        workdir = None
     env = fields.get("Env")
     if env is not None:
-        env = string_map(env, "Env")
-        for key, value in env.items():
-            if not key or "=" in key or "\0" in key or "\0" in value:
-                raise ValidationError(
-                    "not a valid environment variable", path=join_path("Env", key)
-                )
+        env = faults.take(lambda: _env(fields["Env"]), None)
+    faults.check()
     return ProcessOptions(cmd=cmd, dir=workdir, env=env)
+
+
+def _command(value: Any) -> list[str]:
+    cmd = string_list(value, "Cmd", non_empty=True)
+    faults = Faults()
+    for i, arg in enumerate(cmd):
+        if "\0" in arg:
+            faults.add("must not contain a NUL character", f"Cmd[{i}]")
+    faults.check()
+    return cmd
+
+
+def _env(value: Any) -> dict[str, str]:
+    env = string_map(value, "Env")
+    faults = Faults()
+    for key, text in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in text:
+            faults.add("not a valid environment variable", join_path("Env", key))
+    faults.check()
+    return env
 
 
 @dataclass(frozen=True)

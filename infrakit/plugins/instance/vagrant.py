@@ -61,7 +61,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import vagrant
 
@@ -73,7 +73,7 @@ from infrakit.plugins._atomic import (
     remove_stale,
     write_json_atomic,
 )
-from infrakit.plugins._props import join_path, object_fields, string_list, string_map
+from infrakit.plugins._props import Faults, join_path, object_fields, string_list, string_map
 from infrakit.plugins.instance._dead import dead_for, seen_alive
 from infrakit.plugins.instance._proc import (
     ENV_INSTANCE_DIR,
@@ -94,6 +94,7 @@ from infrakit.spi.instance import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ID_PREFIX = "vagrant-"
 VAGRANTFILE = "Vagrantfile"
@@ -174,8 +175,10 @@ _STATUS_WORKERS = 8  # concurrent `vagrant status` runs in one describe
 _CLI_TIMEOUT = 30.0  # a `docker ps` or `vagrant global-status`
 _STOP_RUN_TIMEOUT = 10.0  # an orphaned `vagrant up`: SIGTERM, then SIGKILL after this
 
-_PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
-_CONTAINER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_PROVIDER_RE = re.compile(r"[a-z][a-z0-9_-]*")
+_CONTAINER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+MAX_CPUS = 4096
+MAX_MEMORY_MB = 1 << 24  # 16 TiB
 
 
 @dataclass(frozen=True)
@@ -205,9 +208,9 @@ class VagrantOptions:
     docker: DockerOptions | None = None
 
 
-def _positive_int(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError("must be a positive integer", path=path)
+def _positive_int(value: Any, path: str, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ValidationError(f"must be a positive integer, at most {maximum}", path=path)
     return value
 
 
@@ -218,6 +221,7 @@ def _non_empty_string(value: Any, path: str) -> str:
 
 
 def _parse_docker(value: Any, path: str) -> DockerOptions:
+    faults = Faults()
     fields = object_fields(
         value,
         (
@@ -232,90 +236,97 @@ def _parse_docker(value: Any, path: str) -> DockerOptions:
             "CreateArgs",
         ),
         path,
+        faults,
     )
+
+    def optional(key: str, parse: Callable[[Any, str], T], default: T) -> T:
+        return faults.optional(fields, key, lambda v: parse(v, join_path(path, key)), default)
+
     if fields.get("Image") is None:
-        raise ValidationError("is required", path=join_path(path, "Image"))
-    image = _non_empty_string(fields["Image"], join_path(path, "Image"))
-    cmd = None
-    if fields.get("Cmd") is not None:
-        cmd = tuple(string_list(fields["Cmd"], join_path(path, "Cmd"), non_empty=True))
-    name = None
-    if fields.get("Name") is not None:
-        name = _non_empty_string(fields["Name"], join_path(path, "Name"))
-        if not _CONTAINER_NAME_RE.match(name):
-            raise ValidationError(
-                "must be letters, digits, '_', '.' or '-', starting with a letter or digit",
-                path=join_path(path, "Name"),
-            )
-    network_mode = None
-    if fields.get("NetworkMode") is not None:
-        network_mode = _non_empty_string(fields["NetworkMode"], join_path(path, "NetworkMode"))
-    env: dict[str, str] = {}
-    if fields.get("Env") is not None:
-        env = string_map(fields["Env"], join_path(path, "Env"))
-        for key in env:
-            if not key or "=" in key:
-                raise ValidationError(
-                    "not a valid environment variable", path=join_path(join_path(path, "Env"), key)
-                )
-    lists: dict[str, tuple[str, ...]] = {}
-    for key in ("Ports", "Volumes", "CreateArgs"):
-        if fields.get(key) is not None:
-            lists[key] = tuple(string_list(fields[key], join_path(path, key)))
-    privileged = fields.get("Privileged", False)
-    if privileged is None:
-        privileged = False
-    if not isinstance(privileged, bool):
-        raise ValidationError("must be true or false", path=join_path(path, "Privileged"))
-    return DockerOptions(
-        image=image,
-        cmd=cmd,
-        name=name,
-        network_mode=network_mode,
-        env=env,
-        ports=lists.get("Ports", ()),
-        volumes=lists.get("Volumes", ()),
-        privileged=privileged,
-        create_args=lists.get("CreateArgs", ()),
+        faults.add("is required", join_path(path, "Image"))
+    options = DockerOptions(
+        image=optional("Image", _non_empty_string, ""),
+        cmd=optional("Cmd", lambda v, p: tuple(string_list(v, p, non_empty=True)), None),
+        name=optional("Name", _container_name, None),
+        network_mode=optional("NetworkMode", _non_empty_string, None),
+        env=optional("Env", _env, {}),
+        ports=optional("Ports", lambda v, p: tuple(string_list(v, p)), ()),
+        volumes=optional("Volumes", lambda v, p: tuple(string_list(v, p)), ()),
+        privileged=optional("Privileged", _bool, False),
+        create_args=optional("CreateArgs", lambda v, p: tuple(string_list(v, p)), ()),
     )
+    faults.check()
+    return options
+
+
+def _container_name(value: Any, path: str) -> str:
+    name = _non_empty_string(value, path)
+    if not _CONTAINER_NAME_RE.fullmatch(name):
+        raise ValidationError(
+            "must be letters, digits, '_', '.' or '-', starting with a letter or digit", path=path
+        )
+    return name
+
+
+def _env(value: Any, path: str) -> dict[str, str]:
+    env = string_map(value, path)
+    faults = Faults()
+    for key in env:
+        if not key or "=" in key:
+            faults.add("not a valid environment variable", join_path(path, key))
+    faults.check()
+    return env
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError("must be true or false", path=path)
+    return value
 
 
 def parse_options(properties: Any) -> VagrantOptions:
-    """Check instance properties and return them parsed; faults raise `ValidationError`."""
+    """Check instance properties and return them parsed; faults (all of them) raise
+    `ValidationError`."""
+    faults = Faults()
     fields = object_fields(
         {} if properties is None else properties,
         ("Box", "CPUs", "Memory", "Template", "Provider", "Docker"),
+        faults=faults,
     )
-    provider = DEFAULT_PROVIDER
-    if fields.get("Provider") is not None:
-        provider = _non_empty_string(fields["Provider"], "Provider")
-        if not _PROVIDER_RE.match(provider):
-            raise ValidationError("not a Vagrant provider name", path="Provider")
-    box = None
-    if fields.get("Box") is not None:
-        box = _non_empty_string(fields["Box"], "Box")
-    cpus = None if fields.get("CPUs") is None else _positive_int(fields["CPUs"], "CPUs")
-    memory = None if fields.get("Memory") is None else _positive_int(fields["Memory"], "Memory")
-    template = None
-    if fields.get("Template") is not None:
-        template = Path(_non_empty_string(fields["Template"], "Template")).expanduser()
+    provider = faults.optional(fields, "Provider", _provider, DEFAULT_PROVIDER)
+    box = faults.optional(fields, "Box", lambda v: _non_empty_string(v, "Box"), None)
+    cpus = faults.optional(fields, "CPUs", lambda v: _positive_int(v, "CPUs", MAX_CPUS), None)
+    memory = faults.optional(
+        fields, "Memory", lambda v: _positive_int(v, "Memory", MAX_MEMORY_MB), None
+    )
+    template = faults.optional(
+        fields,
+        "Template",
+        lambda v: Path(_non_empty_string(v, "Template")).expanduser(),
+        None,
+    )
     docker = None
     if provider == "docker":
         if fields.get("Docker") is None:
-            raise ValidationError(
-                'is required with Provider "docker"', path=join_path("Docker", "Image")
-            )
-        docker = _parse_docker(fields["Docker"], "Docker")
+            faults.add('is required with Provider "docker"', join_path("Docker", "Image"))
+        else:
+            docker = faults.take(lambda: _parse_docker(fields["Docker"], "Docker"), None)
     else:
         if fields.get("Docker") is not None:
-            raise ValidationError(
-                f'is only used with Provider "docker", not {provider!r}', "Docker"
-            )
-        if box is None:
-            raise ValidationError(f"is required with Provider {provider!r}", path="Box")
+            faults.add(f'is only used with Provider "docker", not {provider!r}', "Docker")
+        if box is None and fields.get("Box") is None:
+            faults.add(f"is required with Provider {provider!r}", "Box")
+    faults.check()
     return VagrantOptions(
         provider=provider, box=box, cpus=cpus, memory=memory, template=template, docker=docker
     )
+
+
+def _provider(value: Any) -> str:
+    provider = _non_empty_string(value, "Provider")
+    if not _PROVIDER_RE.fullmatch(provider):
+        raise ValidationError("not a Vagrant provider name", path="Provider")
+    return provider
 
 
 # -- rendering the Vagrantfile --------------------------------------------------------------
