@@ -8,7 +8,6 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import click
 
@@ -20,9 +19,10 @@ from infrakit.cli.keys import keys
 from infrakit.cli.logs import configure
 from infrakit.cli.manager import manager
 from infrakit.cli.plugin import plugin
+from infrakit.cli.validate import validate
 from infrakit.paths import default_home
 from infrakit.runtime import Runtime
-from infrakit.spec import SpecError, load_json, parse_cluster, parse_group
+from infrakit.spec import SpecError
 
 log = logging.getLogger("infrakit")
 
@@ -80,30 +80,12 @@ def run(cluster: Path, log_level: str, json_logs: bool) -> None:
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def validate(file: Path) -> None:
-    """Check FILE, a cluster file or a group spec, and say what is wrong and where."""
-    try:
-        data: Any = load_json(file)
-        if isinstance(data, dict) and any(k.lower() == "properties" for k in data):
-            spec = parse_group(data, source=str(file))
-            click.echo(f"{file}: a valid group spec for group {spec.id!r}")
-        else:
-            config = parse_cluster(data, source=str(file))
-            names = ", ".join(str(g.get("ID")) for g in config.groups) or "no groups"
-            click.echo(f"{file}: a valid cluster file ({names})")
-    except SpecError as error:
-        for path, fault in error.problems:
-            click.echo(f"{file}: {path + ': ' if path else ''}{fault}", err=True)
-        sys.exit(1)
-
-
-@main.command()
 def home() -> None:
     """Print the home directory the runtime would use."""
     click.echo(default_home())
 
 
+main.add_command(validate)
 main.add_command(plugin)
 main.add_command(group)
 main.add_command(instance)

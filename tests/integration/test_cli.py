@@ -145,6 +145,11 @@ def test_validate_names_the_path_of_each_fault(tmp_path: Path) -> None:
 
     group = tmp_path / "group.json"
     group.write_text(json.dumps(bad["Groups"][0]))
+    result = run_validate(group)  # a bare spec may name only built-in plugins
+    assert result.returncode == 1
+    assert "Properties.Instance.Plugin: no plugin named 'instance-nowhere'" in result.stderr
+    bad["Groups"][0]["Properties"]["Instance"]["Plugin"] = "instance-file"
+    group.write_text(json.dumps(bad["Groups"][0]))
     result = run_validate(group)
     assert result.returncode == 0 and "a valid group spec for group 'w'" in result.stdout
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from actors.remote import RpcServer
+from infrakit.plugins import builtin_kinds, offline
 from infrakit.plugins.flavor.swarm import SwarmFlavor
 from infrakit.plugins.flavor.vanilla import VanillaFlavor
 from infrakit.plugins.flavor.zookeeper import ZooKeeperFlavor
@@ -79,6 +80,19 @@ def test_a_plugin_reports_every_fault_at_once(kind: str, tmp_path: Path) -> None
     error = caught.value
     assert {path for path, _ in error.problems} == paths, error.problems
     assert (error.path, error.reason) == error.problems[0]  # the first, for older callers
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_the_offline_check_finds_what_the_plugin_finds(kind: str) -> None:
+    properties, paths = CASES[kind]
+    allocation = ENSEMBLE if kind == "zookeeper" else SIZE
+    findings = offline.check(kind, properties, allocation)
+    assert {path for path, _ in findings.problems} == paths
+
+
+def test_every_builtin_kind_has_an_offline_check() -> None:
+    assert set(offline.INSTANCE_KINDS) | set(offline.FLAVOR_KINDS) == set(builtin_kinds())
+    assert offline.check("file", {"any": ["json", 1]}).problems == []
 
 
 def test_every_fault_crosses_the_wire(tmp_path: Path) -> None:
