@@ -31,6 +31,7 @@ from actors.strict_json import problems as json_problems
 from infrakit import jsondoc
 from infrakit.confighash import config_hash, legacy_config_hash
 from infrakit.duration import parse_duration
+from infrakit.plugins import offline
 from infrakit.spi.flavor import AllocationMethod
 
 # Bounds on what a user controls (docs/spec.md lists them all).
@@ -572,6 +573,9 @@ def parse_cluster(data: Any, source: str = "", extra_plugins: Iterable[str] = ()
     except PydanticError as error:
         raise SpecError(_problems(error), source) from None
     names = {name for name, _ in DEFAULT_PLUGINS} | set(extra_plugins)
+    kinds: dict[str, str | None] = dict(DEFAULT_PLUGINS)
+    kinds.update({name: None for name in extra_plugins})
+    kinds.update({plugin.name: plugin.kind for plugin in config.plugins})
     for index, plugin in enumerate(config.plugins):
         names.add(plugin.name)
         if [p.name for p in config.plugins].count(plugin.name) > 1:
@@ -595,6 +599,8 @@ def parse_cluster(data: Any, source: str = "", extra_plugins: Iterable[str] = ()
                 problems.append(
                     (f"{where}.Properties.{section}.Plugin", no_plugin(ref.plugin, names))
                 )
+            elif fault := wrong_role(ref.plugin, kinds.get(plugin_name(ref.plugin)), section):
+                problems.append((f"{where}.Properties.{section}.Plugin", fault))
     if problems:
         raise SpecError(problems, source)
     return config
@@ -619,6 +625,19 @@ def property_path(prefix: str, path: str) -> str:
         return f"{group}Properties.{path}"
     joiner = "" if path.startswith("[") else "."
     return prefix + joiner + path
+
+
+def wrong_role(reference: str, kind: str | None, section: str) -> str:
+    """The fault of naming a built-in `kind` of plugin where the other role is wanted
+    (`section` is "Instance" or "Flavor"), or "" if it fits or the kind is not known."""
+    role = offline.role(kind) if kind is not None else None
+    if role is None or role == section:
+        return ""
+    article = {"Instance": "an", "Flavor": "a"}
+    return (
+        f"{reference!r} is {article[role]} {role.lower()} plugin,"
+        f" not {article[section]} {section.lower()} plugin"
+    )
 
 
 def plugin_name(reference: str) -> str:

@@ -28,6 +28,7 @@ from infrakit.spec import (
     parse_group,
     plugin_name,
     property_path,
+    wrong_role,
 )
 
 Problems = list[tuple[str, str]]
@@ -134,10 +135,9 @@ def _check_plugins(
         if kind is None:
             warnings.append(f"{where}.Plugin: {name!r} runs elsewhere; its checks run at commit")
             continue
-        if offline.role(kind) != section:
-            problems.append(
-                (f"{where}.Plugin", f"{name!r} is a {str(offline.role(kind)).lower()} plugin")
-            )
+        fault = wrong_role(ref.plugin, kind, section)
+        if fault:
+            problems.append((f"{where}.Plugin", fault))
             continue
         findings = offline.check(kind, ref.properties, allocation if section == "Flavor" else None)
         problems.extend(

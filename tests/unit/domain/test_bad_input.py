@@ -253,3 +253,19 @@ def test_an_oversized_document_is_refused_without_reading_it_all(tmp_path: Path)
         file.truncate(64 << 20)  # sparse: 64 MiB of NULs, costs no disk
     with pytest.raises(SpecError, match="too large"):
         load_json(path)
+
+
+def test_a_builtin_plugin_named_in_the_wrong_role_is_refused_when_the_cluster_is_read() -> None:
+    """The manager would refuse the commit later; reading the file says so at once."""
+    spec = group(Flavor={"Plugin": "instance-file"}, Instance={"Plugin": "mine/x"})
+    found = cluster_faults({"Plugins": [{"Name": "mine", "Kind": "vanilla"}], "Groups": [spec]})
+    assert found == {
+        "Groups[0].Properties.Instance.Plugin": (
+            "'mine/x' is a flavor plugin, not an instance plugin"
+        ),
+        "Groups[0].Properties.Flavor.Plugin": (
+            "'instance-file' is an instance plugin, not a flavor plugin"
+        ),
+    }
+    remote = {"Name": "mine", "Endpoint": "ipc:///nowhere"}  # its role is known only later
+    parse_cluster({"Plugins": [remote], "Groups": [group(Instance={"Plugin": "mine"})]})
