@@ -349,7 +349,7 @@ def connect_plugin(
 
 def group_handlers(runtime: Runtime) -> dict[str, Handler]:
     """The manager's API: InfraKit's Group methods plus Manager.*, served by a runtime."""
-    from infrakit.manager.actor import GroupNotFoundError, NotLeaderError
+    from infrakit.manager.actor import GroupCannotRunError, GroupNotFoundError, NotLeaderError
 
     def guarded(call: Callable[[], Any]) -> Any:
         try:
@@ -362,6 +362,8 @@ def group_handlers(runtime: Runtime) -> dict[str, Handler]:
             raise RpcError(NOT_LEADER, str(error), {"Leader": runtime.leader_location()}) from None
         except GroupNotFoundError as error:
             raise RpcError(GROUP_NOT_FOUND, str(error)) from None
+        except (GroupCannotRunError, PluginError) as error:
+            raise RpcError(PLUGIN_ERROR, str(error)) from None
 
     def commit(p: dict[str, Any]) -> Any:
         spec = _object(p, "Spec")

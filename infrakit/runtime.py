@@ -38,10 +38,11 @@ from infrakit.manager.actor import (
 )
 from infrakit.manager.store import Store
 from infrakit.manager.store.file import FileStore
+from infrakit.manager.validation import validate_with_plugins
 from infrakit.paths import default_home, plugin_endpoint, plugins_dir
 from infrakit.plugins import create_plugin
 from infrakit.publisher import EventPublisher
-from infrakit.rpc import connect_plugin, group_handlers
+from infrakit.rpc import RemotePlugin, connect_plugin, group_handlers
 from infrakit.spec import (
     DEFAULT_PLUGINS,
     ClusterConfig,
@@ -375,19 +376,33 @@ class Runtime:
 
     def _refuse_what_cannot_run(self, store: Store) -> None:
         """Raise SpecError, before anything starts or changes, for a cluster file this runtime
-        could never act on."""
+        could not act on: another cluster's store, or a group its own plugins refuse (say, a
+        Docker image that is not there). Groups on plugins in other processes are checked
+        when committed, as those may not be up yet."""
+        problems: list[tuple[str, str]] = []
         wanted = self.config.cluster.id
         stored = store.stored_cluster_id() if wanted is not None else None
         if stored is not None and stored != wanted:
-            raise SpecError(
-                [
-                    (
-                        "Cluster.ID",
-                        f"the store belongs to cluster {stored!r}, not {wanted!r}: a cluster's ID"
-                        f" cannot change (its instances carry it); set it to {stored!r}",
-                    )
-                ]
+            problems.append(
+                (
+                    "Cluster.ID",
+                    f"the store belongs to cluster {stored!r}, not {wanted!r}: a cluster's ID"
+                    f" cannot change (its instances carry it); set it to {stored!r}",
+                )
             )
+        for index, spec in enumerate(groups_of(self.config)):
+            props = spec.properties
+            names = (plugin_name(props.instance.plugin), plugin_name(props.flavor.plugin))
+            if any(isinstance(self.plugins.get(name), RemotePlugin) for name in names):
+                continue
+            try:
+                validate_with_plugins(spec, self.plugins)
+            except SpecError as error:
+                problems.extend(
+                    (f"Groups[{index}].{path}", fault) for path, fault in error.problems
+                )
+        if problems:
+            raise SpecError(problems)
 
     def _backends(self) -> tuple[Election, Store]:
         """The election and store the cluster file asks for (`file` unless it says `etcd`)."""

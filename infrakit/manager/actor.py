@@ -27,16 +27,15 @@ from infrakit.group.instance import WantLook
 from infrakit.group.plan import describe_commit
 from infrakit.group.supervisor import GroupSupervisor
 from infrakit.manager.store import Store
+from infrakit.manager.validation import validate_with_plugins
 from infrakit.spec import (
     DEFAULT_MAX_GROUP_SIZE,
     GroupSpec,
     SpecError,
-    no_plugin,
     parse_group,
     plugin_name,
-    property_path,
 )
-from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError, ValidationError
+from infrakit.spi import FlavorPlugin, InstancePlugin
 from infrakit.views import GroupRecord, Views
 
 log = logging.getLogger(__name__)
@@ -391,52 +390,4 @@ class ManagerActor(Supervisor):
         return record
 
     def _validate_plugins(self, spec: GroupSpec) -> None:
-        props = spec.properties
-        problems: list[tuple[str, str]] = []
-        instance = self.plugins.get(plugin_name(props.instance.plugin))
-        flavor = self.plugins.get(plugin_name(props.flavor.plugin))
-        if not isinstance(instance, InstancePlugin):
-            instances = [n for n, p in self.plugins.items() if isinstance(p, InstancePlugin)]
-            problems.append(
-                (
-                    "Properties.Instance.Plugin",
-                    no_plugin(props.instance.plugin, instances, "instance plugin"),
-                )
-            )
-        if not isinstance(flavor, FlavorPlugin):
-            flavors = [n for n, p in self.plugins.items() if isinstance(p, FlavorPlugin)]
-            problems.append(
-                (
-                    "Properties.Flavor.Plugin",
-                    no_plugin(props.flavor.plugin, flavors, "flavor plugin"),
-                )
-            )
-        if problems:
-            raise SpecError(problems)
-        assert isinstance(instance, InstancePlugin) and isinstance(flavor, FlavorPlugin)
-        # A plugin in another process says in its handshake which interfaces it serves.
-        for section, plugin in (("Instance", instance), ("Flavor", flavor)):
-            require = getattr(plugin, "require", None)
-            if callable(require):
-                try:
-                    require(section)
-                except PluginError as error:
-                    problems.append((f"Properties.{section}.Plugin", str(error)))
-        if problems:
-            raise SpecError(problems)
-        try:
-            instance.validate(props.instance.properties)
-        except ValidationError as error:
-            problems.extend(_nested("Properties.Instance.Properties", error))
-        try:
-            flavor.validate(props.flavor.properties, props.allocation.method())
-        except ValidationError as error:
-            problems.extend(_nested("Properties.Flavor.Properties", error))
-        if problems:
-            raise SpecError(problems)
-
-
-def _nested(prefix: str, error: ValidationError) -> list[tuple[str, str]]:
-    """A plugin's faults with paths from the group spec's root (`prefix` is where the plugin's
-    properties are)."""
-    return [(property_path(prefix, path), reason) for path, reason in error.problems]
+        validate_with_plugins(spec, self.plugins, self.views.plugins())

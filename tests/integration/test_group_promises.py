@@ -330,3 +330,23 @@ def test_a_cluster_id_other_than_the_stores_is_refused_before_anything_starts(
     with Runtime(cluster(file_group("cattle", size=1)), home=home) as unnamed:
         (member,) = unnamed.wait_converged("cattle")["Instances"]
         assert member["Tags"][TAG_CLUSTER] == "prod", "an unnamed cluster keeps the stored ID"
+
+
+def test_a_cluster_file_group_its_plugins_refuse_stops_the_start_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    broken = file_group("broken", size=1)
+    broken["Properties"]["Instance"] = {
+        "Plugin": "instance-process",
+        "Properties": {"Cmd": "not a list", "Env": {"A=B": "x"}},
+    }
+    runtime = Runtime(cluster(file_group("fine", size=1), broken), home=home)
+    with pytest.raises(SpecError) as refused:
+        runtime.start()
+    assert refused.value.problems == [
+        ("Groups[1].Properties.Instance.Properties.Cmd", "must be a list of strings"),
+        ("Groups[1].Properties.Instance.Properties.Env.A=B", "not a valid environment variable"),
+    ]
+    assert not runtime.running
+    assert not (home / "configs").exists() and not (home / "plugins").exists()

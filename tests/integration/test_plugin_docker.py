@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from support import TEST_IMAGE, TEST_LABEL, wait_for
 
-from infrakit import Runtime
+from infrakit import Runtime, SpecError
 from infrakit.plugins.instance.dind import DindInstancePlugin
 from infrakit.plugins.instance.docker import DockerInstancePlugin, parse_memory, parse_options
 from infrakit.spi import PluginError, Spec
@@ -649,3 +649,18 @@ def test_two_clusters_on_one_engine_never_touch_each_others_containers(
         one.destroy(group["ID"])
         assert running_ids(engine, **{TAG_GROUP: group["ID"]}) == theirs
         two.destroy(group["ID"])
+
+
+def test_a_cluster_file_group_with_a_missing_image_is_refused_at_start(
+    engine: Any, token: str, tmp_path: Path
+) -> None:
+    cluster = json.loads(EXAMPLE.read_text())
+    (group,) = cluster["Groups"]
+    group["Properties"]["Instance"]["Properties"]["Image"] = f"infrakit-test/missing-{token}"
+    runtime = Runtime(cluster, home=tmp_path / "home")
+    with pytest.raises(SpecError) as refused:
+        runtime.start()
+    ((path, fault),) = refused.value.problems
+    assert path == "Groups[0].Properties.Instance.Properties.Image"
+    assert "is not on this Docker engine" in fault
+    assert not runtime.running and not (tmp_path / "home" / "configs").exists()
