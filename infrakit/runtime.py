@@ -295,7 +295,7 @@ class Runtime:
             result["Managers"] = candidates()  # every manager the election can see
         return result
 
-    def wait_converged(self, group_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    def wait_converged(self, group_id: str, timeout: float = 120.0) -> dict[str, Any]:
         """Wait until a look begun after this call finds the group converged; returns its
         description. Raises TimeoutError if that does not happen within `timeout` seconds."""
         since = time.monotonic()

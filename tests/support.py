@@ -18,8 +18,15 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "") -> T:
-    """Poll `predicate` until it returns something truthy, and return that; fail on the deadline."""
+# No test waits less than this for its condition: a deadline only stops a broken test from
+# hanging, and a machine running two suites at once is slow (seen: 20 s was not enough).
+MIN_DEADLINE = 120.0
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = MIN_DEADLINE, what: str = "") -> T:
+    """Poll `predicate` until it returns something truthy, and return that; fail once the
+    deadline (`timeout`, but at least MIN_DEADLINE seconds) has passed."""
+    timeout = max(timeout, MIN_DEADLINE)
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -30,7 +30,7 @@ class Cli:
 
     def __call__(self, *args: str, check: bool = True) -> str:
         result = subprocess.run(
-            [*INFRAKIT, *args], env=self.env, capture_output=True, text=True, timeout=60
+            [*INFRAKIT, *args], env=self.env, capture_output=True, text=True, timeout=180
         )
         if check:
             assert result.returncode == 0, f"infrakit {' '.join(args)}: {result.stderr}"

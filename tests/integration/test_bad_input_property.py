@@ -253,7 +253,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         endpoint = f"ipc://{home / 'plugins' / 'group'}"
         wait_for(lambda: (home / "plugins" / "group").exists(), 10, "the Group API socket")
         runtime.commit(file_group("keep", 1))  # something that must stay as it is
-        runtime.wait_converged("keep", timeout=60)
+        runtime.wait_converged("keep")
         yield World(runtime, endpoint, tmp_path_factory.mktemp("files"))
     finally:
         runtime.stop()

@@ -40,7 +40,7 @@ class Cli:
             env={**self.vars, **extra_env},
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=180,
         )
 
     def ok(self, *args: str, **extra_env: str) -> str:
@@ -150,7 +150,7 @@ def test_no_runtime_is_one_clear_line_at_once(cli: Cli, tmp_path: Path) -> None:
 
 def test_manager_status(cli: Cli, runtime: Runtime) -> None:
     runtime.commit(file_group(size=1))
-    runtime.wait_converged("cattle", timeout=30)
+    runtime.wait_converged("cattle")
     lines = cli.ok("manager", "status").splitlines()
     fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines}
     assert fields["Leader"] == "yes"

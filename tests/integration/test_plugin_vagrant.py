@@ -391,7 +391,7 @@ def test_a_group_of_machines_converges_and_heals(home: Path, engine: Any, token:
     try:
         with Runtime(home=home, plugins={"instance-vagrant": plugin}) as runtime:
             assert runtime.commit(vagrant_group(token)) == "Managing 2 instances"
-            first = runtime.wait_converged("machines", timeout=60)["Instances"]
+            first = runtime.wait_converged("machines")["Instances"]
             assert len(first) == 2
             for member in first:
                 assert member["Tags"]["role"] == "machine"
@@ -407,7 +407,7 @@ def test_a_group_of_machines_converges_and_heals(home: Path, engine: Any, token:
                 return len(now) == 2 and victim not in now
 
             wait_for(replaced, timeout=60, what="a machine replacing the killed one")
-            done = runtime.wait_converged("machines", timeout=60)["Instances"]
+            done = runtime.wait_converged("machines")["Instances"]
             logical = sorted(i["Tags"][TAG_LOGICAL_ID] for i in done)
             assert logical == ["machines-0", "machines-1"]
             # The dead machine is destroyed (at once, as dead_retention is 0), directory and all.

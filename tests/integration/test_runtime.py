@@ -263,7 +263,7 @@ def test_a_plugin_that_raises_gets_its_actor_restarted_and_the_runtime_lives(
     plugin = CrashingFiles(home.parent / "files", crashes=3)
     with Runtime(home=home, plugins={"instance-buggy": plugin}) as runtime:
         runtime.commit(file_group("instance-buggy", size=2))
-        done = runtime.wait_converged("files", timeout=30)
+        done = runtime.wait_converged("files")
         assert len(done["Instances"]) == 2
         assert plugin.crashes == 0
         assert runtime.running and runtime.is_leader()
