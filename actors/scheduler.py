@@ -6,6 +6,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 __all__ = ["Handle", "Scheduler", "default_scheduler", "tell_later"]
 
 logger = logging.getLogger("actors.scheduler")
+
+# The longest the thread waits in one go: Condition.wait raises OverflowError past what the
+# platform's clock can hold, and a timer due in centuries is as good as one never due.
+_LONGEST_WAIT = 3600.0
 
 
 class Handle:
@@ -45,13 +50,17 @@ class Handle:
         if not self._cancelled:
             self._callback()
 
+    def __repr__(self) -> str:
+        return f"<Handle due in {self.when - time.monotonic():.3g}s: {self._callback!r}>"
+
 
 class Scheduler:
     """Runs callbacks after a delay, all on one daemon thread.
 
     A heap holds the timers, so thousands of actors can each have a timer pending
     without a thread apiece. Callbacks must be quick (for example, tell an actor a
-    message); an exception in one is logged and does not stop the scheduler.
+    message). Nothing a callback does or a delay says stops the thread: a failure is
+    logged with its traceback and the next timer runs.
     """
 
     def __init__(self, name: str = "actors-scheduler") -> None:
@@ -66,8 +75,11 @@ class Scheduler:
     def call_later(self, delay: float, callback: Callable[[], None]) -> Handle:
         """Run `callback` on the scheduler thread after `delay` seconds.
 
-        Callbacks due at the same time run in the order they were scheduled.
+        Callbacks due at the same time run in the order they were scheduled. A negative
+        delay means now; an infinite one never (the timer stays pending); NaN is refused.
         """
+        if math.isnan(delay):
+            raise ValueError(f"a timer's delay must be a number of seconds, not {delay}")
         when = time.monotonic() + max(delay, 0.0)
         handle = Handle(when, callback, self)
         with self._condition:
@@ -88,6 +100,11 @@ class Scheduler:
             self._condition.notify()
         if threading.current_thread() is not self._thread:
             self._thread.join()
+
+    @property
+    def alive(self) -> bool:
+        """Whether timers still run: not shut down, and the thread lives."""
+        return not self._shut_down and self._thread.is_alive()
 
     def pending(self) -> int:
         """Number of timers not yet run nor cancelled (for tests and metrics)."""
@@ -129,7 +146,7 @@ class Scheduler:
                     continue
                 remaining = when - time.monotonic()
                 if remaining > 0:
-                    self._condition.wait(remaining)
+                    self._condition.wait(min(remaining, _LONGEST_WAIT))
                     continue
                 heapq.heappop(self._heap)
                 handle._queued = False
@@ -137,10 +154,19 @@ class Scheduler:
             return None
 
     def _run(self) -> None:
-        while (handle := self._next_due()) is not None:
+        # BaseException too: SystemExit raised in a thread ends it without a word.
+        while True:
+            try:
+                handle = self._next_due()
+            except BaseException:
+                logger.exception("%s: the timer loop failed; it goes on", self._thread.name)
+                time.sleep(0.1)  # a fault that repeats must not spin
+                continue
+            if handle is None:
+                return
             try:
                 handle._run()
-            except Exception:
+            except BaseException:
                 logger.exception("scheduled callback %r failed", handle._callback)
 
 
@@ -149,10 +175,11 @@ _default_lock = threading.Lock()
 
 
 def default_scheduler() -> Scheduler:
-    """Return the process-wide scheduler, creating it on first use."""
+    """Return the process-wide scheduler, creating it on first use, and anew once the last
+    one is shut down (whoever held the old one lost its timers and can tell by `alive`)."""
     global _default
     with _default_lock:
-        if _default is None:
+        if _default is None or not _default.alive:
             _default = Scheduler()
         return _default
 
@@ -169,8 +196,21 @@ def tell_later(
     is gone has no use for its timers.
     """
 
-    def deliver() -> None:
-        with contextlib.suppress(pykka.ActorDeadError):
-            ref.tell(message)
+    return (scheduler or default_scheduler()).call_later(delay, _Tell(ref, message))
 
-    return (scheduler or default_scheduler()).call_later(delay, deliver)
+
+class _Tell:
+    """A timer's callback that tells an actor a message; its repr says which, for the logs."""
+
+    __slots__ = ("message", "ref")
+
+    def __init__(self, ref: pykka.ActorRef[Any], message: Any) -> None:
+        self.ref = ref
+        self.message = message
+
+    def __call__(self) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.ref.tell(self.message)
+
+    def __repr__(self) -> str:
+        return f"tell {self.message!r} to {self.ref}"

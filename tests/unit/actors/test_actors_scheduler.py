@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -127,4 +128,92 @@ def test_tell_later_to_a_dead_actor_is_ignored(scheduler: Scheduler) -> None:
     tell_later(ref, 0.0, "too late", scheduler)
     scheduler.call_later(0.01, done.set)
 
+    assert done.wait(5)
+
+
+# A huge duration in a spec (999999999999h, 2^63 ns, 1e308 s) reached Condition.wait as it
+# was and killed the shared thread with OverflowError; every timer of the runtime stopped.
+@pytest.mark.parametrize("delay", [999999999999 * 3600.0, 9223372036.854775807, 1e308, math.inf])
+def test_a_huge_delay_does_not_kill_the_thread(scheduler: Scheduler, delay: float) -> None:
+    done = threading.Event()
+
+    scheduler.call_later(delay, lambda: None)
+    scheduler.call_later(0.01, done.set)
+
+    assert done.wait(10)
+    assert scheduler.alive
+
+
+def test_a_huge_delay_that_comes_first_still_lets_later_timers_run(scheduler: Scheduler) -> None:
+    """The thread waits on the huge timer first; a sooner one scheduled after must wake it."""
+    done = threading.Event()
+    scheduler.call_later(1e308, lambda: None)
+    wait_for(lambda: scheduler.pending() == 1)
+
+    scheduler.call_later(0.0, done.set)
+
+    assert done.wait(10)
+
+
+def test_a_nan_delay_is_refused(scheduler: Scheduler) -> None:
+    with pytest.raises(ValueError, match="nan"):
+        scheduler.call_later(math.nan, lambda: None)
+    assert scheduler.pending() == 0
+
+
+def test_a_callback_that_raises_anything_is_logged_with_its_name_and_the_next_runs(
+    scheduler: Scheduler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not only Exception: SystemExit in a thread ends that thread without a word."""
+    done = threading.Event()
+
+    def exits() -> None:
+        raise SystemExit(3)
+
+    def fails() -> None:
+        raise RuntimeError("boom")
+
+    with caplog.at_level("ERROR", logger="actors.scheduler"):
+        scheduler.call_later(0.0, exits)
+        scheduler.call_later(0.0, fails)
+        scheduler.call_later(0.01, done.set)
+        assert done.wait(5)
+
+    failures = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failures) == 2
+    assert "exits" in failures[0].getMessage() and failures[0].exc_info is not None
+    assert "fails" in failures[1].getMessage() and failures[1].exc_info is not None
+    assert scheduler.alive
+
+
+def test_a_tell_later_timer_says_what_it_tells_to_whom(scheduler: Scheduler) -> None:
+    """So that a failed timer's log line names the message and the actor, not `deliver`."""
+    ref = Collector.start()
+
+    handle = tell_later(ref, 60.0, ("tick", 7), scheduler)
+
+    assert "('tick', 7)" in repr(handle)
+    assert "Collector" in repr(handle)
+    handle.cancel()
+
+
+def test_a_shut_down_scheduler_is_not_alive() -> None:
+    scheduler = Scheduler(name="short-lived")
+    assert scheduler.alive
+
+    scheduler.shutdown()
+
+    assert not scheduler.alive
+
+
+def test_the_default_scheduler_is_replaced_once_shut_down() -> None:
+    """A runtime that lost its scheduler says so (it holds the old one); new users get a new one."""
+    first = default_scheduler()
+    first.shutdown()
+
+    second = default_scheduler()
+
+    assert second is not first and second.alive
+    done = threading.Event()
+    second.call_later(0.0, done.set)
     assert done.wait(5)
