@@ -41,6 +41,7 @@ class ActorPool:
         if workers < 1:
             raise ValueError(f"an actor pool needs at least one worker, not {workers}")
         self.name = name
+        self._shut_down = False
         self._ready: queue.SimpleQueue[PooledActor | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True)
@@ -53,12 +54,18 @@ class ActorPool:
     def workers(self) -> int:
         return len(self._threads)
 
+    @property
+    def alive(self) -> bool:
+        """Whether actors still run: not shut down, and every worker lives."""
+        return not self._shut_down and all(thread.is_alive() for thread in self._threads)
+
     def schedule(self, actor: PooledActor) -> None:
         """Queue `actor` to run a slice of its inbox on the next free worker."""
         self._ready.put(actor)
 
     def shutdown(self) -> None:
         """Stop the workers once the actors queued now have run."""
+        self._shut_down = True
         for _ in self._threads:
             self._ready.put(None)
 
@@ -67,7 +74,10 @@ class ActorPool:
             actor = self._ready.get()
             if actor is None:
                 return
-            actor._run_slice()
+            try:
+                actor._run_slice()
+            except BaseException:  # a worker serves every actor: one must not take it down
+                logger.exception("%s: running %s failed; the worker goes on", self.name, actor)
 
 
 _default: ActorPool | None = None
@@ -75,10 +85,11 @@ _default_lock = threading.Lock()
 
 
 def default_pool() -> ActorPool:
-    """The process-wide pool (16 workers), created on first use."""
+    """The process-wide pool (16 workers), created on first use, and anew once the last one
+    is shut down."""
     global _default
     with _default_lock:
-        if _default is None:
+        if _default is None or not _default.alive:
             _default = ActorPool(name="actor-pool")
         return _default
 
@@ -153,6 +164,12 @@ class PooledActor(SupervisedActor):
                 handled += 1
             if self.actor_stopped.is_set():
                 self._finish()
+        except BaseException:
+            # Pykka lets SystemExit and the like out of on_start and on_failure, which would
+            # end a ThreadingActor's thread: here the actor dies (logged, reported to its
+            # supervisor) and the worker goes on.
+            self._handle_failure(*sys.exc_info())
+            self._finish()
         finally:
             with self._slice_lock:
                 self._scheduled = False

@@ -11,7 +11,7 @@ import pytest
 from support import wait_for
 
 from actors import ChildSpec, Supervisor
-from actors.pooled import ActorPool, PooledActor
+from actors.pooled import ActorPool, PooledActor, default_pool
 
 
 @pytest.fixture(autouse=True)
@@ -137,3 +137,72 @@ def test_a_slow_handler_holds_one_worker_not_the_others() -> None:
     blocked.stop()
     free.stop()
     pool.shutdown()
+
+
+class Exits(PooledActor):
+    """Raises SystemExit where Pykka lets it through: on_start, or on_failure after a crash."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__()
+        self.where = where
+
+    def on_start(self) -> None:
+        if self.where == "start":
+            raise SystemExit("gone from on_start")
+
+    def on_receive(self, message: Any) -> Any:
+        raise RuntimeError("cannot handle")
+
+    def on_failure(self, *_exc_info: Any) -> None:
+        raise SystemExit("gone from on_failure")
+
+
+@pytest.mark.parametrize("where", ["start", "failure"])
+def test_an_actor_that_raises_system_exit_dies_alone_and_the_worker_serves_the_next(
+    where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One worker: had the actor taken it down, the next actor's ask would never be answered."""
+    pool = ActorPool(workers=1, name=f"exit-{where}-pool")
+
+    class OnePool(Exits):
+        pass
+
+    class Next(Counter):
+        pass
+
+    OnePool.pool = Next.pool = pool
+    exited = threading.Event()
+
+    class Watching(Supervisor):
+        def on_child_exit(self, exit: Any, will_restart: bool) -> None:
+            exited.set()
+
+    with caplog.at_level("ERROR"):
+        supervisor = Watching.start(
+            children=[ChildSpec("exits", OnePool, args=(where,))], max_restarts=0, within=60.0
+        )
+        if where == "failure":
+            child = supervisor.proxy().child("exits").get(timeout=5)
+            child.tell("anything")
+        assert exited.wait(10), "the supervisor never heard of its child's death"
+
+    after = Next.start()
+    assert after.ask(1, timeout=10) == 1
+    assert pool.alive
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
+    assert any("OnePool" in r.getMessage() for r in errors)
+    after.stop()
+    pool.shutdown()
+
+
+def test_a_pool_shut_down_is_not_alive_and_the_default_one_is_replaced() -> None:
+    pool = ActorPool(workers=2, name="short-pool")
+    assert pool.alive
+
+    pool.shutdown()
+
+    wait_for(lambda: not pool.alive)
+    first = default_pool()
+    first.shutdown()
+    assert default_pool() is not first
+    assert Counter.start().ask(1, timeout=10) == 1
