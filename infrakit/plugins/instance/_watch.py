@@ -16,11 +16,12 @@ _JOIN_TIMEOUT = 5.0
 
 
 def call_each(callbacks: list[Callable[[], None]], name: str) -> None:
-    """Call every subscriber's callback, with no lock held; one that raises is logged."""
+    """Call every subscriber's callback, with no lock held; one that raises anything is logged
+    (SystemExit too: on the watcher's thread it would end the watch without a word)."""
     for callback in callbacks:
         try:
             callback()
-        except Exception:
+        except BaseException:
             log.exception("%s: watch callback %r failed", name, callback)
 
 
@@ -92,7 +93,7 @@ class PollingWatcher:
         while not stop.wait(self._interval):
             try:
                 current = self._snapshot()
-            except Exception:
+            except BaseException:
                 log.exception("%s: polling failed", self._name)
                 continue
             if current == previous:
