@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 log = logging.getLogger("infrakit.events")
@@ -63,7 +63,11 @@ class Event:
     time: float = field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The event as a dict; data that cannot be copied is given as its repr."""
+        try:
+            return asdict(self)
+        except Exception:
+            return {**asdict(replace(self, data={})), "data": repr(self.data)}
 
     def line(self) -> str:
         """The log line: `group: [logical id] message`."""
@@ -75,7 +79,11 @@ Listener = Callable[[Event], None]
 
 
 class EventBus:
-    """Publishes events to the log and to listeners. Thread-safe; listeners must not block."""
+    """Publishes events to the log and to listeners. Thread-safe; listeners must not block.
+
+    Listeners run on the publisher's thread (an actor's): one that raises anything is logged
+    with its traceback and the others are called all the same.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -102,5 +110,5 @@ class EventBus:
         for listener in listeners:
             try:
                 listener(event)
-            except Exception:
-                log.exception("event listener %r failed", listener)
+            except BaseException:  # SystemExit on an actor's thread would stop every actor
+                log.exception("event listener %r failed on %r", listener, event.line())

@@ -20,7 +20,11 @@ HIGH_WATER_MARK = 10_000
 
 
 class EventPublisher:
-    """One thread owns the PUB socket; `publish` (any thread) only queues, and never blocks."""
+    """One thread owns the PUB socket; `publish` (any thread) only queues, and never blocks.
+
+    An event that cannot be sent (not JSON, a group ID that is not UTF-8) is logged with its
+    traceback and dropped; the thread goes on with the next.
+    """
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -37,6 +41,12 @@ class EventPublisher:
         if self._error is not None:
             raise self._error
         return self
+
+    @property
+    def alive(self) -> bool:
+        """Whether events still go out: started, not stopped, and the thread lives."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def publish(self, event: Event) -> None:
         if self._thread is not None:
@@ -63,8 +73,15 @@ class EventPublisher:
         self._ready.set()
         try:
             while (event := self._queue.get()) is not None:
-                body = json.dumps(event.to_json(), default=str).encode()
-                with contextlib.suppress(zmq.Again):  # a subscriber lags: drop, as PUB does
-                    sock.send_multipart([event.group.encode(), body], flags=zmq.NOBLOCK)
+                try:
+                    self._send(sock, event)
+                except BaseException:
+                    log.exception("cannot publish event %r; dropped", event.line())
         finally:
             sock.close(linger=0)
+
+    @staticmethod
+    def _send(sock: zmq.Socket[bytes], event: Event) -> None:
+        body = json.dumps(event.to_json(), default=str).encode()
+        with contextlib.suppress(zmq.Again):  # a subscriber lags: drop, as PUB does
+            sock.send_multipart([event.group.encode(), body], flags=zmq.NOBLOCK)
