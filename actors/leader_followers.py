@@ -136,6 +136,18 @@ class LeaderFollowers(Generic[Job]):
 
     def _serve(self, term: int | None) -> None:
         while True:
+            try:
+                self._serve_terms(term)
+                return
+            except BaseException:  # a bug of ours; the socket is only touched under its lock
+                self._log.exception("%s: a serving thread failed; it leads again", self._name)
+            with self._lock:
+                if self._stopping:
+                    return
+                term = self._term
+
+    def _serve_terms(self, term: int | None) -> None:
+        while True:
             if term is None:
                 with self._lock:
                     self._idle += 1
@@ -170,8 +182,8 @@ class LeaderFollowers(Generic[Job]):
                 except zmq.ContextTerminated:
                     self._log.error("%s: zmq context terminated under the server", self._name)
                     return False
-                except Exception as error:  # never let the loop die
-                    self._log.warning("%s: I/O loop error: %r", self._name, error)
+                except BaseException:  # never let the loop die, not even of SystemExit
+                    self._log.exception("%s: I/O loop error; serving on", self._name)
             for _ in range(_JOBS_PER_TURN):
                 if not self._can_run():
                     break
@@ -196,8 +208,8 @@ class LeaderFollowers(Generic[Job]):
             self._watchdog_wake.set()
         try:
             reply = self._run(job)
-        except BaseException as error:  # `run` must not raise; if it does, serve on
-            self._log.error("%s: a job raised %r", self._name, error)
+        except BaseException:  # `run` must not raise; if it does, serve on
+            self._log.exception("%s: a job raised; serving on", self._name)
             reply = None
         with self._lock:
             self._running -= 1

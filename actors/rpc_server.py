@@ -67,7 +67,7 @@ HARD_LIMIT_FACTOR = 4
 
 
 class _LogLimiter:
-    """Logs at most `burst` warnings per `period` seconds; the rest go to debug, counted."""
+    """Logs at most `burst` records per `period` seconds; the rest go to debug, counted."""
 
     def __init__(self, burst: int = 10, period: float = 10.0) -> None:
         self._burst = burst
@@ -77,6 +77,12 @@ class _LogLimiter:
         self._suppressed = 0
 
     def warning(self, message: str, *args: Any) -> None:
+        self.log(logging.WARNING, message, *args)
+
+    def error(self, message: str, *args: Any, exc_info: bool = False) -> None:
+        self.log(logging.ERROR, message, *args, exc_info=exc_info)
+
+    def log(self, level: int, message: str, *args: Any, exc_info: bool = False) -> None:
         now = time.monotonic()
         if now - self._window > self._period:
             if self._suppressed:
@@ -84,10 +90,10 @@ class _LogLimiter:
             self._window, self._count, self._suppressed = now, 0, 0
         self._count += 1
         if self._count <= self._burst:
-            logger.warning(message, *args)
+            logger.log(level, message, *args, exc_info=exc_info)
         else:
             self._suppressed += 1
-            logger.debug(message, *args)
+            logger.debug(message, *args, exc_info=exc_info)
 
 
 def _ipc_path(endpoint: str) -> str | None:
@@ -342,7 +348,13 @@ class RpcServer:
 
     def _run(self, job: _Job) -> list[bytes] | None:
         """Run a call's handler; the reply's frames, or None for a notification."""
-        body = self._answer(job)
+        try:
+            body = self._answer(job)
+        except BaseException:  # a bug here must not leave the caller waiting for its timeout
+            self._log.error("%s: cannot answer %s", self.name, job.request.method, exc_info=True)
+            if job.request.notification:
+                return None
+            body = encode_error(job.request.id, INTERNAL_ERROR, "the server could not answer")
         return None if body is None else [*job.envelope, body]
 
     def _answer(self, job: _Job) -> bytes | None:
@@ -350,26 +362,42 @@ class RpcServer:
         try:
             result = job.handler(request.params)
         except RpcError as error:
-            logger.info("%s: %s failed: %s", self.name, request.method, error)
+            logger.info("%s: %s failed: %s", self.name, request.method, _text(error))
             if request.notification:
                 return None
-            return encode_error(request.id, error.code, error.message, error.data)
+            return _encode_error(request.id, error.code, error.message, error.data)
         except BaseException as error:  # a handler must not take a worker down with it
             kind = type(error).__name__
-            self._log.warning("%s: %s raised %s: %s", self.name, request.method, kind, error)
-            logger.debug("%s: %s traceback", self.name, request.method, exc_info=True)
+            self._log.error("%s: %s raised %s", self.name, request.method, kind, exc_info=True)
             if request.notification:
                 return None
-            message = str(error) or kind
-            return encode_error(request.id, APPLICATION_ERROR, message, {"type": kind})
+            message = _text(error) or kind
+            return _encode_error(request.id, APPLICATION_ERROR, message, {"type": kind})
         if request.notification:
             return None
         try:
             return encode_result(request.id, result)
         except (TypeError, ValueError, RecursionError) as error:
             message = f"result of {request.method} is not JSON-serialisable: {error}"
-            self._log.warning("%s: %s", self.name, message)
-            return encode_error(request.id, INTERNAL_ERROR, message)
+            self._log.error("%s: %s", self.name, message, exc_info=True)
+            return _encode_error(request.id, INTERNAL_ERROR, message)
+
+
+def _text(error: BaseException) -> str:
+    """What an exception says, even if its `__str__` fails."""
+    try:
+        return str(error)
+    except Exception:
+        return type(error).__name__
+
+
+def _encode_error(id: Any, code: int, message: str, data: Any = None) -> bytes:
+    """An error reply, even for a message that is not UTF-8 (lone surrogates are escaped)."""
+    try:
+        return encode_error(id, code, message, data)
+    except (TypeError, ValueError):
+        escaped = message.encode("utf-8", "backslashreplace").decode("utf-8")
+        return encode_error(id, code, escaped, None if data is None else ascii(data))
 
 
 def _error(envelope: list[bytes], id: Any, code: int, message: str) -> list[bytes]:
