@@ -102,6 +102,11 @@ class Scheduler:
             self._thread.join()
 
     @property
+    def name(self) -> str:
+        """The name of its thread."""
+        return self._thread.name
+
+    @property
     def alive(self) -> bool:
         """Whether timers still run: not shut down, and the thread lives."""
         return not self._shut_down and self._thread.is_alive()

@@ -23,9 +23,11 @@ from typing import Any
 
 import pykka
 
-from actors import Backoff, ChildSpec, Supervisor
+from actors import Backoff, ChildExited, ChildSpec, Scheduler, Supervisor, default_scheduler
+from actors.child import start_child_actor
 from actors.election import Election
 from actors.election.file import FileElection
+from actors.pooled import ActorPool, default_pool
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
 from infrakit import events
 from infrakit.events import Event, EventBus
@@ -62,6 +64,24 @@ log = logging.getLogger(__name__)
 # memory (Python frames live on the heap; 256 KiB is ample for the actors' call depth).
 ACTOR_STACK_SIZE = 256 * 1024
 
+# The root supervisor's restart budget: a manager that crashes this often is not going to get
+# better by itself, and a runtime that cannot act must exit and say so (`infrakit run` does).
+ROOT_MAX_RESTARTS = 5
+ROOT_WITHIN = 60.0
+ROOT_BACKOFF = Backoff(initial=0.5, maximum=5.0)
+
+
+class _Root(Supervisor):
+    """The runtime's root supervisor: reports each child that exits, so that the runtime can
+    name the one that made it give up."""
+
+    def __init__(self, on_exit: Callable[[str, BaseException | None], None], **kwargs: Any):
+        super().__init__(**kwargs)
+        self._on_exit = on_exit
+
+    def on_child_exit(self, exit: ChildExited, will_restart: bool) -> None:
+        self._on_exit(exit.name, exit.error)
+
 
 class Runtime:
     """A running InfraKit: a root supervisor over the manager, its leader and its groups."""
@@ -91,6 +111,9 @@ class Runtime:
         self._root: pykka.ActorRef[Any] | None = None
         self._manager: pykka.ActorRef[Any] | None = None
         self._election: Election | None = None
+        self._last_exit: tuple[str, BaseException | None] | None = None
+        self._scheduler: Scheduler | None = None
+        self._pool: ActorPool | None = None
         # Servers on this home's ipc:// paths run only while leading (a follower on the same
         # home must not take the leader's sockets); tcp:// ones run all the time.
         self._servers: list[RpcServer] = []
@@ -149,8 +172,21 @@ class Runtime:
                 },
             )
             children.insert(0, plugins)
-        self._root = Supervisor.start(children=children, max_restarts=10, within=60.0)
-        self._manager = self._root.proxy().child("manager").get(timeout=CALL_TIMEOUT)
+        self._scheduler, self._pool = default_scheduler(), default_pool()
+        root = ChildSpec(
+            "runtime",
+            _Root,
+            kwargs={
+                "on_exit": self._child_exited,
+                "children": children,
+                "max_restarts": ROOT_MAX_RESTARTS,
+                "within": ROOT_WITHIN,
+                "backoff": ROOT_BACKOFF,
+            },
+        )
+        self._root = start_child_actor(root, None)
+        with contextlib.suppress(RuntimeError, pykka.ActorDeadError):
+            self._manager = self._current_manager()
         for endpoint in self.listen:
             if endpoint.startswith("tcp://"):
                 self._servers.append(self._serve(endpoint))
@@ -191,6 +227,33 @@ class Runtime:
     @property
     def running(self) -> bool:
         return self._root is not None and self._root.is_alive()
+
+    def cannot_act(self) -> list[str]:
+        """What this runtime has lost that it needs in order to act, one sentence each; empty
+        while it can act. A restart in progress is not a loss: the supervisors see to it."""
+        if self._root is None:
+            return ["the runtime is not running"]
+        lost = []
+        if not self._root.is_alive():
+            if self._last_exit is None:
+                lost.append("the root supervisor stopped")
+            else:
+                name, error = self._last_exit
+                lost.append(
+                    f"the {name} died (it failed more than {ROOT_MAX_RESTARTS} times within"
+                    f" {ROOT_WITHIN:g}s, last with {error!r})"
+                )
+        if self._scheduler is not None and not self._scheduler.alive:
+            lost.append(f"the timer thread ({self._scheduler.name}) died")
+        if self._pool is not None and not self._pool.alive:
+            lost.append(f"the actor pool ({self._pool.name}) died")
+        for server in [*self._servers, *self._leader_servers]:
+            if not server.running:
+                lost.append(f"the Group API server at {server.endpoint} died")
+        publisher = self._publisher
+        if publisher is not None and not publisher.alive:
+            lost.append(f"the event publisher at {publisher.endpoint} died")
+        return lost
 
     # -- the Group API ---------------------------------------------------------------------
     #
@@ -314,15 +377,34 @@ class Runtime:
     # -- helpers ---------------------------------------------------------------------------
 
     def _call(self, method: str, *args: Any) -> Any:
-        if self._manager is None:
+        return getattr(self._manager_ref().proxy(), method)(*args).get(timeout=CALL_TIMEOUT)
+
+    def _manager_ref(self) -> pykka.ActorRef[Any]:
+        manager = self._manager
+        if manager is None or not manager.is_alive():  # the root has restarted it since
+            manager = self._manager = self._current_manager()
+        return manager
+
+    def _current_manager(self) -> pykka.ActorRef[Any]:
+        root = self._root
+        if root is None:
             raise RuntimeError("the runtime is not running; call start() first")
-        return getattr(self._manager.proxy(), method)(*args).get(timeout=CALL_TIMEOUT)
+        try:
+            manager: pykka.ActorRef[Any] | None = (
+                root.proxy().child("manager").get(timeout=CALL_TIMEOUT)
+            )
+        except pykka.ActorDeadError:
+            manager = None
+        if manager is None:
+            raise RuntimeError("the runtime cannot act now: its manager is not running")
+        return manager
+
+    def _child_exited(self, name: str, error: BaseException | None) -> None:
+        self._last_exit = (name, error)
 
     def _tell(self, method: str, *args: Any) -> None:
         """Ask the manager to do something, without waiting for it."""
-        if self._manager is None:
-            raise RuntimeError("the runtime is not running; call start() first")
-        getattr(self._manager.proxy(), method)(*args)
+        getattr(self._manager_ref().proxy(), method)(*args)
 
     def _require_leading(self) -> None:
         if self._manager is None:
@@ -466,6 +548,7 @@ class Runtime:
             self._stop_leader_servers()
 
     def _start_leader_servers(self) -> None:
+        self._stop_leader_servers()  # a manager that crashed while leading never said "lost"
         for endpoint in self.listen:
             if endpoint.startswith("ipc://"):
                 try:

@@ -51,6 +51,8 @@ def run(cluster: Path, log_level: str, json_logs: bool) -> None:
 
     Ctrl-C or SIGTERM stops the runtime cleanly and leaves the instances running; the next
     `infrakit run` adopts them. A second `infrakit run` on the same home waits as a follower.
+    A runtime that can no longer act (its supervisors gave up, a shared thread died) says what
+    died in one CRITICAL line and exits with status 1.
     """
     configure(log_level, json_logs)
     try:
@@ -71,8 +73,9 @@ def run(cluster: Path, log_level: str, json_logs: bool) -> None:
         log.info("another runtime leads on this home; waiting as a follower")
     try:
         while not stop.wait(0.5):
-            if not runtime.running:
-                log.error("the runtime stopped by itself; see the errors above")
+            lost = runtime.cannot_act()
+            if lost:
+                log.critical("the runtime cannot act: %s; exiting", "; ".join(lost))
                 sys.exit(1)
     finally:
         runtime.stop()

@@ -1,0 +1,89 @@
+"""A runtime that cannot act says so, and `infrakit run` then exits non-zero with one CRITICAL
+line naming what died, instead of answering commits that nothing will ever carry out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import file_group, wait_for
+
+from actors import default_scheduler
+from actors.pooled import default_pool
+from infrakit import Runtime
+
+INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
+
+
+def test_a_runtime_that_can_act_says_nothing_is_lost(home: Path) -> None:
+    with Runtime(home=home) as runtime:
+        runtime.commit(file_group(size=1))
+        runtime.wait_converged("cattle", timeout=30)
+        assert runtime.cannot_act() == []
+    assert runtime.cannot_act() == ["the runtime is not running"]
+
+
+def test_a_runtime_whose_timer_thread_died_says_it_cannot_act(home: Path) -> None:
+    """The issue's case: the shared scheduler thread gone, every commit still answered."""
+    with Runtime(home=home) as runtime:
+        assert runtime.cannot_act() == []
+
+        default_scheduler().shutdown()
+
+        assert runtime.cannot_act() == ["the timer thread (actors-scheduler) died"]
+
+
+def test_a_runtime_whose_actor_pool_died_says_it_cannot_act(home: Path) -> None:
+    with Runtime(home=home) as runtime:
+        default_pool().shutdown()
+
+        wait_for(lambda: runtime.cannot_act() == ["the actor pool (actor-pool) died"], timeout=30)
+
+
+def test_a_runtime_whose_manager_restarted_still_answers(home: Path) -> None:
+    """The runtime kept the manager's first ref: after a restart every call failed with
+    ActorDeadError for ever, while `infrakit run` carried on as if all were well."""
+    home.mkdir(parents=True)
+    (home / "configs").write_text("a file where the store's directory should be")
+    with Runtime(home=home, config={"Manager": {"LeaderPoll": "100ms"}}) as runtime:
+        assert not runtime.is_leader()  # its manager crashes on reading the store
+        (home / "configs").unlink()  # the home is mended; the next restart succeeds
+
+        wait_for(runtime.is_leader, timeout=60, what="a restarted manager that leads")
+        assert "1 instances" in runtime.commit(file_group(size=1))
+        runtime.wait_converged("cattle", timeout=30)
+        assert runtime.cannot_act() == []
+
+
+def test_infrakit_run_whose_manager_gives_up_exits_non_zero_with_one_critical_line(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "configs").write_text("a file where the store's directory should be")
+    cluster = tmp_path / "cluster.json"
+    cluster.write_text(json.dumps({"Manager": {"LeaderPoll": "100ms"}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
+    run = subprocess.run(
+        [*INFRAKIT, "run", str(cluster)],
+        env={**env, "INFRAKIT_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=600,  # a guard against a hang only: it exits as soon as the manager gives up
+    )
+
+    assert run.returncode == 1
+    critical = [line for line in run.stderr.splitlines() if "CRITICAL" in line]
+    assert len(critical) == 1, run.stderr
+    assert "the runtime cannot act: the manager died" in critical[0]
+    assert "NotADirectoryError" in critical[0]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_threads() -> None:
+    """Tests here shut the process-wide scheduler and pool down; the next users get new ones."""
+    assert default_scheduler().alive and default_pool().alive
