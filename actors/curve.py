@@ -6,12 +6,21 @@ directory, checked by pyzmq's ZAP authenticator (see `RpcServer`).
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import stat
 from dataclasses import dataclass
 
 import zmq.auth
 
-__all__ = ["CurveClientConfig", "CurveServerConfig", "generate_keypair", "load_keypair"]
+__all__ = [
+    "CurveClientConfig",
+    "CurveServerConfig",
+    "generate_keypair",
+    "load_keypair",
+    "server_file_problems",
+]
 
 
 @dataclass(frozen=True)
@@ -45,3 +54,39 @@ def generate_keypair(directory: str | os.PathLike[str], name: str) -> tuple[str,
 def load_keypair(path: str | os.PathLike[str]) -> tuple[bytes, bytes | None]:
     """Read (public, secret) Z85 keys from a certificate file; secret is None for `.key`."""
     return zmq.auth.load_certificate(path)
+
+
+def server_file_problems(
+    secret_key_file: str | os.PathLike[str], authorized_keys_dir: str | os.PathLike[str] | None
+) -> list[str]:
+    """What is wrong with a CURVE server's files, one sentence each: a secret key that group or
+    others may read, and an authorized keys directory through which no client could connect
+    (missing, holding no `*.key` public key, or holding one that does not load, which makes
+    pyzmq's authenticator refuse every key)."""
+    problems = []
+    with contextlib.suppress(OSError):  # a missing key file fails the server's start instead
+        mode = stat.S_IMODE(os.stat(secret_key_file).st_mode)
+        if mode & 0o077:
+            problems.append(
+                f"{secret_key_file}: the server's secret key is open to group or others"
+                f" (mode {mode:#o}); anyone who reads it can pose as this server: chmod 600 it"
+            )
+    if authorized_keys_dir is None:
+        return problems
+    directory = os.fspath(authorized_keys_dir)
+    if not os.path.isdir(directory):
+        problems.append(f"{directory}: no such directory of authorized keys: no client can connect")
+        return problems
+    loaded = 0
+    for path in sorted(glob.glob(os.path.join(glob.escape(directory), "*.key"))):
+        try:
+            public, _ = load_keypair(path)
+        except (OSError, ValueError) as error:
+            problems.append(f"{path}: not a public key ({error}): no client can connect")
+            return problems
+        loaded += bool(public)
+    if not loaded:
+        problems.append(
+            f"{directory}: holds no client public key (NAME.key): no client can connect"
+        )
+    return problems

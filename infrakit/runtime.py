@@ -25,11 +25,13 @@ import pykka
 
 from actors import Backoff, ChildExited, ChildSpec, Scheduler, Supervisor, default_scheduler
 from actors.child import start_child_actor
+from actors.curve import server_file_problems
 from actors.election import Election
 from actors.election.file import FileElection
 from actors.pooled import ActorPool, default_pool
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
 from infrakit import events
+from infrakit.endpoints import connectable, exposed
 from infrakit.events import Event, EventBus
 from infrakit.launcher import LaunchedPlugin
 from infrakit.manager.actor import (
@@ -103,7 +105,9 @@ class Runtime:
         self.home = Path(home) if home is not None else default_home()
         self.plugins_dir = plugins_dir(self.home)
         self.listen = config.manager.listen or (f"ipc://{self.plugins_dir / 'group'}",)
-        self.location = location or self.listen[0]
+        # Where followers and clients are told to find the leader: never a wildcard bind.
+        self._location_given = bool(location or config.manager.advertise)
+        self.location = location or config.manager.advertise or connectable(self.listen[0])
         self.events_endpoint = f"ipc://{self.home / 'events'}"
         self.events = EventBus()
         self.views = Views()
@@ -142,6 +146,17 @@ class Runtime:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.plugins_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         threading.stack_size(ACTOR_STACK_SIZE)
+        try:  # tcp:// servers first: the location the election publishes is their bound one
+            for endpoint in self.listen:
+                if endpoint.startswith("tcp://"):
+                    self._servers.append(self._serve(endpoint))
+        except BaseException:
+            self._stop_servers()
+            raise
+        bound = self._servers[0].endpoint if self.listen[0].startswith("tcp://") else ""
+        if not self._location_given and bound and connectable(bound) != self.location:
+            self.location = connectable(bound)  # tcp://...:0: the port it was given
+            election, store = self._backends()  # that publish this location
         self._unsubscribe = self.events.subscribe(self._on_event)
         self._election = election
         manager = ChildSpec(
@@ -187,9 +202,6 @@ class Runtime:
         self._root = start_child_actor(root, None)
         with contextlib.suppress(RuntimeError, pykka.ActorDeadError):
             self._manager = self._current_manager()
-        for endpoint in self.listen:
-            if endpoint.startswith("tcp://"):
-                self._servers.append(self._serve(endpoint))
         deadline = time.monotonic() + wait_for_leadership
         while time.monotonic() < deadline and not self.is_leader():
             time.sleep(0.02)
@@ -198,9 +210,7 @@ class Runtime:
     def stop(self, timeout: float = 120.0) -> None:
         """Stop every actor, in reverse start order. Instances keep running."""
         root, self._root, self._manager = self._root, None, None
-        for server in self._servers:
-            server.stop()
-        self._servers.clear()
+        self._stop_servers()
         if root is not None:
             with contextlib.suppress(pykka.ActorDeadError):
                 root.stop(block=True, timeout=timeout)
@@ -533,11 +543,25 @@ class Runtime:
         curve = None
         settings = self.config.manager.curve
         if endpoint.startswith("tcp://") and settings is not None:
+            for problem in server_file_problems(settings.secret_key, settings.authorized_keys):
+                log.warning("Manager.Curve: %s", problem)
             public, secret = load_keypair(settings.secret_key)
             if secret is None:
                 raise ValueError(f"{settings.secret_key}: not a secret key file")
             curve = CurveServerConfig(public, secret, settings.authorized_keys)
+        elif exposed(endpoint):  # allowed only by Manager.Insecure (spec.py)
+            log.warning(
+                "Manager.Insecure: the Group API at %s is served beyond this host without"
+                " encryption or authentication: anyone who can reach it can commit groups that"
+                " run commands on this host",
+                endpoint,
+            )
         return RpcServer(endpoint, group_handlers(self), curve=curve, name="manager").start()
+
+    def _stop_servers(self) -> None:
+        for server in self._servers:
+            server.stop()
+        self._servers.clear()
 
     def _on_event(self, event: Event) -> None:
         if event.kind != events.LEADERSHIP:

@@ -31,6 +31,7 @@ from actors.strict_json import problems as json_problems
 from infrakit import jsondoc
 from infrakit.confighash import config_hash, legacy_config_hash
 from infrakit.duration import parse_duration
+from infrakit.endpoints import exposed, wildcard
 from infrakit.plugins import offline
 from infrakit.spi.flavor import AllocationMethod
 
@@ -395,12 +396,37 @@ class CurveConfig(_Model):
     authorized_keys: str = Field(alias="AuthorizedKeys", min_length=1)
 
 
+def _listen_endpoint(endpoint: str, info: ValidationInfo) -> str:
+    """One Manager.Listen entry: ipc:// or tcp://, and beyond loopback only with CURVE or the
+    explicit opt-in `Insecure` (the manager's API can make the host run commands)."""
+    if not endpoint.startswith(("ipc://", "tcp://")):
+        raise ValueError(f"listen endpoints must be ipc:// or tcp://, got {endpoint!r}")
+    curve, insecure = info.data.get("curve"), info.data.get("insecure")
+    if exposed(endpoint) and curve is None and not insecure:
+        raise ValueError(
+            f"{endpoint} serves beyond this host (only 127.0.0.0/8, ::1 and localhost are"
+            " loopback), where anyone who connects can make it run commands: set Manager.Curve"
+            " to admit only authorized client keys, or Manager.Insecure: true to serve it to"
+            " anyone anyway"
+        )
+    return endpoint
+
+
 class ManagerConfig(_Model):
+    """The manager: election and store backends, and where it serves its API.
+
+    `Curve` and `Insecure` come before `Listen`, which is checked against them.
+    """
+
     leader: BackendConfig = Field(default_factory=BackendConfig, alias="Leader")
     store: BackendConfig = Field(default_factory=BackendConfig, alias="Store")
     poll: Poll = Field(default=1.0, alias="LeaderPoll")
-    listen: tuple[str, ...] = Field(default=(), alias="Listen")
     curve: CurveConfig | None = Field(default=None, alias="Curve")
+    insecure: bool = Field(default=False, alias="Insecure")
+    listen: tuple[Annotated[str, AfterValidator(_listen_endpoint)], ...] = Field(
+        default=(), alias="Listen"
+    )
+    advertise: str | None = Field(default=None, alias="Advertise")
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -409,12 +435,14 @@ class ManagerConfig(_Model):
             return (value,)
         return tuple(value) if isinstance(value, list) else value
 
-    @field_validator("listen")
+    @field_validator("advertise")
     @classmethod
-    def _endpoints(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for endpoint in value:
-            if not endpoint.startswith(("ipc://", "tcp://")):
-                raise ValueError(f"listen endpoints must be ipc:// or tcp://, got {endpoint!r}")
+    def _connectable(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith(("ipc://", "tcp://")) or wildcard(value)):
+            raise ValueError(
+                "must be an ipc:// or tcp:// endpoint others can connect to (a host name or"
+                f" address, not *, 0.0.0.0 or ::), got {value!r}"
+            )
         return value
 
 

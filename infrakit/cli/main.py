@@ -68,7 +68,12 @@ def run(cluster: Path, log_level: str, json_logs: bool) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("home is %s", runtime.home)
-    runtime.start()
+    try:
+        runtime.start()
+    except Exception as error:  # a key file that will not load, a port in use...
+        log.debug("cannot start", exc_info=True)
+        runtime.stop()
+        raise click.ClickException(f"cannot start: {error}") from None
     if not runtime.is_leader():
         log.info("another runtime leads on this home; waiting as a follower")
     try:
