@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ from infrakit.manager.store import Store
 from infrakit.manager.store.file import FileStore
 from infrakit.manager.validation import validate_with_plugins
 from infrakit.paths import default_home, plugin_endpoint, plugins_dir
+from infrakit.pidfile import Launcher
 from infrakit.plugins import create_plugin
 from infrakit.publisher import EventPublisher
 from infrakit.rpc import RemotePlugin, connect_plugin, group_handlers
@@ -118,6 +120,9 @@ class Runtime:
         self._last_exit: tuple[str, BaseException | None] | None = None
         self._scheduler: Scheduler | None = None
         self._pool: ActorPool | None = None
+        # Written into the pid files of the plugins it launches, so that another runtime
+        # tells its plugins (leave them) from an orphan of a runtime that died (stop it).
+        self._launcher = Launcher.of_this_process(secrets.token_hex(6))
         # Servers on this home's ipc:// paths run only while leading (a follower on the same
         # home must not take the leader's sockets); tcp:// ones run all the time.
         self._servers: list[RpcServer] = []
@@ -534,6 +539,11 @@ class Runtime:
                 config.name,
                 LaunchedPlugin,
                 args=(config.name, config.launch, self.home / "logs" / f"{config.name}.log"),
+                kwargs={
+                    "pid_file": self.plugins_dir / f"{config.name}.pid",
+                    "launcher": self._launcher,
+                    "env": {"INFRAKIT_HOME": str(self.home)},  # serve where we look for it
+                },
             )
             for config in self.config.plugins
             if config.launch

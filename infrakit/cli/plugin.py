@@ -1,8 +1,9 @@
 """`infrakit plugin start|ls`: serve a built-in plugin on a socket of the plugins directory, and
 list the plugins found there.
 
-A plugin named NAME is served at `ipc://<plugins dir>/NAME`, with `NAME.pid` beside it holding
-the serving process's pid; both go when it stops.
+A plugin named NAME is served at `ipc://<plugins dir>/NAME`, with `NAME.pid` beside it saying
+which process serves it and which runtime launched it (infrakit/pidfile.py); both go when it
+stops.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from actors.rpc_errors import AddressInUse, RemoteError
 from infrakit import paths
 from infrakit.cli.logs import configure
 from infrakit.cli.remote import Server, connect, ipc_listening, parse_pairs, print_table
+from infrakit.pidfile import read_pid_file, write_pid_file
 from infrakit.plugins import builtin_kinds, create_plugin
 from infrakit.rpc import implements, plugin_handlers
 
@@ -131,23 +133,17 @@ def serve(name: str, served: Any) -> None:
         raise click.ClickException(f"cannot serve at {endpoint}: {error}") from None
     pid_file = directory / f"{name}.pid"
     try:
-        write_pid(pid_file)
+        write_pid_file(pid_file)
         click.echo(f"Listening at: {server.endpoint}")
         sys.stdout.flush()
         while not stop.wait(1.0):
             pass
     finally:
         server.stop()
-        with contextlib.suppress(OSError, ValueError):
-            if int(pid_file.read_text().strip()) == os.getpid():
+        written = read_pid_file(pid_file)
+        if written is not None and written.pid == os.getpid():
+            with contextlib.suppress(OSError):
                 pid_file.unlink()
-
-
-def write_pid(path: Path) -> None:
-    """Write this process's pid to `path` atomically, so readers never see half a number."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(f"{os.getpid()}\n")
-    temporary.replace(path)
 
 
 @plugin.command(name="ls")

@@ -15,6 +15,8 @@ from typing import Any
 from conftest import Cli
 from support import wait_for
 
+from infrakit.pidfile import read_pid_file
+
 SIZE = 12
 
 
@@ -44,10 +46,8 @@ def tags_on_disk(files: Path) -> list[dict[str, str]]:
 
 
 def plugin_pid(cli: Cli) -> int | None:
-    try:
-        return int((cli.plugins / "instance-files.pid").read_text())
-    except (OSError, ValueError):
-        return None
+    written = read_pid_file(cli.plugins / "instance-files.pid")
+    return None if written is None else written.pid
 
 
 def test_a_killed_plugin_comes_back_and_nothing_is_duplicated(cli: Cli, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from support import wait_for
 
 from infrakit.cli.main import main
+from infrakit.pidfile import Launcher, read_pid_file
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 
@@ -48,11 +49,11 @@ class Env:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, **extra_env: str) -> subprocess.Popen[str]:
         """`infrakit plugin start ARGS`, returned once it says it listens."""
         process = subprocess.Popen(
             [*INFRAKIT, "plugin", "start", *args],
-            env=self.vars,
+            env={**self.vars, **extra_env},
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -80,6 +81,28 @@ def env(tmp_path: Path) -> Iterator[Env]:
     environment.close()
 
 
+def served_by(env: Env) -> int:
+    """The pid on the first line of the plugin's pid file (the lines after it say more)."""
+    return int((env.plugins / "instance-file.pid").read_text().splitlines()[0])
+
+
+def test_the_pid_file_names_the_process_and_its_start_and_no_launcher_when_by_hand(
+    env: Env,
+) -> None:
+    plugin = env.start("file")
+    written = read_pid_file(env.plugins / "instance-file.pid")
+    assert written is not None and written.pid == plugin.pid and written.running()
+    assert written.launcher is None
+
+
+def test_a_launched_plugin_names_its_launcher_in_the_pid_file(env: Env) -> None:
+    launcher = Launcher.of_this_process("tok3n")
+    plugin = env.start("file", INFRAKIT_LAUNCHER=str(launcher))
+    written = read_pid_file(env.plugins / "instance-file.pid")
+    assert written is not None and written.pid == plugin.pid
+    assert written.launcher == launcher and written.launcher.alive()
+
+
 def write(path: Path, data: object) -> str:
     path.write_text(json.dumps(data))
     return str(path)
@@ -89,7 +112,7 @@ def test_a_started_plugin_is_listed_and_serves_instances(env: Env, tmp_path: Pat
     plugin = env.start("file")
     socket_path = env.plugins / "instance-file"
     assert stat.S_ISSOCK(socket_path.stat().st_mode)
-    assert (env.plugins / "instance-file.pid").read_text().strip() == str(plugin.pid)
+    assert served_by(env) == plugin.pid
     assert stat.S_IMODE(env.plugins.stat().st_mode) == 0o700
 
     listing = env.ok("plugin", "ls").splitlines()
@@ -118,7 +141,7 @@ def test_a_second_plugin_of_the_same_name_is_refused_in_one_line(env: Env) -> No
     assert second.returncode == 1
     assert second.stderr == f"Error: plugin instance-file is already running at {endpoint}\n"
     assert first.poll() is None
-    assert (env.plugins / "instance-file.pid").read_text().strip() == str(first.pid)
+    assert served_by(env) == first.pid
     assert env.ok("plugin", "ls", "-q") == "instance-file\n"
 
 
@@ -144,7 +167,7 @@ def test_a_killed_plugin_is_stale_and_a_new_one_takes_its_place(env: Env, tmp_pa
     assert gone.stderr.count("\n") == 1 and "no plugin answers at ipc://" in gone.stderr
 
     again = env.start("file")
-    assert (env.plugins / "instance-file.pid").read_text().strip() == str(again.pid)
+    assert served_by(env) == again.pid
     assert env.ok("instance", "--name", "instance-file", "describe", "-q") == f"{instance_id}\n"
 
 
