@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 import click
-
-from actors.remote import generate_keypair
+import zmq.auth
 
 
 @click.group()
@@ -40,7 +39,10 @@ def generate(directory: Path, name: str) -> None:
         raise click.ClickException(f"a key name must be non-empty and without '/': {name!r}")
     mask = os.umask(0o077)  # the secret file is never readable by others, not even briefly
     try:
-        public, secret = generate_keypair(directory, name)
+        # zmq.auth itself, not actors.curve: importing `actors` would cost this command more
+        # than its own work (see the main module).
+        directory.mkdir(parents=True, exist_ok=True)
+        public, secret = zmq.auth.create_certificates(directory, name)
         os.chmod(public, 0o644)
     except OSError as error:
         raise click.ClickException(f"cannot write keys into {directory}: {error}") from None

@@ -1,33 +1,66 @@
-"""The `infrakit` command: run a cluster in the foreground, validate files."""
+"""The `infrakit` command: run a cluster in the foreground, validate files.
+
+Each command imports what it needs when it runs: `infrakit keys generate` has no use for the
+actor tree or pydantic, whose imports cost several times its own work (and under load, tens of
+seconds).
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
-from infrakit.cli.client import group
-from infrakit.cli.events import events
-from infrakit.cli.flavor import flavor
-from infrakit.cli.instance import instance
-from infrakit.cli.keys import keys
 from infrakit.cli.logs import configure
-from infrakit.cli.manager import manager
-from infrakit.cli.plugin import plugin
-from infrakit.cli.validate import validate
 from infrakit.paths import default_home
-from infrakit.runtime import Runtime
-from infrakit.spec import SpecError
 
 log = logging.getLogger("infrakit")
 
+# Command groups in modules of their own: name -> "module:attribute", imported on first use.
+LAZY_COMMANDS = {
+    "validate": "infrakit.cli.validate:validate",
+    "plugin": "infrakit.cli.plugin:plugin",
+    "group": "infrakit.cli.client:group",
+    "instance": "infrakit.cli.instance:instance",
+    "flavor": "infrakit.cli.flavor:flavor",
+    "manager": "infrakit.cli.manager:manager",
+    "events": "infrakit.cli.events:events",
+    "keys": "infrakit.cli.keys:keys",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands in `lazy` are imported only when named (or listed by --help)."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = self._lazy.get(cmd_name)
+        if where is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = where.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
+@click.group(
+    cls=_LazyGroup,
+    lazy=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="infrakit")
 def main() -> None:
     """InfraKit for Python: declarative, self-healing infrastructure.
@@ -54,6 +87,9 @@ def run(cluster: Path, log_level: str, json_logs: bool) -> None:
     A runtime that can no longer act (its supervisors gave up, a shared thread died) says what
     died in one CRITICAL line and exits with status 1.
     """
+    from infrakit.runtime import Runtime
+    from infrakit.spec import SpecError
+
     configure(log_level, json_logs)
     try:
         runtime = Runtime.from_file(cluster)
@@ -92,15 +128,6 @@ def home() -> None:
     """Print the home directory the runtime would use."""
     click.echo(default_home())
 
-
-main.add_command(validate)
-main.add_command(plugin)
-main.add_command(group)
-main.add_command(instance)
-main.add_command(flavor)
-main.add_command(manager)
-main.add_command(events)
-main.add_command(keys)
 
 if __name__ == "__main__":
     main()

@@ -258,3 +258,22 @@ def test_keys_and_curve_keep_strangers_out(cli: Cli, runtime: Runtime, tmp_path:
         assert half.stderr == "Error: --curve-key and --server-key go together\n"
     finally:
         server.stop()
+
+
+def test_keys_generate_imports_neither_the_runtime_nor_pydantic(tmp_path: Path) -> None:
+    """`keys generate` took over 30 s under load: nearly all of its time was importing the
+    actor tree and pydantic, which it does not use. Measured as what it imports, not as a
+    time, which load would make meaningless."""
+    script = (
+        "import sys; from infrakit.cli.main import main\n"
+        "try: main(['keys', 'generate', sys.argv[1]])\n"
+        "except SystemExit: pass\n"
+        "heavy = {'pydantic', 'infrakit.runtime', 'infrakit.spec', 'actors', 'zmq.asyncio'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "keys")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+    assert (tmp_path / "keys" / "client.key_secret").exists()

@@ -214,7 +214,10 @@ def test_every_command_has_help() -> None:
     def walk(command: click.Command, path: list[str]) -> Iterator[list[str]]:
         yield path
         if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
+            context = click.Context(command)
+            for name in command.list_commands(context):
+                sub = command.get_command(context, name)
+                assert sub is not None, name
                 yield from walk(sub, [*path, name])
 
     runner = CliRunner()
