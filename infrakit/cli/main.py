@@ -106,10 +106,11 @@ def run(cluster: Path, log_level: str, json_logs: bool) -> None:
     log.info("home is %s", runtime.home)
     try:
         runtime.start()
-    except Exception as error:  # a key file that will not load, a port in use...
+    except Exception as error:  # a group its plugins refuse, a key that will not load...
         log.debug("cannot start", exc_info=True)
         runtime.stop()
-        raise click.ClickException(f"cannot start: {error}") from None
+        reason = str(error) if isinstance(error, SpecError) else f"cannot start: {error}"
+        raise click.ClickException(reason) from None
     if not runtime.is_leader():
         log.info("another runtime leads on this home; waiting as a follower")
     try:

@@ -87,3 +87,29 @@ def test_infrakit_run_whose_manager_gives_up_exits_non_zero_with_one_critical_li
 def _fresh_shared_threads() -> None:
     """Tests here shut the process-wide scheduler and pool down; the next users get new ones."""
     assert default_scheduler().alive and default_pool().alive
+
+
+def test_infrakit_run_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> None:
+    """A cluster-file group its plugin refuses stops the start: one line, no traceback."""
+    broken = file_group("broken", size=1)
+    broken["Properties"]["Instance"] = {
+        "Plugin": "instance-process",
+        "Properties": {"Cmd": "not a list"},
+    }
+    cluster = tmp_path / "cluster.json"
+    cluster.write_text(json.dumps({"Groups": [broken]}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
+    run = subprocess.run(
+        [*INFRAKIT, "run", str(cluster)],
+        env={**env, "INFRAKIT_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=600,  # a guard against a hang only
+    )
+
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: Groups[0].Properties.Instance.Properties.Cmd: must be a list of strings"
+    ]
