@@ -133,9 +133,14 @@ class ManagerActor(Supervisor):
         self._subscribe()
 
     def on_stop(self) -> None:
-        self.views.set_leading(False)
-        self.views.set_records({})
+        self._step_down()
         super().on_stop()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        # Until a restarted manager leads again, nobody here leads: readers must not think so,
+        # and the runtime must give up the leader's sockets.
+        self._step_down()
+        super().on_failure(*exc_info)
 
     def on_child_restarted(self, name: str, ref: pykka.ActorRef[Any]) -> None:
         if name == LEADER:
@@ -304,6 +309,13 @@ class ManagerActor(Supervisor):
                 continue
             self._set_record(record)
             self._start_group(group_id)
+
+    def _step_down(self) -> None:
+        was_leading, self.leading = self.leading, False
+        self.views.set_leading(False)
+        self.views.set_records({})
+        if was_leading:
+            self.publish(events.Event("manager", events.LEADERSHIP, "lost leadership: stopped"))
 
     def _fence(self) -> bool:
         return self.election.is_leader()

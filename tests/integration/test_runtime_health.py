@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from support import file_group, wait_for
 from actors import default_scheduler
 from actors.pooled import default_pool
 from infrakit import Runtime
+from infrakit.plugins.instance.file import FileInstancePlugin
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 
@@ -112,4 +114,52 @@ def test_infrakit_run_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> 
     errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [
         "Error: Groups[0].Properties.Instance.Properties.Cmd: must be a list of strings"
+    ]
+
+
+class GatedFiles(FileInstancePlugin):
+    """File instances whose destroy waits for the test to open the gate."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.gate = threading.Event()
+
+    def destroy(self, instance_id: str) -> None:
+        self.gate.wait(120)
+        super().destroy(instance_id)
+
+
+def test_a_manager_that_crashes_while_leading_stops_leading_until_it_leads_again(
+    home: Path, tmp_path: Path
+) -> None:
+    """A crashed manager's runtime must not go on saying it leads (nor keep the leader's
+    sockets) while nothing acts: it steps down, and its restart leads again and finishes."""
+    plugin = GatedFiles(tmp_path / "files")
+    spec = file_group(size=1)
+    spec["Properties"]["Instance"]["Plugin"] = "instance-gated"
+    seen: list[str] = []
+    config = {"Manager": {"LeaderPoll": "100ms"}}
+    runtime = Runtime(config, home=home, plugins={"instance-gated": plugin})
+    runtime.events.subscribe(
+        lambda event: seen.append(event.message) if event.kind == "leadership" else None
+    )
+    with runtime:
+        runtime.commit(spec)
+        runtime.wait_converged("cattle")
+        runtime.start_destroy("cattle")  # the Destroying mark is stored; the destroy waits
+        configs = home / "configs"
+        configs.rename(home / "configs.away")
+        configs.write_text("a file where the store's directory should be")
+        plugin.gate.set()  # the group is gone; forgetting it in the store fails: a crash
+        wait_for(lambda: "lost leadership: stopped" in seen, what="the manager to step down")
+        configs.unlink()
+        (home / "configs.away").rename(configs)
+        wait_for(lambda: seen[-1].startswith("gained"), what="the restarted manager to lead")
+        wait_for(lambda: not runtime.is_managed("cattle"), what="the destroy to finish")
+        assert runtime.is_leader()
+    assert [m.split(":")[0] for m in seen] == [
+        "gained leadership",
+        "lost leadership",
+        "gained leadership",
+        "lost leadership",
     ]
