@@ -26,7 +26,7 @@ from pathlib import Path
 
 from actors import SupervisedActor, tell_later
 from infrakit.pidfile import LAUNCHER_ENV, Launcher, PidFile, read_pid_file
-from infrakit.plugins.instance._proc import proc_stat
+from infrakit.proc import proc_stat
 
 log = logging.getLogger(__name__)
 

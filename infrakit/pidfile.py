@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from infrakit.plugins.instance._proc import is_running, proc_stat, self_token, token_alive
+from infrakit.proc import is_running, proc_stat, self_token, token_alive
 
 LAUNCHER_ENV = "INFRAKIT_LAUNCHER"
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from infrakit.plugins.instance._proc import self_token, token_alive
+from infrakit.proc import self_token, token_alive
 from infrakit.spi.errors import PluginError
 
 TEMP_PREFIX = "."

@@ -1,5 +1,5 @@
-"""Reading Linux's /proc to tell whether a recorded process (group) still runs, PID reuse aside,
-and to find an instance's processes by what they carry in their environment."""
+"""Reading Linux's /proc for the instance plugins: whether a recorded process group still runs,
+and an instance's processes found by what they carry in their environment."""
 
 from __future__ import annotations
 
@@ -13,75 +13,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-_DEAD_STATES = frozenset("ZXx")
+from infrakit.proc import ProcStat, is_running, proc_stat, self_token, token_alive
+
+__all__ = [
+    "CHILDREN",
+    "ENV_INSTANCE_DIR",
+    "ENV_INSTANCE_ID",
+    "Carrier",
+    "ProcStat",
+    "carriers",
+    "group_running",
+    "is_running",
+    "kill_group",
+    "proc_stat",
+    "self_token",
+    "signal_group",
+    "stop_carriers",
+    "token_alive",
+]
 
 # Set in the environment of every process an instance plugin starts for an instance (and so
 # inherited by its children): which instance, and where its directory is.
 ENV_INSTANCE_ID = "INFRAKIT_INSTANCE_ID"
 ENV_INSTANCE_DIR = "INFRAKIT_INSTANCE_DIR"
-
-
-@dataclass(frozen=True)
-class ProcStat:
-    """The fields of `/proc/<pid>/stat` we need."""
-
-    state: str
-    pgrp: int
-    session: int
-    start_time: int  # field 22: clock ticks after boot; with the PID it names one process
-
-    @property
-    def running(self) -> bool:
-        """False for zombies and dead tasks."""
-        return self.state not in _DEAD_STATES
-
-
-def proc_stat(pid: int) -> ProcStat | None:
-    """Parse `/proc/<pid>/stat`, or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain anything, even ')'.
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    try:
-        return ProcStat(
-            state=fields[0].decode(),
-            pgrp=int(fields[2]),
-            session=int(fields[3]),
-            start_time=int(fields[19]),
-        )
-    except (IndexError, ValueError):
-        return None
-
-
-def is_running(pid: int, start_time: int) -> bool:
-    """True if `pid` is the process that started at `start_time` and is not a zombie."""
-    st = proc_stat(pid)
-    return st is not None and st.start_time == start_time and st.running
-
-
-_self_token: tuple[int, str] = (0, "")
-
-
-def self_token() -> str:
-    """`<pid>-<start time>` of this process: a name for it that no later process will have."""
-    global _self_token
-    pid = os.getpid()
-    if _self_token[0] != pid:  # first call, or in a forked child
-        st = proc_stat(pid)
-        _self_token = (pid, f"{pid}-{st.start_time if st is not None else 0}")
-    return _self_token[1]
-
-
-def token_alive(token: str) -> bool:
-    """Whether the process a `self_token()` names still runs."""
-    pid, _, start = token.partition("-")
-    try:
-        return is_running(int(pid), int(start))
-    except ValueError:
-        return False
 
 
 def group_running(pgid: int) -> bool:
