@@ -43,5 +43,7 @@ def token(engine: Any) -> Iterator[str]:
     """A value for the TEST_LABEL label; every container carrying it is removed after."""
     value = secrets.token_hex(6)
     yield value
-    for container in engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={value}"}):
+    for container in engine.containers.list(
+        ignore_removed=True, all=True, filters={"label": f"{TEST_LABEL}={value}"}
+    ):
         container.remove(force=True, v=True)

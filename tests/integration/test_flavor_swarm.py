@@ -8,6 +8,7 @@ one; a swarm this module made is left at the end, one it found is reused and nev
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -95,18 +96,26 @@ def test_an_engine_that_does_not_answer_is_a_plugin_error(tmp_path: Path) -> Non
 # -- the real swarm -------------------------------------------------------------------------
 
 
+# The engine's swarm is one for the whole machine: a second test run at the same time (another
+# checkout's `make test`) would find it half made, or see it left under its feet, and two second
+# engines would join it at once. Runs take turns at this module.
+SWARM_LOCK = Path(tempfile.gettempdir()) / "infrakit-test-swarm.lock"
+
+
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[docker.DockerClient]:
     """A client of this machine's engine, a swarm manager for the module's duration."""
     require("docker", docker_available())
-    client = docker.from_env(timeout=60)
-    created = _make_manager(client)
-    try:
-        yield client
-    finally:
-        if created:
-            client.swarm.leave(force=True)
-        client.close()
+    with open(SWARM_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        client = docker.from_env(timeout=60)
+        created = _make_manager(client)
+        try:
+            yield client
+        finally:
+            if created:
+                client.swarm.leave(force=True)
+            client.close()
 
 
 def _make_manager(client: docker.DockerClient) -> bool:

@@ -167,8 +167,8 @@ def test_two_clusters_sharing_instances_never_touch_each_others(
         files = {path.name for path in shared.iterdir()}
         assert files == mine | theirs
         assert kinds(seen, "duplicate") == [] and kinds(seen, "destroyed") == []
-        foreign = kinds(seen, "foreign")
-        assert len(foreign) == 2, "each cluster reports the other's instances once"
+        # Each reports the other's once, at its first look after they appeared.
+        wait_for(lambda: len(kinds(seen, "foreign")) == 2, what="each to report the other's")
         one.destroy("cattle")
         assert {path.name for path in shared.iterdir()} == theirs
         assert {i["ID"] for i in two.wait_converged("cattle")["Instances"]} == theirs

@@ -75,7 +75,9 @@ def props(token: str, **docker: Any) -> dict[str, Any]:
 
 def container_of(engine: Any, instance_id: str) -> Any:
     """The machine's container (found by the label the plugin puts on it)."""
-    found = engine.containers.list(all=True, filters={"label": f"{INSTANCE_LABEL}={instance_id}"})
+    found = engine.containers.list(
+        ignore_removed=True, all=True, filters={"label": f"{INSTANCE_LABEL}={instance_id}"}
+    )
     assert len(found) == 1, found
     return found[0]
 
@@ -139,7 +141,12 @@ def test_provision_runs_init_and_describe_shows_tags(
     plugin.destroy(instance_id)
     assert not idir.exists()
     assert [p for p in plugin.state_dir.iterdir() if not p.name.startswith(".")] == []
-    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+    assert (
+        engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"{TEST_LABEL}={token}"}
+        )
+        == []
+    )
     assert plugin.describe_instances({}) == []
     plugin.destroy(instance_id)  # gone already: not an error
     plugin.destroy("vagrant-000000000000")
@@ -155,7 +162,12 @@ def test_a_stopped_machine_is_not_described(
     container_of(engine, instance_id).kill()
     wait_for(lambda: plugin.describe_instances({}) == [], timeout=10, what="the killed machine")
     plugin.destroy(instance_id)
-    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+    assert (
+        engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"{TEST_LABEL}={token}"}
+        )
+        == []
+    )
 
 
 def test_a_failed_up_reports_vagrants_output_and_leaves_nothing(
@@ -168,7 +180,12 @@ def test_a_failed_up_reports_vagrants_output_and_leaves_nothing(
     assert "vagrant up of vagrant-" in message and "/no/such/program" in message
     # Docker made the container before failing to start it, and Vagrant never recorded it.
     assert list(plugin.state_dir.iterdir()) == []
-    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+    assert (
+        engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"{TEST_LABEL}={token}"}
+        )
+        == []
+    )
 
 
 def test_two_concurrent_provisions_both_succeed(
@@ -206,7 +223,12 @@ def test_two_concurrent_provisions_both_succeed(
     for t in threads:
         t.join(timeout=120)
     assert plugin.describe_instances({}) == []
-    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+    assert (
+        engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"{TEST_LABEL}={token}"}
+        )
+        == []
+    )
 
 
 # -- interrupted, and nothing left ---------------------------------------------------------
@@ -258,7 +280,12 @@ def test_a_machine_whose_provision_was_killed_mid_up_is_described(
     plugin.destroy(instance_id)  # stops the orphaned `vagrant up` first
     assert plugin.sweep({TAG_GROUP: f"g-{token}"}) == []
     assert list(plugin.state_dir.iterdir()) == []
-    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+    assert (
+        engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"{TEST_LABEL}={token}"}
+        )
+        == []
+    )
     assert index_entries(plugin.state_dir) == []
 
 
@@ -287,7 +314,12 @@ def test_sweep_destroys_the_groups_dead_machines_and_leaves_nothing(
     plugin.destroy(live)
     assert plugin.sweep({TAG_GROUP: group}) == []
     assert list(plugin.state_dir.iterdir()) == []
-    assert engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={token}"}) == []
+    assert (
+        engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"{TEST_LABEL}={token}"}
+        )
+        == []
+    )
     assert index_entries(plugin.state_dir) == []
 
 
@@ -417,7 +449,7 @@ def test_a_group_of_machines_converges_and_heals(home: Path, engine: Any, token:
                 what="the dead machine's directory to go",
             )
             running = engine.containers.list(
-                filters={"label": f"{TEST_LABEL}={token}", "status": "running"}
+                ignore_removed=True, filters={"label": f"{TEST_LABEL}={token}", "status": "running"}
             )
             assert len(running) == 2
     finally:
