@@ -229,29 +229,43 @@ class RemotePlugin(InstancePlugin, FlavorPlugin, Sweepable):
 
     def implements(self) -> list[dict[str, str]]:
         if self._apis is None:
-            result = self._call("Handshake.Implements", {}, timeout=HANDSHAKE_TIMEOUT)
+            result = self._call("Handshake.Implements", {}, timeout=self._quick())
             self._apis = [dict(api) for api in result.get("APIs") or []]
         return self._apis
 
     def require(self, interface: str) -> None:
-        """Raise PluginError unless the plugin serves `interface` at our version."""
+        """Raise ValidationError unless the plugin serves `interface` at our version (PluginError
+        if it does not answer)."""
         for api in self.implements():
             if api.get("Name") == interface:
                 if api.get("Version") != API_VERSION:
-                    raise PluginError(
+                    raise ValidationError(
                         f"Plugin supports {interface} interface version {api.get('Version')},"
                         f" client requires {API_VERSION}"
                     )
                 return
-        raise PluginError(f"Plugin does not support interface {{{interface} {API_VERSION}}}")
+        raise ValidationError(f"Plugin does not support interface {{{interface} {API_VERSION}}}")
+
+    def _quick(self) -> float:
+        """The per-attempt timeout of a call that must be answered within HANDSHAKE_TIMEOUT
+        in all when the connection is down (a plugin not started yet, or gone)."""
+        if self.ref.alive:
+            return HANDSHAKE_TIMEOUT
+        return HANDSHAKE_TIMEOUT / (1 + self.ref.retries)
 
     # Instance
     def validate(self, properties: Any, allocation: AllocationMethod | None = None) -> None:
+        """Validate on the plugin; while its connection is down it gets HANDSHAKE_TIMEOUT to
+        come back (the call is harmless to abandon), so a commit says at once that it does not
+        answer, yet one made just after the plugin started still goes through."""
+        timeout = None if self.ref.alive else self._quick()
         if allocation is None:
-            self._call("Instance.Validate", {"Properties": properties})
+            self._call("Instance.Validate", {"Properties": properties}, timeout=timeout)
         else:
             self._call(
-                "Flavor.Validate", {"Properties": properties, "Allocation": allocation.to_json()}
+                "Flavor.Validate",
+                {"Properties": properties, "Allocation": allocation.to_json()},
+                timeout=timeout,
             )
 
     def provision(self, spec: Spec) -> str:

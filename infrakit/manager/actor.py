@@ -19,7 +19,7 @@ from typing import Any
 
 import pykka
 
-from actors import Backoff, ChildSpec, LeaderActor, Restart, Supervisor
+from actors import Backoff, ChildSpec, LeaderActor, Restart, Supervisor, tell_later
 from actors.election import Election
 from infrakit import events
 from infrakit.confighash import config_hash
@@ -35,7 +35,7 @@ from infrakit.spec import (
     parse_group,
     plugin_name,
 )
-from infrakit.spi import FlavorPlugin, InstancePlugin
+from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError
 from infrakit.views import GroupRecord, Views
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ CALL_TIMEOUT = 30.0
 # unedited cluster file never brings back a group that was destroyed or freed.
 REMOVED_DESTROYED = "destroyed"
 REMOVED_FREED = "freed"
+FILE_GROUP_RETRY = 5.0  # seconds before a cluster file's group waiting on a plugin is retried
 
 
 class NotLeaderError(RuntimeError):
@@ -87,6 +88,13 @@ class _RolledBack:
 @dataclass(frozen=True)
 class _Destroyed:
     group_id: str
+
+
+@dataclass(frozen=True)
+class _ApplyFileGroup:
+    """Try again to commit a cluster file's group whose plugin did not answer."""
+
+    spec: GroupSpec
 
 
 class ManagerActor(Supervisor):
@@ -156,6 +164,10 @@ class ManagerActor(Supervisor):
                 self._set_record(replace(record, spec=message.spec))
         elif isinstance(message, _Destroyed):
             self._finish_destroy(message.group_id)
+        elif isinstance(message, _ApplyFileGroup):
+            record = self.records.get(message.spec.id)
+            if self.leading and (record is None or record.problem):
+                self._apply_file_group(message.spec)
         else:
             return super().on_receive(message)
         return None
@@ -272,13 +284,23 @@ class ManagerActor(Supervisor):
             if self.file_marks.get(spec.id) == mark:
                 continue
             self.file_marks[spec.id] = mark
-            try:
-                self.commit(spec)
-            except (SpecError, ValueError, NotLeaderError) as error:
-                log.error("cannot commit group %r from the cluster file: %s", spec.id, error)
-                if spec.id not in self.records:
-                    self._set_record(GroupRecord(spec, problem=str(error)))
+            self._apply_file_group(spec)
         self.views.set_leading(True)  # readers see the groups loaded from now on
+
+    def _apply_file_group(self, spec: GroupSpec) -> None:
+        """Commit a cluster file's group. One whose plugin does not answer yet (a launched
+        plugin still starting, say) is tried again later; one refused shows why."""
+        try:
+            self.commit(spec)
+        except PluginError as error:
+            log.warning("cannot commit group %r from the cluster file yet: %s", spec.id, error)
+            if spec.id not in self.records or self.records[spec.id].problem:
+                self._set_record(GroupRecord(spec, problem=f"waiting to commit it: {error}"))
+            tell_later(self.actor_ref, FILE_GROUP_RETRY, _ApplyFileGroup(spec))
+        except (SpecError, ValueError, NotLeaderError) as error:
+            log.error("cannot commit group %r from the cluster file: %s", spec.id, error)
+            if spec.id not in self.records:
+                self._set_record(GroupRecord(spec, problem=str(error)))
 
     def _load(self) -> None:
         try:
@@ -307,6 +329,10 @@ class ManagerActor(Supervisor):
                 log.error("not starting stored group %r: %s", group_id, error)
                 self._set_record(replace(record, problem=str(error)))
                 continue
+            except PluginError as error:
+                # It was valid when committed; a plugin that does not answer yet is the
+                # group's condition to report, not a reason to leave it unmanaged.
+                log.warning("stored group %r: %s", group_id, error)
             self._set_record(record)
             self._start_group(group_id)
 
@@ -402,4 +428,4 @@ class ManagerActor(Supervisor):
         return record
 
     def _validate_plugins(self, spec: GroupSpec) -> None:
-        validate_with_plugins(spec, self.plugins, self.views.plugins())
+        validate_with_plugins(spec, self.plugins)

@@ -7,22 +7,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from infrakit.spec import GroupSpec, SpecError, no_plugin, plugin_name, property_path
-from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError, ValidationError
-from infrakit.views import PluginState
+from infrakit.spi import FlavorPlugin, InstancePlugin, ValidationError
 
 Problems = list[tuple[str, str]]
 
 
 def validate_with_plugins(
-    spec: GroupSpec,
-    plugins: Mapping[str, InstancePlugin | FlavorPlugin],
-    states: Mapping[str, PluginState] | None = None,
+    spec: GroupSpec, plugins: Mapping[str, InstancePlugin | FlavorPlugin]
 ) -> None:
-    """Raise SpecError naming every fault, each with its path from the spec's root.
-
-    `states` says which plugins in other processes are known not to answer: their properties
-    cannot be checked, and that is said at once rather than after a call's timeout.
-    """
+    """Raise SpecError naming every fault, each with its path from the spec's root. A plugin
+    that fails to answer raises PluginError."""
     props = spec.properties
     instance = plugins.get(plugin_name(props.instance.plugin))
     flavor = plugins.get(plugin_name(props.flavor.plugin))
@@ -38,25 +32,13 @@ def validate_with_plugins(
     if problems:
         raise SpecError(problems)
     assert isinstance(instance, InstancePlugin) and isinstance(flavor, FlavorPlugin)
-    for section, ref in (("Instance", props.instance), ("Flavor", props.flavor)):
-        state = (states or {}).get(plugin_name(ref.plugin))
-        if state is not None and not state.up:
-            problems.append(
-                (
-                    f"Properties.{section}.Plugin",
-                    f"plugin {ref.plugin!r} does not answer ({state.reason}): cannot check the"
-                    " spec with it",
-                )
-            )
-    if problems:
-        raise SpecError(problems)
     # A plugin in another process says in its handshake which interfaces it serves.
     for section, plugin in (("Instance", instance), ("Flavor", flavor)):
         require = getattr(plugin, "require", None)
         if callable(require):
             try:
                 require(section)
-            except PluginError as error:
+            except ValidationError as error:  # serves other interfaces: the wrong plugin
                 problems.append((f"Properties.{section}.Plugin", str(error)))
     if problems:
         raise SpecError(problems)

@@ -216,34 +216,47 @@ def test_a_named_cluster_tags_its_instances_with_its_name(home: Path) -> None:
 # -- item 9: questions answered while a plugin does not answer ---------------------------------
 
 
-@pytest.fixture
-def file_plugin_process(home: Path, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+class FilePlugins:
     """`infrakit plugin start file` serving instance-file in the home's plugins directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
-    env["INFRAKIT_HOME"] = str(home)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "infrakit.cli.main",
-            "plugin",
-            "start",
-            "file",
-            "--option",
-            f"Dir={tmp_path / 'remote-files'}",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().startswith("Listening at: ")
-    yield process
-    os.killpg(process.pid, signal.SIGCONT)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(30)
+
+    def __init__(self, home: Path, files: Path) -> None:
+        self.home, self.files = home, files
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self) -> subprocess.Popen[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
+        env["INFRAKIT_HOME"] = str(self.home)
+        command = ["plugin", "start", "file", "--option", f"Dir={self.files}"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infrakit.cli.main", *command],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.started.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("Listening at: ")
+        return process
+
+    def stop(self) -> None:
+        for process in self.started:
+            os.killpg(process.pid, signal.SIGCONT)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+
+
+@pytest.fixture
+def file_plugins(home: Path, tmp_path: Path) -> Iterator[FilePlugins]:
+    plugins = FilePlugins(home, tmp_path / "remote-files")
+    yield plugins
+    plugins.stop()
+
+
+@pytest.fixture
+def file_plugin_process(file_plugins: FilePlugins) -> subprocess.Popen[str]:
+    return file_plugins.start()
 
 
 def test_questions_are_answered_while_a_plugin_does_not_answer(
@@ -350,3 +363,18 @@ def test_a_cluster_file_group_its_plugins_refuse_stops_the_start_and_changes_not
     ]
     assert not runtime.running
     assert not (home / "configs").exists() and not (home / "plugins").exists()
+
+
+def test_a_cluster_file_group_whose_plugin_is_not_up_yet_is_committed_once_it_is(
+    home: Path, file_plugins: FilePlugins
+) -> None:
+    endpoint = f"ipc://{home / 'plugins' / 'instance-file'}"
+    config = cluster(
+        file_group("cattle", size=2), Plugins=[{"Name": "instance-file", "Endpoint": endpoint}]
+    )
+    with Runtime(config, home=home) as runtime:
+        conditions = runtime.info("cattle")["Conditions"]
+        assert conditions[0].startswith("waiting to commit it: plugin 'instance-file'")
+        assert conditions[1].startswith("instance plugin 'instance-file' does not answer")
+        file_plugins.start()
+        assert len(runtime.wait_converged("cattle")["Instances"]) == 2
