@@ -193,7 +193,7 @@ def test_timeout_raises_rpc_timeout(ipc: str) -> None:
         release.set()
         assert isinstance(caught.value, TimeoutError)
         assert str(caught.value) == f"Instance.Provision to {server.endpoint} timed out after 0.2s"
-        assert ref.call("Echo.Echo", {"after": 1}) == {"after": 1}
+        assert ref.call("Echo.Echo", {"after": 1}, timeout=60) == {"after": 1}
 
 
 class Router:
@@ -500,14 +500,16 @@ def test_peer_death_is_reported_and_the_ref_recovers(ipc: str) -> None:
     events: list[tuple[str, str]] = []
     process = spawn_server(ipc)
     try:
+        # The peer's death is seen by its socket closing, not by missed heartbeats: a slow
+        # heartbeat keeps a busy machine from missing some and reporting a death too early.
         with RemoteRef(
             ipc,
             timeout=0.5,
-            heartbeat=0.2,
+            heartbeat=1.0,
             on_down=lambda reason: events.append(("down", reason)),
             on_up=lambda reason: events.append(("up", reason)),
         ) as ref:
-            assert ref.call("Echo.Echo", {"n": 1}) == {"n": 1}
+            assert ref.call("Echo.Echo", {"n": 1}, timeout=60) == {"n": 1}
             assert ref.alive
             process.send_signal(signal.SIGKILL)
             process.wait(10)
@@ -520,7 +522,7 @@ def test_peer_death_is_reported_and_the_ref_recovers(ipc: str) -> None:
             process = spawn_server(ipc)  # takes over the stale socket file
             wait_for(lambda: ref.alive, 10, "peer seen back")
             assert events[-1] == ("up", f"connected to {ipc}")
-            assert ref.call("Echo.Echo", {"n": 3}) == {"n": 3}
+            assert ref.call("Echo.Echo", {"n": 3}, timeout=60) == {"n": 3}
     finally:
         process.kill()
         process.wait(10)
@@ -771,13 +773,15 @@ def answer(router: Router, result: Any, *, drop: int = 0) -> list[dict[str, Any]
     return seen
 
 
-def call_in_thread(ref: RemoteRef, method: str, params: Any = None) -> Future[Any]:
+def call_in_thread(
+    ref: RemoteRef, method: str, params: Any = None, timeout: float | None = None
+) -> Future[Any]:
     """`ref.call` on a thread of its own, its outcome in a future."""
     outcome: Future[Any] = Future()
 
     def run() -> None:
         try:
-            outcome.set_result(ref.call(method, params))
+            outcome.set_result(ref.call(method, params, timeout=timeout))
         except BaseException as error:
             outcome.set_exception(error)
 
@@ -808,9 +812,9 @@ def test_a_late_reply_to_a_timed_out_call_does_not_answer_the_next(router: Route
         identity, late = router.receive()
         stale = {"jsonrpc": "2.0", "id": late["id"], "result": "stale"}
         router.sock.send_multipart([identity, json.dumps(stale).encode()])
-        echo = call_in_thread(ref, "Echo.Echo", {"n": 2})
+        echo = call_in_thread(ref, "Echo.Echo", {"n": 2}, timeout=60)  # a slow test thread
         answer(router, "fresh")
-        assert echo.result(10) == "fresh"
+        assert echo.result(120) == "fresh"
 
 
 def test_close_wakes_a_blocking_call(ipc: str) -> None:
