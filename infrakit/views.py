@@ -49,7 +49,8 @@ class GroupView:
     looked_at_wall: float | None = None  # the same, as a time of day, for people
 
     def summary(self) -> dict[str, Any]:
-        """The operator's summary (`manager status`, `Runtime.info`)."""
+        """The operator's summary (`manager status`, `Runtime.info`), less the conditions,
+        which the runtime gathers with its own (`all_conditions` and its plugins')."""
         return {
             "ID": self.spec.id,
             "Size": len(self.spec.logical_ids()),
@@ -60,7 +61,6 @@ class GroupView:
             "Circuit": self.breaker.state if self.breaker is not None else "closed",
             "Destroying": self.destroying,
             "LookedAt": self.looked_at_wall,
-            "Conditions": self.all_conditions(),
         }
 
     def all_conditions(self) -> list[str]:

@@ -258,15 +258,13 @@ class ManagerActor(Supervisor):
     def _leadership(self, leading: bool) -> None:
         if leading == self.leading:
             return
-        self.leading = leading
         if not leading:
             for group_id in list(self.records):
                 self.stop_child(group_id)
             self.records.clear()
-            self.views.set_records({})
-            self.views.set_leading(False)
-            self.publish(events.Event("manager", events.LEADERSHIP, "lost leadership: following"))
+            self._step_down("following")
             return
+        self.leading = True
         self.cluster_id = self.store.cluster_id(self.configured_cluster_id or secrets.token_hex(8))
         if self.configured_cluster_id not in (None, self.cluster_id):
             raise ClusterIdMismatch(
@@ -336,12 +334,13 @@ class ManagerActor(Supervisor):
             self._set_record(record)
             self._start_group(group_id)
 
-    def _step_down(self) -> None:
+    def _step_down(self, now: str = "stopped") -> None:
+        """Lead no more: readers see no groups and no leadership, and hear it once."""
         was_leading, self.leading = self.leading, False
         self.views.set_leading(False)
         self.views.set_records({})
         if was_leading:
-            self.publish(events.Event("manager", events.LEADERSHIP, "lost leadership: stopped"))
+            self.publish(events.Event("manager", events.LEADERSHIP, f"lost leadership: {now}"))
 
     def _fence(self) -> bool:
         return self.election.is_leader()
