@@ -278,14 +278,16 @@ def test_a_machine_whose_provision_was_killed_mid_up_is_described(
     (found,) = plugin.describe_instances({TAG_GROUP: f"g-{token}"})
     assert found.id == instance_id
     plugin.destroy(instance_id)  # stops the orphaned `vagrant up` first
-    assert plugin.sweep({TAG_GROUP: f"g-{token}"}) == []
+    assert_nothing_left(engine, plugin, f"g-{token}", token)
+
+
+def assert_nothing_left(engine: Any, plugin: VagrantInstancePlugin, group: str, token: str) -> None:
+    """Nothing of the group is left: nothing to sweep, no directory, no container (of this
+    test), no entry in Vagrant's machine index."""
+    assert plugin.sweep({TAG_GROUP: group}) == []
     assert list(plugin.state_dir.iterdir()) == []
-    assert (
-        engine.containers.list(
-            ignore_removed=True, all=True, filters={"label": f"{TEST_LABEL}={token}"}
-        )
-        == []
-    )
+    labelled = {"label": f"{TEST_LABEL}={token}"}
+    assert engine.containers.list(ignore_removed=True, all=True, filters=labelled) == []
     assert index_entries(plugin.state_dir) == []
 
 
@@ -312,15 +314,7 @@ def test_sweep_destroys_the_groups_dead_machines_and_leaves_nothing(
     assert index_entries(plugin.state_dir) == [str(plugin.state_dir / live)]
     assert container_of(engine, live).status == "running"
     plugin.destroy(live)
-    assert plugin.sweep({TAG_GROUP: group}) == []
-    assert list(plugin.state_dir.iterdir()) == []
-    assert (
-        engine.containers.list(
-            ignore_removed=True, all=True, filters={"label": f"{TEST_LABEL}={token}"}
-        )
-        == []
-    )
-    assert index_entries(plugin.state_dir) == []
+    assert_nothing_left(engine, plugin, group, token)
 
 
 # -- validation and rendering (no Vagrant run) ---------------------------------------------
