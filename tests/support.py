@@ -53,13 +53,24 @@ def file_group(group_id: str = "cattle", size: int = 2) -> dict[str, Any]:
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 
 
-def run_cli(home: Path, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """`infrakit ARGS` as a user runs it, with `home` as INFRAKIT_HOME and no other INFRAKIT_
-    setting; `timeout` only keeps a broken test from hanging for ever."""
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment with `home` as INFRAKIT_HOME, no other INFRAKIT_ setting,
+    and `extra` on top: what a user's shell gives `infrakit`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
-    env["INFRAKIT_HOME"] = str(home)
+    return {**env, "INFRAKIT_HOME": str(home), **extra}
+
+
+def run_cli(
+    home: Path, *args: str, timeout: float = 120.0, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    """`infrakit ARGS` as a user runs it (see `cli_env`); `timeout` only keeps a broken test
+    from hanging for ever."""
     return subprocess.run(
-        [*INFRAKIT, *args], env=env, capture_output=True, text=True, timeout=timeout
+        [*INFRAKIT, *args],
+        env=cli_env(home, **extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +15,11 @@ from typing import Any
 
 import pytest
 import zmq
-from support import file_group, wait_for
+from support import file_group, run_cli, wait_for
 
 from infrakit import Runtime
 from infrakit.spec import SpecError
 
-INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 SPEC = json.dumps(file_group("g", 1))
 
 
@@ -182,14 +179,7 @@ IDS = [case.name for case in CASES]
 def run(
     home: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
-    return subprocess.run(
-        [*INFRAKIT, *args],
-        env={**clean, "INFRAKIT_HOME": str(home), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(home, *args, **(env or {}))
 
 
 def refused(result: subprocess.CompletedProcess[str], says: str) -> None:

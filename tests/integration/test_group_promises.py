@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import file_group, run_cli, wait_for
+from support import cli_env, file_group, run_cli, wait_for
 
 from infrakit import Runtime, SpecError
 from infrakit.events import Event
@@ -100,8 +100,7 @@ def test_a_destroyed_cluster_file_group_stays_gone_after_a_crash(
 ) -> None:
     path = tmp_path / "cluster.json"
     path.write_text(json.dumps(cluster(file_group("g", size=2))))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
-    env["INFRAKIT_HOME"] = str(home)
+    env = cli_env(home)
 
     def run() -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -224,8 +223,7 @@ class FilePlugins:
         self.started: list[subprocess.Popen[str]] = []
 
     def start(self) -> subprocess.Popen[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
-        env["INFRAKIT_HOME"] = str(self.home)
+        env = cli_env(self.home)
         command = ["plugin", "start", "file", "--option", f"Dir={self.files}"]
         process = subprocess.Popen(
             [sys.executable, "-m", "infrakit.cli.main", *command],

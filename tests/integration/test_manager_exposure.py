@@ -13,29 +13,19 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import free_port
+from support import free_port, run_cli
 
 from actors.remote import CurveClientConfig, RemoteRef, generate_keypair, load_keypair
 from actors.rpc_errors import RpcTimeout
 from infrakit import Runtime
 
-INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
-
 
 def infrakit(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
-    return subprocess.run(
-        [*INFRAKIT, *args],
-        env={**env, "INFRAKIT_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=600,  # a guard against a hang only
-    )
+    return run_cli(home, *args, timeout=600)  # a guard against a hang only
 
 
 def nothing_listens(port: int) -> bool:

@@ -4,21 +4,16 @@ line naming what died, instead of answering commits that nothing will ever carry
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
-from support import file_group, wait_for
+from support import file_group, run_cli, wait_for
 
 from actors import default_scheduler
 from actors.pooled import default_pool
 from infrakit import Runtime
 from infrakit.plugins.instance.file import FileInstancePlugin
-
-INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 
 
 def test_a_runtime_that_can_act_says_nothing_is_lost(home: Path) -> None:
@@ -69,14 +64,8 @@ def test_infrakit_run_whose_manager_gives_up_exits_non_zero_with_one_critical_li
     (home / "configs").write_text("a file where the store's directory should be")
     cluster = tmp_path / "cluster.json"
     cluster.write_text(json.dumps({"Manager": {"LeaderPoll": "100ms"}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
-    run = subprocess.run(
-        [*INFRAKIT, "run", str(cluster)],
-        env={**env, "INFRAKIT_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=600,  # a guard against a hang only: it exits as soon as the manager gives up
-    )
+    # The timeout guards against a hang only: it exits as soon as the manager gives up.
+    run = run_cli(home, "run", str(cluster), timeout=600)
 
     assert run.returncode == 1
     critical = [line for line in run.stderr.splitlines() if "CRITICAL" in line]
@@ -100,14 +89,7 @@ def test_infrakit_run_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> 
     }
     cluster = tmp_path / "cluster.json"
     cluster.write_text(json.dumps({"Groups": [broken]}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
-    run = subprocess.run(
-        [*INFRAKIT, "run", str(cluster)],
-        env={**env, "INFRAKIT_HOME": str(tmp_path / "home")},
-        capture_output=True,
-        text=True,
-        timeout=600,  # a guard against a hang only
-    )
+    run = run_cli(tmp_path / "home", "run", str(cluster), timeout=600)  # a hang guard only
 
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
