@@ -149,12 +149,8 @@ def _instance_handlers(plugin: InstancePlugin) -> dict[str, Handler]:
         return {"OK": True}
 
     def describe(p: dict[str, Any]) -> Any:
-        tags = param(p, "Tags") or {}
-        if not isinstance(tags, dict):
-            raise RpcError(-32602, "params.Tags must be an object")
-        found = _plugin_call(
-            lambda: plugin.describe_instances({str(k): str(v) for k, v in tags.items()})
-        )
+        tags = _string_map(p, "Tags")
+        found = _plugin_call(lambda: plugin.describe_instances(tags))
         return {"Descriptions": [d.to_json() for d in found]}
 
     def label(p: dict[str, Any]) -> Any:
