@@ -146,6 +146,10 @@ class Supervisor(SupervisedActor):
         child = self._sup_children.get(name)
         return None if child is None else child.ref
 
+    def has_child(self, name: str) -> bool:
+        """Whether a child of that name exists (running, or waiting to be restarted)."""
+        return name in self._sup_children
+
     def which_children(self) -> list[tuple[str, pykka.ActorRef[Any] | None]]:
         """Every child's name and current ref (None while it waits), in start order."""
         return [(name, child.ref) for name, child in self._sup_children.items()]

@@ -31,6 +31,7 @@ from actors.election import Election
 from actors.election.file import FileElection
 from actors.pooled import ActorPool, default_pool
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
+from actors.workpool import WorkPool
 from infrakit import events
 from infrakit.endpoints import connectable, exposed
 from infrakit.events import Event, EventBus
@@ -120,6 +121,7 @@ class Runtime:
         self._last_exit: tuple[str, BaseException | None] | None = None
         self._scheduler: Scheduler | None = None
         self._pool: ActorPool | None = None
+        self._health_checks: WorkPool | None = None
         # Written into the pid files of the plugins it launches, so that another runtime
         # tells its plugins (leave them) from an orphan of a runtime that died (stop it).
         self._launcher = Launcher.of_this_process(secrets.token_hex(6))
@@ -164,6 +166,7 @@ class Runtime:
             election, store = self._backends()  # that publish this location
         self._unsubscribe = self.events.subscribe(self._on_event)
         self._election = election
+        self._health_checks = WorkPool(self.config.limits.health_checks, name="health-check")
         manager = ChildSpec(
             "manager",
             ManagerActor,
@@ -173,6 +176,7 @@ class Runtime:
                 "leader_poll": self.config.manager.poll,
                 "cluster_id": self.config.cluster.id,
                 "max_group_size": self.config.limits.max_group_size,
+                "health_checks": self._health_checks,
             },
             shutdown_timeout=120.0,
         )
@@ -220,6 +224,9 @@ class Runtime:
             with contextlib.suppress(pykka.ActorDeadError):
                 root.stop(block=True, timeout=timeout)
         self._stop_leader_servers()
+        if self._health_checks is not None:
+            self._health_checks.shutdown()
+            self._health_checks = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -213,33 +213,61 @@ Poll = Annotated[float, BeforeValidator(_duration(0.01, _MINUTE))]
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
 
 
+def _count_or_percent(value: str | int) -> str | int:
+    """Check a count (0 to MAX_COUNT) or a percentage like '40%'."""
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_COUNT:
+            raise ValueError(f"must be from 0 to {MAX_COUNT}, got {value}")
+        return value
+    match = _PERCENT.fullmatch(value)
+    if match is None or float(match.group(1)) > 100:
+        raise ValueError(f"must be a count or a percentage like '40%', got {_shown(value)}")
+    return value
+
+
+def _share_of(value: str | int, size: int) -> int:
+    """How many of `size` a count or percentage allows (at least 1)."""
+    if isinstance(value, int):
+        return max(1, value)
+    match = _PERCENT.fullmatch(value)
+    assert match is not None
+    return max(1, int(size * float(match.group(1)) / 100))
+
+
+MAX_PARALLEL_CHECKS = 10_000
+"""The most health checks of one group that may run at once."""
+
+
 class Health(_Model):
-    """When an instance counts as unhealthy, and how many may be replaced for it at once."""
+    """When an instance counts as unhealthy, how often each instance is checked, and how many
+    may be replaced for ill health at once."""
 
     grace_period: GracePeriod = Field(default=30.0, alias="GracePeriod")
     interval: Interval = Field(default=1.0, alias="Interval")
     unhealthy_after: int = Field(default=3, alias="UnhealthyAfter", ge=1, le=MAX_UNHEALTHY_AFTER)
     max_unhealthy: str | int = Field(default="40%", alias="MaxUnhealthy")
+    max_in_flight: str | int = Field(default=1, alias="MaxInFlight")
+    parallel_checks: int = Field(default=16, alias="ParallelChecks", ge=1, le=MAX_PARALLEL_CHECKS)
+    resync: Interval = Field(default=10.0, alias="Resync")
 
-    @field_validator("max_unhealthy")
+    @field_validator("max_unhealthy", "max_in_flight")
     @classmethod
     def _count_or_percent(cls, value: str | int) -> str | int:
-        if isinstance(value, int):
-            if not 0 <= value <= MAX_COUNT:
-                raise ValueError(f"must be from 0 to {MAX_COUNT}, got {value}")
-            return value
-        match = _PERCENT.fullmatch(value)
-        if match is None or float(match.group(1)) > 100:
-            raise ValueError(f"must be a count or a percentage like '40%', got {_shown(value)}")
-        return value
+        return _count_or_percent(value)
 
     def max_unhealthy_of(self, size: int) -> int:
+        """How many of `size` instances may be unhealthy before replacing them stops (at least
+        1): more than that looks like a wider problem."""
+        return _share_of(self.max_unhealthy, size)
+
+    def max_in_flight_of(self, size: int) -> int:
         """How many of `size` instances may be replaced for ill health at once (at least 1)."""
-        if isinstance(self.max_unhealthy, int):
-            return max(1, self.max_unhealthy)
-        match = _PERCENT.fullmatch(self.max_unhealthy)
-        assert match is not None
-        return max(1, int(size * float(match.group(1)) / 100))
+        return _share_of(self.max_in_flight, size)
+
+    def look_every(self, told_of_changes: bool) -> float:
+        """How often the group lists its instances: every Interval, or every Resync (if
+        slower) when the instance plugin tells it what changed in between."""
+        return max(self.interval, self.resync) if told_of_changes else self.interval
 
 
 class Update(_Model):
@@ -456,11 +484,14 @@ class ClusterIdentity(_Model):
 
 
 class Limits(_Model):
-    """Bounds a cluster may raise: how many instances one group may ask for."""
+    """Bounds a cluster may raise: how many instances one group may ask for, and how many
+    health checks the whole runtime runs at once (each group also has its own
+    `Health.ParallelChecks`)."""
 
     max_group_size: int = Field(
         default=DEFAULT_MAX_GROUP_SIZE, alias="MaxGroupSize", ge=1, le=MAX_GROUP_SIZE_CEILING
     )
+    health_checks: int = Field(default=64, alias="HealthChecks", ge=1, le=1024)
 
 
 class ClusterConfig(_Model):

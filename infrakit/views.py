@@ -16,18 +16,21 @@ from types import MappingProxyType
 from typing import Any
 
 from actors import CircuitBreaker
+from infrakit.group.rollout import Rollout
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description
 
 
 @dataclass(frozen=True)
 class GroupRecord:
-    """The manager's word on one group: its committed spec, whether it is being destroyed, and
-    why it cannot run, if it cannot (say its plugin is unknown)."""
+    """The manager's word on one group: its committed spec, the rolling update under way (as
+    stored with the spec), whether it is being destroyed, and why it cannot run, if it cannot
+    (say its plugin is unknown)."""
 
     spec: GroupSpec
     destroying: bool = False
     problem: str | None = None
+    rollout: Rollout | None = None
 
 
 @dataclass(frozen=True)

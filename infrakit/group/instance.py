@@ -1,9 +1,12 @@
 """InstanceActor: one logical instance's lifecycle, provision -> health -> drain -> destroy.
 
-The group supervisor tells each actor what exists (an `Observe`), and asks it to `Replace` or
-`Retire`; the actor makes the plugin calls and reports its phase back (`StatusReport`). Plugin
-errors are retried with backoff behind the group's circuit breaker; anything unexpected crashes
-the actor, and its supervisor restarts it (it then adopts its instance from the next look).
+The group's reconciler tells each actor what exists (an `Observe`, or a `Gone` when the plugin
+says its instance vanished), and asks it to `Replace` or `Retire`; the actor makes the plugin
+calls, checks its own instance's health on its own schedule (on the group's health lane, so that
+checks of different instances run side by side and a hung one holds up only its own instance),
+and reports its phase back (`StatusReport`). Plugin errors are retried with backoff behind the
+group's circuit breaker; anything unexpected crashes the actor, and its supervisor restarts it
+(it then adopts its instance from the next look).
 
 Observations taken before the actor's last action are ignored: a describe that started before a
 provision finished would otherwise make the actor think its new instance is missing and make a
@@ -12,18 +15,24 @@ duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
 
 from actors import Backoff, CircuitBreaker, tell_later
 from actors.pooled import PooledActor
+from actors.workpool import Lane, Outcome
 from infrakit import events
 from infrakit.duration import format_duration
 from infrakit.group.plan import Observation, Phase, SlotStatus, hash_of
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description, FlavorPlugin, Health, InstancePlugin, PluginError, Spec
+from infrakit.spi.flavor import ProbesHealth
 from infrakit.spi.instance import TAG_CLUSTER, TAG_CONFIG_HASH, TAG_GROUP, TAG_LOGICAL_ID
 
 log = logging.getLogger(__name__)
@@ -31,9 +40,24 @@ log = logging.getLogger(__name__)
 _LIVE = (Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY)
 
 
+class Address:
+    """Where an actor's reports go: the group's reconciler, which a restart replaces."""
+
+    def __init__(self) -> None:
+        self.ref: pykka.ActorRef[Any] | None = None
+
+    def tell(self, message: object) -> None:
+        ref = self.ref
+        if ref is not None:
+            # A dead one is restarting: the new reconciler asks every actor to report again.
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(message)
+
+
 @dataclass(frozen=True)
 class GroupContext:
-    """What every instance actor of one group shares: plugins, breaker, events and fencing."""
+    """What every instance actor of one group shares: plugins, breaker, events, fencing, where
+    to report, and the lane its health checks run on."""
 
     group_id: str
     cluster_id: str
@@ -42,7 +66,21 @@ class GroupContext:
     breaker: CircuitBreaker
     publish: Callable[[events.Event], None]
     fence: Callable[[], bool]
+    reconciler: Address
+    health_lane: Lane
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.5, maximum=30.0))
+    _probes: dict[str, bool] = field(default_factory=dict)
+
+    def probes_health(self, spec: GroupSpec) -> bool:
+        """Whether the flavor's health check does anything for `spec` (remembered per
+        configuration, as asking may parse the properties)."""
+        known = self._probes.get(spec.config_hash)
+        if known is None:
+            flavor = self.flavor_plugin
+            props = spec.properties.flavor.properties
+            known = not isinstance(flavor, ProbesHealth) or flavor.probes_health(props)
+            self._probes[spec.config_hash] = known
+        return known
 
 
 # Messages.
@@ -53,15 +91,44 @@ class Observe:
     """What the group saw for this logical instance, and when the look began (monotonic)."""
 
     observation: Observation
-    health: Health | None
     taken_at: float
 
 
 @dataclass(frozen=True)
+class Gone:
+    """The instance plugin says this instance no longer exists."""
+
+    instance_id: str
+
+
+@dataclass(frozen=True)
 class SetSpec:
-    """The group's spec changed: provision with this one from now on."""
+    """The group's spec changed: provision with this one from now on. `previous` is the spec
+    being rolled from, so that its instances are checked with the health check they were made
+    with until they are replaced."""
 
     spec: GroupSpec
+    previous: GroupSpec | None = None
+
+
+@dataclass(frozen=True)
+class ReportAgain:
+    """Asks an actor to report its status, even if unchanged (a new reconciler asks)."""
+
+
+@dataclass(frozen=True)
+class _CheckDue:
+    """Time to check the health of the instance of this generation."""
+
+    generation: int
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A health check of the instance of this generation came back."""
+
+    generation: int
+    outcome: Outcome[Health]
 
 
 @dataclass(frozen=True)
@@ -83,7 +150,7 @@ class _Retry:
 
 @dataclass(frozen=True)
 class StatusReport:
-    """Told to the group supervisor whenever the actor's status changes."""
+    """Told to the group's reconciler whenever the actor's status changes."""
 
     logical_id: str
     status: SlotStatus
@@ -91,29 +158,30 @@ class StatusReport:
 
 @dataclass(frozen=True)
 class WantLook:
-    """Asks the group supervisor for a fresh observation soon."""
+    """Asks the group's reconciler for a fresh observation soon."""
 
 
 class FirstStart:
-    """When the first incarnation of an actor may trust observations from.
+    """The look that made the group start an actor, which its first incarnation acts on at once.
 
-    A new actor may act on the very look that made the group start it. A restarted one (same
-    constructor arguments) must not: its predecessor may have provisioned since that look.
+    A restarted actor (same constructor arguments) must not trust it: its predecessor may have
+    provisioned since that look. It waits for the next one instead.
     """
 
-    def __init__(self, at: float) -> None:
-        self._at: float | None = at
+    def __init__(self, observe: Observe) -> None:
+        self._observe: Observe | None = observe
 
-    def take(self) -> float | None:
-        at, self._at = self._at, None
-        return at
+    def take(self) -> Observe | None:
+        observe, self._observe = self._observe, None
+        return observe
 
 
 class InstanceActor(PooledActor):
     """Keeps one logical instance of a group alive.
 
     A pooled actor (no thread of its own), so that a group of 10,000 costs 10,000 small objects,
-    not 10,000 threads; its plugin calls run on the runtime's actor pool.
+    not 10,000 threads; its plugin calls run on the runtime's actor pool, its health checks on
+    the group's health lane.
     """
 
     def __init__(
@@ -126,31 +194,47 @@ class InstanceActor(PooledActor):
         super().__init__()
         self.context = context
         self.spec = spec
+        self.previous: GroupSpec | None = None
         self.logical_id = logical_id
         self.phase = Phase.PENDING
         self.reason = ""
         self.owned: Description | None = None
         self.extras: tuple[Description, ...] = ()
         now = time.monotonic()
-        trusted_from = first_start.take() if first_start is not None else None
-        self.acted_at = now if trusted_from is None else trusted_from
+        self._first = first_start.take() if first_start is not None else None
+        self.acted_at = now if self._first is None else self._first.taken_at
         self.started_at = now
         self.unhealthy_checks = 0
         self.failures = 0
         self.retry_pending = False
         self.retiring = False
         self._reported: SlotStatus | None = None
+        self._generation = 0  # of the owned instance, so that old checks are told apart
+        self._checking = False
 
     # -- Pykka hooks ---------------------------------------------------------------------
 
     def on_start(self) -> None:
-        self._report()
+        first, self._first = self._first, None
+        if first is not None:
+            self._observe(first)
+        else:
+            self._report()
 
     def on_receive(self, message: object) -> object:
         if isinstance(message, Observe):
             self._observe(message)
+        elif isinstance(message, Gone):
+            self._gone(message.instance_id)
+        elif isinstance(message, _CheckDue):
+            self._check(message.generation)
+        elif isinstance(message, _Checked):
+            self._checked(message)
         elif isinstance(message, SetSpec):
-            self.spec = message.spec
+            self.spec, self.previous = message.spec, message.previous
+        elif isinstance(message, ReportAgain):
+            self._reported = None
+            self._report()
         elif isinstance(message, Replace):
             self._replace(message.reason)
         elif isinstance(message, Retire):
@@ -180,8 +264,17 @@ class InstanceActor(PooledActor):
         elif observation.owned is None:
             self._missing()
         else:
-            self._present(observation.owned, message.health)
+            self._present(observation.owned)
         self._report()
+
+    def _gone(self, instance_id: str) -> None:
+        self.extras = tuple(extra for extra in self.extras if extra.id != instance_id)
+        owned = self.owned
+        if owned is None or owned.id != instance_id or self.retiring:
+            return
+        if self.phase in (Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY):
+            self._missing()
+            self._report()
 
     def _shows_mine(self, observation: Observation) -> bool:
         owned = observation.owned
@@ -201,24 +294,91 @@ class InstanceActor(PooledActor):
             return  # wait for the backoff
         self._provision()
 
-    def _present(self, instance: Description, health: Health | None) -> None:
-        now = time.monotonic()
+    def _present(self, instance: Description) -> None:
         if self.owned is None or self.owned.id != instance.id:
             if self.phase in (Phase.PENDING, Phase.FAILING):
                 self._event(events.ADOPTED, f"adopted {instance.id}", instance.id)
-                self.started_at = now
-                self.unhealthy_checks = 0
                 self._label(instance)
-            self.phase = Phase.STARTING if self.phase is not Phase.RUNNING else self.phase
-        self.owned = instance
+            self._own(instance)
+        else:
+            self.owned = instance
         self.retry_pending = False
-        in_grace = now - self.started_at < self.spec.properties.health.grace_period
+
+    def _own(self, instance: Description) -> None:
+        """Take `instance` as this actor's: its grace period begins, and its health checks."""
+        self.owned = instance
+        self.started_at = time.monotonic()
+        self.unhealthy_checks = 0
+        self._generation += 1
+        self._checking = False
+        if not self.context.probes_health(self._made_with(instance)):
+            self._judge(instance, Health.HEALTHY)  # nothing to check: healthy once it exists
+        else:
+            self.phase = Phase.STARTING
+            self._check(self._generation)
+
+    def _made_with(self, instance: Description) -> GroupSpec:
+        """The spec the instance was made with (its config hash says which), so that it is
+        checked with its own health check until it is replaced; the current one if unknown."""
+        found = hash_of(instance)
+        previous = self.previous
+        if (
+            previous is not None
+            and found is not None
+            and found != self.spec.config_hash
+            and (found == previous.config_hash or found in previous.legacy_hashes)
+        ):
+            return previous
+        return self.spec
+
+    # -- health ---------------------------------------------------------------------------
+
+    def _check(self, generation: int) -> None:
+        """Check the owned instance's health on the group's lane; the answer comes back as
+        a message, so the actor never waits for it."""
+        owned = self.owned
+        if generation != self._generation or owned is None or self._checking:
+            return
+        if self.retiring or self.phase not in (Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY):
+            return
+        self._checking = True
+        props = self._made_with(owned).properties.flavor.properties
+        flavor = self.context.flavor_plugin
+        ref = self.actor_ref
+
+        def done(outcome: Outcome[Health]) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(_Checked(generation, outcome))
+
+        self.context.health_lane.submit(lambda: flavor.healthy(props, owned), done)
+
+    def _checked(self, message: _Checked) -> None:
+        if message.generation != self._generation:
+            return  # about an instance this actor no longer owns
+        self._checking = False
+        owned = self.owned
+        if owned is None or self.retiring:
+            return
+        if self.phase not in (Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY):
+            return
+        error = message.outcome.error
+        health = message.outcome.value if error is None else Health.UNKNOWN
+        if error is not None:
+            log.warning("%s: health check of %s failed: %s", self.logical_id, owned.id, error)
+        self._judge(owned, health if health is not None else Health.UNKNOWN)
+        self._report()
+        interval = self._made_with(owned).properties.health.interval
+        tell_later(self.actor_ref, interval, _CheckDue(self._generation))
+
+    def _judge(self, instance: Description, health: Health) -> None:
+        """Move between STARTING, RUNNING and UNHEALTHY on one check's answer."""
+        in_grace = time.monotonic() - self.started_at < self.spec.properties.health.grace_period
         if health is Health.HEALTHY:
             self.unhealthy_checks = 0
             if self.phase is not Phase.RUNNING:
                 self.phase = Phase.RUNNING
                 self._event(events.HEALTHY, f"{instance.id} is healthy", instance.id)
-        elif health is None or (health is Health.UNKNOWN and in_grace):
+        elif health is Health.UNKNOWN and in_grace:
             if self.phase not in (Phase.RUNNING, Phase.UNHEALTHY):
                 self.phase = Phase.STARTING
         elif not in_grace or self.phase is Phase.RUNNING:
@@ -233,6 +393,8 @@ class InstanceActor(PooledActor):
                     f"{instance.id} {what} for {self.unhealthy_checks} checks",
                     instance.id,
                 )
+
+    # -- replacing and retiring -----------------------------------------------------------
 
     def _replace(self, reason: str) -> None:
         if self.retiring or self.phase in (Phase.REPLACING, Phase.PROVISIONING):
@@ -322,11 +484,9 @@ class InstanceActor(PooledActor):
             return
         context.breaker.record_success()
         self.failures = 0
-        self.acted_at = self.started_at = time.monotonic()
-        self.unhealthy_checks = 0
-        self.owned = Description(id=instance_id, logical_id=spec.logical_id, tags=tags)
-        self.phase = Phase.STARTING
+        self.acted_at = time.monotonic()
         self._event(events.PROVISIONED, f"provisioned {instance_id}", instance_id)
+        self._own(Description(id=instance_id, logical_id=spec.logical_id, tags=tags))
         self._ask_for_look()
 
     def _label(self, instance: Description) -> None:
@@ -369,8 +529,7 @@ class InstanceActor(PooledActor):
         return delay
 
     def _ask_for_look(self) -> None:
-        if self.parent is not None:
-            self.parent.tell(WantLook())
+        self.context.reconciler.tell(WantLook())
 
     def _status(self) -> SlotStatus:
         owned = self.owned
@@ -384,9 +543,9 @@ class InstanceActor(PooledActor):
 
     def _report(self) -> None:
         status = self._status()
-        if status != self._reported and self.parent is not None:
+        if status != self._reported:
             self._reported = status
-            self.parent.tell(StatusReport(self.logical_id, status))
+            self.context.reconciler.tell(StatusReport(self.logical_id, status))
 
     def _event(self, kind: str, message: str, instance: str | None = None) -> None:
         self.context.publish(

@@ -9,9 +9,12 @@ should own, and which instances to replace now for a rolling update or for ill h
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from enum import StrEnum
+from types import MappingProxyType
 
+from infrakit.group.rollout import Rollout
 from infrakit.spec import GroupSpec
 from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_CONFIG_SHA_OLD, TAG_LOGICAL_ID, Description
 
@@ -55,24 +58,16 @@ class Observation:
 
 
 @dataclass(frozen=True)
-class UpdateProgress:
-    """A rolling update's state: stale instances left, replacements in flight, and any failure."""
-
-    stale: int = 0
-    in_flight: tuple[LogicalID, ...] = ()
-    failed: tuple[LogicalID, str] | None = None
-
-
-@dataclass(frozen=True)
 class Plan:
-    """What the group supervisor should do now."""
+    """What the group should do now, and the rolling update's next state."""
 
     observations: Mapping[LogicalID, Observation]
     start: tuple[LogicalID, ...] = ()
     retire: tuple[LogicalID, ...] = ()
     replace: tuple[tuple[LogicalID, str], ...] = ()
     unhealthy_held: tuple[LogicalID, ...] = ()
-    update: UpdateProgress = field(default_factory=UpdateProgress)
+    rollout: Rollout | None = None
+    failed: tuple[LogicalID, str] | None = None  # a replacement that never turned healthy
     converged: bool = False
 
 
@@ -153,19 +148,17 @@ def plan(
     status: Mapping[LogicalID, SlotStatus],
     *,
     now: float,
-    roll_started: Mapping[LogicalID, float] | None = None,
-    update_paused: bool = False,
+    rollout: Rollout | None = None,
 ) -> Plan:
-    """Decide the group's next actions.
+    """Decide the group's next actions, and the rolling update's next state.
 
-    `status` holds every live actor's last report; `roll_started` when each replacement for the
-    rolling update began (to enforce Update.HealthyTimeout). New rolling-update replacements
-    start only while fewer than Update.MaxParallel wanted instances are out of service, so an
-    update never takes more than MaxParallel instances away at once. Unhealthy instances are
-    replaced unless more of them than Health.MaxUnhealthy are ill at once, which looks like a
-    wider problem that replacing instances would not cure.
+    `status` holds every live actor's last report, `rollout` the rolling update under way (if
+    any) and `now` the wall-clock time. Replacements share one budget: a rolling update
+    replaces an instance only while fewer than Update.MaxParallel wanted instances are out of
+    service, and at most Health.MaxInFlight unhealthy ones are replaced at once, unless more
+    than Health.MaxUnhealthy are ill, which looks like a wider problem that replacing would not
+    cure. A paused update replaces nothing, for any reason, until it is resumed.
     """
-    roll_started = roll_started or {}
     by_lid, surplus = assign(spec, members, status)
     observations: dict[LogicalID, Observation] = {}
     for lid, candidates in by_lid.items():
@@ -195,17 +188,31 @@ def plan(
         owned = observations[lid].owned
         return owned is not None and not is_current(owned, spec)
 
-    in_flight = tuple(
-        lid for lid in wanted if lid in roll_started and not _settled(lid, status, spec)
-    )
-    failed: tuple[LogicalID, str] | None = None
-    for lid in in_flight:
-        if now - roll_started[lid] > spec.properties.update.healthy_timeout:
-            failed = (lid, f"not healthy within {spec.properties.update.healthy_timeout:g}s")
-            break
+    if rollout is not None and rollout.target != spec.config_hash:
+        rollout = None  # made for another configuration: start over
+    started = dict(rollout.in_flight) if rollout is not None else {}
+    in_flight = {
+        lid: at for lid, at in started.items() if lid in by_lid and not _settled(lid, status, spec)
+    }
     stale_lids = [lid for lid in wanted if stale(lid) and lid not in in_flight]
+    if rollout is None and (stale_lids or in_flight):
+        rollout = Rollout(target=spec.config_hash, since=now)
+    paused = rollout.paused if rollout is not None else None
+    failed: tuple[LogicalID, str] | None = None
+    if rollout is not None and paused is None:
+        timeout = spec.properties.update.healthy_timeout
+        for lid, at in sorted(in_flight.items()):
+            if now - at > timeout:
+                failed = (lid, f"not healthy within {timeout:g}s")
+                break
+        can_roll_back = rollout.previous is not None and not rollout.rolling_back
+        if failed is not None and not (
+            spec.properties.update.on_failure == "rollback" and can_roll_back
+        ):
+            paused = f"{failed[0]} {failed[1]}"
+            rollout = dataclass_replace(rollout, paused=paused)
     replace: list[tuple[LogicalID, str]] = []
-    if stale_lids and not update_paused and failed is None:
+    if stale_lids and paused is None and failed is None:
         busy = {lid for lid in wanted if lid in status and status[lid].phase is Phase.REPLACING}
         unavailable = len(wanted) - len(available)
         room = spec.properties.update.max_parallel - len(in_flight)
@@ -218,9 +225,23 @@ def plan(
                     continue
                 unavailable += 1
             replace.append((lid, REASON_UPDATE))
+            in_flight[lid] = now
             room -= 1
+    if rollout is not None:
+        left = len(stale_lids) + len(in_flight) - len(replace)
+        total = max(rollout.total, rollout.done + left)
+        if not left:
+            rollout = None  # done
+        else:
+            rollout = dataclass_replace(
+                rollout,
+                total=total,
+                done=total - left,
+                in_flight=MappingProxyType(in_flight),
+            )
 
-    # Self-healing of instances unhealthy past the threshold.
+    # Self-healing of instances unhealthy past the threshold; a replacement of the rolling
+    # update is the update's to judge (Update.HealthyTimeout), not ill health's.
     chosen = {lid for lid, _ in replace}
     sick: list[LogicalID] = []
     healing = 0
@@ -228,24 +249,24 @@ def plan(
         report = status.get(lid)
         if report is None:
             continue
-        if report.phase is Phase.UNHEALTHY and lid not in chosen:
+        if report.phase is Phase.UNHEALTHY and lid not in chosen and lid not in in_flight:
             sick.append(lid)
         elif report.phase is Phase.REPLACING and report.reason == REASON_UNHEALTHY:
             healing += 1
     held: tuple[LogicalID, ...] = ()
-    limit = spec.properties.health.max_unhealthy_of(len(wanted))
-    if sick and len(sick) + healing > limit:
+    health = spec.properties.health
+    if sick and (paused is not None or len(sick) + healing > health.max_unhealthy_of(len(wanted))):
         held = tuple(sick)
     else:
-        replace.extend((lid, REASON_UNHEALTHY) for lid in sick)
+        room = health.max_in_flight_of(len(wanted)) - healing
+        replace.extend((lid, REASON_UNHEALTHY) for lid in sick[: max(0, room)])
 
     converged = (
         not start
         and not retire
         and not surplus
         and not replace
-        and not in_flight
-        and not stale_lids
+        and rollout is None
         and len(available) == len(wanted)
         and all(not observations[lid].extras for lid in wanted)
     )
@@ -255,9 +276,8 @@ def plan(
         retire=retire,
         replace=tuple(replace),
         unhealthy_held=held,
-        update=UpdateProgress(
-            stale=len(stale_lids) + len(in_flight), in_flight=in_flight, failed=failed
-        ),
+        rollout=rollout,
+        failed=failed,
         converged=converged,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,10 +22,14 @@ import pykka
 
 from actors import Backoff, ChildSpec, LeaderActor, Restart, Supervisor, tell_later
 from actors.election import Election
+from actors.workpool import WorkPool
 from infrakit import events
 from infrakit.confighash import config_hash
+from infrakit.group import rollout as rollouts
 from infrakit.group.instance import WantLook
 from infrakit.group.plan import describe_commit
+from infrakit.group.reconciler import DestroyAll, Hooks, Update
+from infrakit.group.rollout import Rollout
 from infrakit.group.supervisor import GroupSupervisor
 from infrakit.manager.store import Store
 from infrakit.manager.validation import validate_with_plugins
@@ -83,6 +88,16 @@ class _Leadership:
 @dataclass(frozen=True)
 class _RolledBack:
     spec: GroupSpec
+    rollout: Rollout
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """A group's rolling update moved on (or ended: None), for the spec of `config_hash`."""
+
+    group_id: str
+    config_hash: str
+    rollout: Rollout | None
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,7 @@ class ManagerActor(Supervisor):
         leader_poll: float = 1.0,
         cluster_id: str | None = None,
         max_group_size: int = DEFAULT_MAX_GROUP_SIZE,
+        health_checks: WorkPool | None = None,
     ) -> None:
         super().__init__(
             children=[
@@ -129,6 +145,8 @@ class ManagerActor(Supervisor):
         self.configured_cluster_id = cluster_id
         self.cluster_id: str | None = None  # known once leading (kept in the store)
         self.max_group_size = max_group_size  # the cluster's Limits.MaxGroupSize
+        # Where every group's health checks run (the cluster's Limits.HealthChecks at once).
+        self.health_checks = health_checks or WorkPool(64, name="health")
         self.leading = False
         self.records: dict[str, GroupRecord] = {}
         # Group ID -> hash of the cluster file's spec last applied (kept in the store).
@@ -159,9 +177,11 @@ class ManagerActor(Supervisor):
             self._leadership(message.leader)
         elif isinstance(message, _RolledBack):
             record = self.records.get(message.spec.id)
-            if record is not None:
-                self._store(message.spec)
-                self._set_record(replace(record, spec=message.spec))
+            if record is not None and not record.destroying:
+                self._store(message.spec, message.rollout)
+                self._set_record(replace(record, spec=message.spec, rollout=message.rollout))
+        elif isinstance(message, _Progress):
+            self._progress(message)
         elif isinstance(message, _Destroyed):
             self._finish_destroy(message.group_id)
         elif isinstance(message, _ApplyFileGroup):
@@ -197,10 +217,13 @@ class ManagerActor(Supervisor):
             sentence = describe_commit(current, spec, view.members if view else ())
         if pretend:
             return sentence
-        self._store(spec)
-        self._set_record(GroupRecord(spec))
+        rollout = None
+        if record is not None and group is not None:
+            rollout = rollouts.begin(record.spec, spec, record.rollout, time.time())
+        self._store(spec, rollout)
+        self._set_record(GroupRecord(spec, rollout=rollout))
         if group is not None:
-            group.proxy().update(spec)  # a tell in effect: nobody waits on the group
+            group.tell(Update(spec, rollout))  # nobody waits on the group
         else:
             self._start_group(spec.id)
         self.publish(events.Event(spec.id, events.COMMITTED, f"committed: {sentence}"))
@@ -228,9 +251,9 @@ class ManagerActor(Supervisor):
                 f"cannot destroy group {group_id!r}: {record.problem}; fix that and commit it"
                 " again, or free it (its instances are left as they are)"
             )
-        self._store(record.spec, Destroying=True)
-        self._set_record(replace(record, destroying=True))
-        group.proxy().destroy_all()  # a tell in effect: nobody waits on the group
+        self._store(record.spec, None, Destroying=True)
+        self._set_record(replace(record, destroying=True, rollout=None))
+        group.tell(DestroyAll())  # nobody waits on the group
 
     def is_leader(self) -> bool:
         return self.leading
@@ -320,7 +343,13 @@ class ManagerActor(Supervisor):
             except SpecError as error:
                 log.error("not starting stored group %r: %s", group_id, error)
                 continue
-            record = GroupRecord(spec, destroying=bool(entry.get("Destroying")))
+            rollout = None
+            if entry.get("Update") is not None:
+                try:
+                    rollout = Rollout.from_json(entry["Update"], self.max_group_size)
+                except ValueError as error:
+                    log.warning("group %r: ignoring its stored update: %s", group_id, error)
+            record = GroupRecord(spec, destroying=bool(entry.get("Destroying")), rollout=rollout)
             try:
                 self._validate_plugins(spec)
             except (SpecError, ValueError) as error:
@@ -352,9 +381,13 @@ class ManagerActor(Supervisor):
         me = self.actor_ref
         assert self.cluster_id is not None  # groups run only while leading
 
-        def rolled_back(back: GroupSpec) -> None:
+        def rolled_back(back: GroupSpec, rollout: Rollout) -> None:
             with contextlib.suppress(pykka.ActorDeadError):
-                me.tell(_RolledBack(back))
+                me.tell(_RolledBack(back, rollout))
+
+        def progress(group_id: str, config: str, rollout: Rollout | None) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                me.tell(_Progress(group_id, config, rollout))
 
         def destroyed(group_id: str) -> None:
             with contextlib.suppress(pykka.ActorDeadError):
@@ -371,11 +404,13 @@ class ManagerActor(Supervisor):
                     self.plugins[plugin_name(spec.properties.flavor.plugin)],
                     self.publish,
                     self.cluster_id,
+                    self.health_checks,
                 ),
                 kwargs={
                     "fence": self._fence,
-                    "on_rollback": rolled_back,
-                    "on_destroyed": destroyed,
+                    "hooks": Hooks(
+                        on_progress=progress, on_rollback=rolled_back, on_destroyed=destroyed
+                    ),
                 },
                 restart=Restart.PERMANENT,
                 shutdown_timeout=60.0,
@@ -407,10 +442,24 @@ class ManagerActor(Supervisor):
         self.records[record.spec.id] = record
         self.views.set_records(self.records)
 
-    def _store(self, spec: GroupSpec, **marks: Any) -> None:
-        """Write the spec, keeping the mark of the cluster-file version it came from."""
+    def _progress(self, message: _Progress) -> None:
+        """Store a group's rolling update with its spec, so that it resumes after a restart
+        or on a new leader. News about a spec since replaced (or a group gone) is dropped."""
+        record = self.records.get(message.group_id)
+        if record is None or record.destroying or record.rollout == message.rollout:
+            return
+        if message.config_hash != record.spec.config_hash:
+            return
+        self._store(record.spec, message.rollout)
+        self._set_record(replace(record, rollout=message.rollout))
+
+    def _store(self, spec: GroupSpec, rollout: Rollout | None = None, **marks: Any) -> None:
+        """Write the spec and its rolling update, keeping the mark of the cluster-file version
+        it came from."""
         if spec.id in self.file_marks:
             marks["FileSpec"] = self.file_marks[spec.id]
+        if rollout is not None:
+            marks["Update"] = rollout.to_json()
         self.store.put(spec.id, spec.to_json(), **marks)
 
     def _group(self, group_id: str) -> pykka.ActorRef[Any] | None:

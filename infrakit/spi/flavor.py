@@ -55,3 +55,15 @@ class FlavorPlugin(Protocol):
 
     def drain(self, properties: Any, instance: Description) -> None:
         """Prepare the instance to be destroyed (move work away, leave a cluster...)."""
+
+
+@runtime_checkable
+class ProbesHealth(Protocol):
+    """Optional: a flavor that can say whether `healthy` does any checking for `properties`.
+
+    A flavor whose `healthy` always answers HEALTHY for some properties (the vanilla flavor
+    without a `Health.Command`) says False, and the group then asks it once per instance
+    instead of every `Health.Interval`. A flavor without this method is asked every interval.
+    """
+
+    def probes_health(self, properties: Any) -> bool: ...

@@ -133,6 +133,28 @@ class Watchable(Protocol):
     def watch(self, callback: Callable[[], None]) -> Unsubscribe: ...
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What a plugin saw change among its instances since it last said: IDs that appeared and
+    IDs that are gone (of any group: a listener keeps those it knows)."""
+
+    appeared: frozenset[InstanceID] = frozenset()
+    gone: frozenset[InstanceID] = frozenset()
+
+
+@runtime_checkable
+class ChangeWatchable(Protocol):
+    """Optional, beyond `Watchable`: an instance plugin that can say *which* instances appeared
+    or vanished, so that a group applies the change to the members it knows instead of listing
+    them all again.
+
+    The callback must return at once. A plugin that cannot tell (its watch restarted, say)
+    calls `Watchable.watch`'s callbacks instead, which means "look at everything".
+    """
+
+    def watch_changes(self, callback: Callable[[Changes], None]) -> Unsubscribe: ...
+
+
 @runtime_checkable
 class Sweepable(Protocol):
     """Optional: an instance plugin that can remove what its dead instances left behind.

@@ -195,6 +195,10 @@ class VanillaFlavor(FlavorPlugin):
             return Health.HEALTHY
         return run_health_check(check, instance)
 
+    def probes_health(self, properties: Any) -> bool:
+        """Only a Health command makes `healthy` check anything."""
+        return parse_options(properties).health is not None
+
     def drain(self, properties: Any, instance: Description) -> None:
         """Nothing to drain for a vanilla instance."""
 

@@ -5,7 +5,9 @@ never has more than Update.MaxParallel instances out of service at once."""
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from hypothesis import given, settings
@@ -20,6 +22,7 @@ from infrakit.group.plan import (
     describe_commit,
     plan,
 )
+from infrakit.group.rollout import Rollout
 from infrakit.spec import GroupSpec, parse_group
 from infrakit.spi import Description
 from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_GROUP, TAG_LOGICAL_ID
@@ -31,6 +34,7 @@ def group(
     note: str = "v1",
     max_parallel: int = 1,
     max_unhealthy: str | int = "40%",
+    max_in_flight: str | int = 1,
 ) -> GroupSpec:
     allocation: dict[str, Any] = {"LogicalIDs": ids} if ids is not None else {"Size": size}
     return parse_group(
@@ -41,7 +45,7 @@ def group(
                 "Instance": {"Plugin": "instance-file", "Properties": {"Note": note}},
                 "Flavor": {"Plugin": "flavor-vanilla"},
                 "Update": {"MaxParallel": max_parallel, "HealthyTimeout": "1h"},
-                "Health": {"MaxUnhealthy": max_unhealthy},
+                "Health": {"MaxUnhealthy": max_unhealthy, "MaxInFlight": max_in_flight},
             },
         }
     )
@@ -139,7 +143,7 @@ def test_scale_down_retires_the_highest_slots() -> None:
 
 
 def test_too_many_unhealthy_at_once_are_held_not_replaced() -> None:
-    spec = group(5, max_unhealthy="40%")
+    spec = group(5, max_unhealthy="40%", max_in_flight=2)
     members = [member(f"i{n}", f"g-{n}", spec) for n in range(5)]
     status = {
         f"g-{n}": SlotStatus(Phase.UNHEALTHY if n < 3 else Phase.RUNNING, f"i{n}", spec.config_hash)
@@ -168,9 +172,78 @@ def test_a_replacement_not_healthy_in_time_fails_the_update() -> None:
         "g-0": SlotStatus(Phase.STARTING, "a", new.config_hash),
         "g-1": SlotStatus(Phase.RUNNING, "b", old.config_hash),
     }
-    result = plan(new, members, status, now=100.0, roll_started={"g-0": 80.0})
-    assert result.update.failed == ("g-0", "not healthy within 10s")
+    rollout = Rollout(target=new.config_hash, in_flight=MappingProxyType({"g-0": 80.0}))
+    result = plan(new, members, status, now=100.0, rollout=rollout)
+    assert result.failed == ("g-0", "not healthy within 10s")
+    assert result.rollout is not None
+    assert result.rollout.paused == "g-0 not healthy within 10s"  # no previous: pause
     assert result.replace == ()
+
+
+def test_unhealthy_instances_are_replaced_max_in_flight_at_a_time() -> None:
+    spec = group(4, max_unhealthy="100%")
+    members = [member(f"i{n}", f"g-{n}", spec) for n in range(4)]
+    status = {f"g-{n}": SlotStatus(Phase.UNHEALTHY, f"i{n}", spec.config_hash) for n in range(4)}
+    assert plan(spec, members, status, now=0.0).replace == (("g-0", REASON_UNHEALTHY),)
+    status["g-0"] = SlotStatus(Phase.REPLACING, reason=REASON_UNHEALTHY)
+    assert plan(spec, members, status, now=0.0).replace == ()  # the one at a time is busy
+
+
+def test_a_paused_update_replaces_nothing_not_even_unhealthy_instances() -> None:
+    old, new = group(3, note="v1", max_unhealthy="100%"), group(3, note="v2")
+    members = [member("a", "g-0", new), member("b", "g-1", old), member("c", "g-2", old)]
+    status = {
+        "g-0": SlotStatus(Phase.UNHEALTHY, "a", new.config_hash),
+        "g-1": SlotStatus(Phase.RUNNING, "b", old.config_hash),
+        "g-2": SlotStatus(Phase.UNHEALTHY, "c", old.config_hash),
+    }
+    paused = Rollout(target=new.config_hash, total=3, done=0, paused="g-0 not healthy")
+    result = plan(new, members, status, now=0.0, rollout=paused)
+    assert result.replace == ()
+    assert result.unhealthy_held == ("g-0", "g-2")
+    assert result.rollout is not None and result.rollout.paused == "g-0 not healthy"
+    assert not result.converged
+
+
+def test_a_failed_update_with_a_previous_spec_asks_for_a_rollback() -> None:
+    old = group(2, note="v1")
+    new = parse_group(
+        {
+            **old.to_json(),
+            "Properties": {
+                **group(2, note="v2").to_json()["Properties"],
+                "Update": {"HealthyTimeout": "10s", "OnFailure": "rollback"},
+            },
+        }
+    )
+    members = [member("a", "g-0", new), member("b", "g-1", old)]
+    status = {
+        "g-0": SlotStatus(Phase.STARTING, "a", new.config_hash),
+        "g-1": SlotStatus(Phase.RUNNING, "b", old.config_hash),
+    }
+    rollout = Rollout(
+        target=new.config_hash, previous=old, in_flight=MappingProxyType({"g-0": 80.0})
+    )
+    result = plan(new, members, status, now=100.0, rollout=rollout)
+    assert result.failed == ("g-0", "not healthy within 10s")
+    assert result.rollout is not None and result.rollout.paused is None  # to roll back
+    assert result.replace == ()
+
+
+def test_a_rollout_survives_its_stored_form() -> None:
+    old, new = group(2, note="v1"), group(2, note="v2")
+    rollout = Rollout(
+        target=new.config_hash,
+        previous=old,
+        total=2,
+        done=1,
+        in_flight=MappingProxyType({"g-1": 12.5}),
+        paused="g-1 not healthy within 1s",
+        since=3.0,
+    )
+    back = Rollout.from_json(json.loads(json.dumps(rollout.to_json())))
+    assert back.to_json() == rollout.to_json()
+    assert back.previous is not None and back.previous.config_hash == old.config_hash
 
 
 # -- properties over any observed state ------------------------------------------------------
@@ -183,7 +256,7 @@ class World:
     spec: GroupSpec
     instances: dict[str, Description] = field(default_factory=dict)
     status: dict[str, SlotStatus] = field(default_factory=dict)
-    roll_started: dict[str, float] = field(default_factory=dict)
+    rollout: Rollout | None = None
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
     def provision(self, lid: str) -> SlotStatus:
@@ -202,8 +275,9 @@ class World:
             list(self.instances.values()),
             self.status,
             now=now,
-            roll_started=self.roll_started,
+            rollout=self.rollout,
         )
+        self.rollout = result.rollout
         for lid in result.start:
             self.status[lid] = SlotStatus(Phase.PENDING)
         for lid, observation in result.observations.items():
@@ -229,17 +303,8 @@ class World:
         for lid, reason in result.replace:
             if reason == REASON_UPDATE:
                 rolled_available |= self.status[lid].phase is Phase.RUNNING
-                self.roll_started[lid] = now
             self.destroy(self.status[lid].instance_id)
             self.status[lid] = self.provision(lid)
-        for lid in list(self.roll_started):
-            report = self.status.get(lid)
-            if (
-                report
-                and report.phase is Phase.RUNNING
-                and report.config_hash == self.spec.config_hash
-            ):
-                del self.roll_started[lid]
         unavailable = sum(
             1
             for lid in wanted

@@ -1,0 +1,561 @@
+"""Reconciler: one group's loop of look, plan and tell, on its own thread.
+
+A look lists the group's instances (one DescribeInstances), asks the pure planner what to do,
+and tells each instance actor what concerns it. Looks run every `Health.Interval`, or every
+`Health.Resync` when the instance plugin reports changes itself; in between, a change the
+plugin reports costs what changed: a vanished instance is told to the one actor that owned it.
+Health is the actors' own business; the reconciler only decides whether replacing an unhealthy
+instance is allowed. Actors are started and stopped by the group's supervisor, on request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors import CircuitBreaker, SupervisedActor, tell_later
+from actors.scheduler import Handle
+from infrakit import events
+from infrakit.group import plan as planner
+from infrakit.group.instance import (
+    FirstStart,
+    Gone,
+    GroupContext,
+    Observe,
+    Replace,
+    ReportAgain,
+    Retire,
+    SetSpec,
+    StatusReport,
+    WantLook,
+)
+from infrakit.group.plan import Observation, Phase, SlotStatus
+from infrakit.group.rollout import Rollout
+from infrakit.group.rollout import rollback as rollback_of
+from infrakit.spec import GroupSpec
+from infrakit.spi import Description, PluginError
+from infrakit.spi.instance import TAG_CLUSTER, TAG_GROUP, Changes, Sweepable
+from infrakit.views import GroupView, Views
+
+log = logging.getLogger(__name__)
+
+# A look asked for by an actor waits this long, so that a burst becomes one look.
+LOOK_SOON = 0.05
+# An instance that appeared unasked is looked at after this long, unless an actor of ours
+# reports it first (the plugin often sees our own provisions before the actor reports them).
+UNKNOWN_GRACE = 0.5
+
+_NEEDS_NEWS = frozenset({Phase.PENDING, Phase.FAILING, Phase.UNHEALTHY})
+
+
+# Messages from the group's supervisor and the manager.
+
+
+@dataclass(frozen=True)
+class Update:
+    """A new spec (already validated and stored) and the rollout stored with it."""
+
+    spec: GroupSpec
+    rollout: Rollout | None
+
+
+@dataclass(frozen=True)
+class DestroyAll:
+    """Drain and destroy every instance; keep trying until none is left."""
+
+
+@dataclass(frozen=True)
+class Children:
+    """The instance actors the supervisor has, by logical ID (told to a new reconciler)."""
+
+    refs: tuple[tuple[str, pykka.ActorRef[Any] | None], ...]
+
+
+@dataclass(frozen=True)
+class InstanceUp:
+    """The supervisor (re)started the actor of `logical_id`."""
+
+    logical_id: str
+    ref: pykka.ActorRef[Any]
+    restarted: bool
+
+
+@dataclass(frozen=True)
+class StartInstances:
+    """Asks the supervisor to start these instance actors: (logical ID, constructor args)."""
+
+    actors: tuple[tuple[str, tuple[Any, ...]], ...]
+
+
+@dataclass(frozen=True)
+class StopInstance:
+    """Asks the supervisor to stop (and forget) the actor of `logical_id`."""
+
+    logical_id: str
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A new reconciler asks the supervisor which actors exist."""
+
+
+@dataclass(frozen=True)
+class PluginSaid:
+    """The instance plugin signalled a change it could not name: look at once."""
+
+
+@dataclass(frozen=True)
+class PluginChanged:
+    """The instance plugin named what changed."""
+
+    changes: Changes
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """Time to look at the group."""
+
+
+@dataclass(frozen=True)
+class _Unknowns:
+    """Time to see whether instances that appeared unasked are still unknown."""
+
+
+class Hooks:
+    """What the reconciler tells the world: rollout progress to store, a rollback to commit,
+    and the group's destruction."""
+
+    def __init__(
+        self,
+        on_progress: Callable[[str, str, Rollout | None], None] | None = None,
+        on_rollback: Callable[[GroupSpec, Rollout], None] | None = None,
+        on_destroyed: Callable[[str], None] | None = None,
+    ) -> None:
+        self.on_progress = on_progress
+        self.on_rollback = on_rollback
+        self.on_destroyed = on_destroyed
+
+
+class Reconciler(SupervisedActor):
+    """Keeps one group's instances equal to its spec: looks, plans, and tells its actors."""
+
+    def __init__(
+        self,
+        views: Views,
+        context: GroupContext,
+        supervisor: pykka.ActorRef[Any],
+        breaker: CircuitBreaker,
+        hooks: Hooks,
+        told_of_changes: bool,
+    ) -> None:
+        super().__init__()
+        # The spec, the destroy mark and the rollout come from the manager's published record,
+        # so that a restarted reconciler starts from the latest commit.
+        record = views.records()[context.group_id]
+        self.views = views
+        self.context = context
+        self.supervisor = supervisor
+        self.breaker = breaker
+        self.hooks = hooks
+        self.told_of_changes = told_of_changes
+        self.spec: GroupSpec = record.spec
+        self.rollout: Rollout | None = record.rollout
+        self.destroying = record.destroying
+        self.status: dict[str, SlotStatus] = {}
+        self.refs: dict[str, pykka.ActorRef[Any] | None] = {}
+        self._sent: dict[str, Observation] = {}
+        self._owner: dict[str, str] = {}  # instance ID -> logical ID, from the actors' reports
+        self._unknown: dict[str, float] = {}  # appeared unasked -> when
+        self.converged = False
+        self.members: list[Description] = []
+        self._held: tuple[str, ...] = ()
+        self._describe_failing: str | None = None
+        self._sweep_failed: str | None = None
+        self._foreign: frozenset[str] = frozenset()
+        self._timer: Handle | None = None
+        self._next_tick = 0.0
+        self._tick_cost = 0.0
+        self._ready = False  # until the supervisor said which actors exist
+        self.looked_at: float | None = None
+        self._looked_at_wall: float | None = None
+
+    # -- Pykka hooks ---------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.context.reconciler.ref = self.actor_ref
+        self.supervisor.tell(Hello())
+        self._publish_view()
+
+    def on_stop(self) -> None:
+        self._quiet()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._quiet()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, StatusReport):
+            self._status_report(message)
+        elif isinstance(message, _Tick):
+            self._tick()
+        elif isinstance(message, WantLook):
+            self._look_soon()
+        elif isinstance(message, PluginChanged):
+            self._changed(message.changes)
+        elif isinstance(message, PluginSaid):
+            self._look_soon(0.005)
+        elif isinstance(message, _Unknowns):
+            if self._unknown:
+                self._unknown.clear()
+                self._look_soon(0.0)
+        elif isinstance(message, InstanceUp):
+            self._instance_up(message)
+        elif isinstance(message, Children):
+            self._children(message)
+        elif isinstance(message, Update):
+            self._update(message.spec, message.rollout)
+        elif isinstance(message, DestroyAll):
+            self._destroy_all()
+        else:
+            return super().on_receive(message)
+        return None
+
+    # -- what the manager and the supervisor say ------------------------------------------
+
+    def _children(self, message: Children) -> None:
+        """The actors that exist (none for a new group): ask each to report, then look."""
+        for lid, ref in message.refs:
+            self.refs[lid] = ref
+            self.status[lid] = SlotStatus(Phase.PENDING)
+            if ref is not None:
+                self._tell(ref, ReportAgain())
+        self._ready = True
+        self._schedule(0.0)
+
+    def _instance_up(self, message: InstanceUp) -> None:
+        self.refs[message.logical_id] = message.ref
+        if message.restarted:
+            self.status[message.logical_id] = SlotStatus(Phase.PENDING)
+            self._sent.pop(message.logical_id, None)
+            self._look_soon()
+
+    def _update(self, spec: GroupSpec, rollout: Rollout | None) -> None:
+        """Take a new spec: scale, roll, or resume a paused rollout. A commit supersedes a
+        destroy in progress: the group then converges to `spec`."""
+        self.spec, self.rollout = spec, rollout
+        self.destroying = False
+        self.converged = False  # until a look at the group says otherwise
+        previous = rollout.previous if rollout is not None else None
+        for lid, ref in self.refs.items():
+            if ref is not None:
+                self._tell(ref, SetSpec(spec, previous))
+            self._sent.pop(lid, None)
+        self._publish_view()
+        self._schedule(0.0)
+
+    def _destroy_all(self) -> None:
+        self.destroying = True
+        self.converged = False
+        self._publish_view()
+        self._schedule(0.0)
+
+    def _destroyed(self) -> bool:
+        return self.destroying and not self.members and not self.status and self.converged
+
+    # -- what the actors and the plugin say -----------------------------------------------
+
+    def _status_report(self, message: StatusReport) -> None:
+        lid = message.logical_id
+        if lid not in self.refs and lid not in self.status:
+            return  # from an actor that has since been stopped
+        old = self.status.get(lid)
+        if (
+            old is not None
+            and old.instance_id
+            and old.instance_id != message.status.instance_id
+            and self._owner.get(old.instance_id) == lid
+        ):
+            del self._owner[old.instance_id]
+        if message.status.phase is Phase.RETIRED:
+            self.status.pop(lid, None)
+            self.refs.pop(lid, None)
+            self._sent.pop(lid, None)
+            self.supervisor.tell(StopInstance(lid))
+            self._look_soon()
+            return
+        self.status[lid] = message.status
+        if message.status.instance_id:
+            self._owner[message.status.instance_id] = lid
+            self._unknown.pop(message.status.instance_id, None)
+        if not self.converged or message.status.phase is not Phase.RUNNING:
+            self._look_soon()
+
+    def _changed(self, changes: Changes) -> None:
+        """Tell each vanished instance's owner at once; look at instances nobody owns if no
+        actor claims them soon."""
+        for instance_id in changes.gone:
+            lid = self._owner.get(instance_id)
+            ref = self.refs.get(lid) if lid is not None else None
+            if ref is not None:
+                self._tell(ref, Gone(instance_id))
+        now = time.monotonic()
+        fresh = [i for i in changes.appeared if i not in self._owner and i not in self._unknown]
+        for instance_id in fresh:
+            self._unknown[instance_id] = now
+        if fresh:
+            tell_later(self.actor_ref, UNKNOWN_GRACE, _Unknowns())
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self._timer = None
+        if not self._ready:
+            return
+        started = time.monotonic()
+        spec = self.spec.resized(0) if self.destroying else self.spec
+        every = spec.properties.health.look_every(self.told_of_changes)
+        try:
+            described = self.context.instance_plugin.describe_instances({TAG_GROUP: spec.id})
+        except PluginError as error:
+            if self._describe_failing is None:
+                self._event(events.DESCRIBE_FAILED, f"cannot list instances: {error}")
+            self._describe_failing = f"cannot list instances: {error}"
+            self._publish_view()
+            self._schedule(spec.properties.health.interval)
+            return
+        self._describe_failing = None
+        members = self._ours(described)
+        self._unknown.clear()
+        self.members = members
+        plan = planner.plan(spec, members, self.status, now=time.time(), rollout=self.rollout)
+        self._start(plan, spec, started)
+        self._dispatch(plan, started)
+        self._follow_rollout(spec, plan)
+        self._track_health(plan)
+        converged = plan.converged
+        if converged and not self.converged:
+            what = "destroyed" if self.destroying else f"{len(members)} instances"
+            self._event(events.CONVERGED, f"converged: {what}")
+        self.converged = converged
+        self._looked(started)
+        self._finish_destroy(spec.id)
+        self._tick_cost = time.monotonic() - started
+        self._schedule(every)
+
+    def _start(self, plan: planner.Plan, spec: GroupSpec, started: float) -> None:
+        """Ask the supervisor for the actors the plan starts; each acts on this look at once."""
+        if not plan.start:
+            return
+        actors = []
+        for lid in plan.start:
+            first = FirstStart(Observe(plan.observations.get(lid, Observation(None)), started))
+            actors.append((lid, (self.context, spec, lid, first)))
+            self.status[lid] = SlotStatus(Phase.PENDING)
+            self.refs.setdefault(lid, None)
+            self._sent[lid] = plan.observations.get(lid, Observation(None))
+        self.supervisor.tell(StartInstances(tuple(actors)))
+
+    def _dispatch(self, plan: planner.Plan, taken_at: float) -> None:
+        for lid, observation in plan.observations.items():
+            report = self.status.get(lid)
+            ref = self.refs.get(lid)
+            if ref is None or report is None:
+                continue
+            # An actor hears the same news once, unless it waits on news (pending, failing).
+            if report.phase not in _NEEDS_NEWS and self._sent.get(lid) == observation:
+                continue
+            self._sent[lid] = observation
+            self._tell(ref, Observe(observation, taken_at))
+        for lid in plan.retire:
+            ref = self.refs.get(lid)
+            if ref is not None:
+                self._tell(ref, Retire())
+                self.status[lid] = SlotStatus(Phase.RETIRING)
+        for lid, reason in plan.replace:
+            ref = self.refs.get(lid)
+            if ref is None:
+                continue
+            self._tell(ref, Replace(reason))
+            self.status[lid] = SlotStatus(Phase.REPLACING, reason=reason)
+
+    def _follow_rollout(self, spec: GroupSpec, plan: planner.Plan) -> None:
+        """Say how the rolling update goes, roll back if it failed and may, and hand every
+        change of its state to the manager to store."""
+        old, new = self.rollout, plan.rollout
+        if plan.failed is not None and new is not None and new.paused is None:
+            self._roll_back(plan.failed, new)
+            return
+        self.rollout = new
+        if new is not None and (old is None or not old.total) and new.total:
+            self._event(
+                events.UPDATE_STARTED,
+                f"rolling update of {new.total - new.done} instances to config"
+                f" {spec.config_hash[:8]} ({spec.properties.update.max_parallel} at a time)",
+            )
+        if new is not None and new.paused is not None and (old is None or old.paused is None):
+            self._event(
+                events.UPDATE_PAUSED,
+                f"rolling update paused at {new.done}/{new.total}: {new.paused};"
+                " commit the spec again to resume",
+            )
+        elif new is not None and old is not None and new.done != old.done and old.total:
+            self._event(events.ROLLING, f"rolling {new.done}/{new.total}")
+        if new is None and old is not None and old.total:
+            self._event(events.ROLLING, f"rolling {old.total}/{old.total}")
+            self._event(events.UPDATE_DONE, f"rolling update done: {old.total} instances")
+        if new != old and self.hooks.on_progress is not None:
+            self.hooks.on_progress(spec.id, spec.config_hash, new)
+
+    def _roll_back(self, failed: tuple[str, str], rollout: Rollout) -> None:
+        lid, why = failed
+        back = rollback_of(rollout, time.time())
+        assert back is not None  # the planner pauses a rollout that cannot roll back
+        spec, reverse = back
+        self._event(
+            events.UPDATE_PAUSED,
+            f"rolling update failed: {lid} {why}; rolling back to config {spec.config_hash[:8]}",
+        )
+        if self.hooks.on_rollback is not None:
+            self.hooks.on_rollback(spec, reverse)  # stored, then told back to us as an update
+        self._update(spec, reverse)
+
+    def _track_health(self, plan: planner.Plan) -> None:
+        if plan.unhealthy_held and plan.unhealthy_held != self._held:
+            size = len(self.spec.logical_ids())
+            if self.rollout is not None and self.rollout.paused is not None:
+                why = "the rolling update is paused"
+            else:
+                why = (
+                    f"more than MaxUnhealthy ({self.spec.properties.health.max_unhealthy}):"
+                    " this looks like a wider problem"
+                )
+            self._event(
+                events.UNHEALTHY_HELD,
+                f"{len(plan.unhealthy_held)} of {size} instances unhealthy, not replacing"
+                f" them: {why}",
+            )
+        self._held = plan.unhealthy_held
+
+    def _finish_destroy(self, group_id: str) -> None:
+        """Once a destroy has left nothing live, sweep what dead instances left of the group
+        (stopped containers, directories...), then say the group is gone. A failed sweep is
+        reported (once) and tried again at the next look; the group stays until it succeeds."""
+        if not self._destroyed() or self.hooks.on_destroyed is None:
+            return
+        plugin = self.context.instance_plugin
+        if isinstance(plugin, Sweepable):
+            try:  # this cluster's only, as another cluster's instances are left alone
+                swept = plugin.sweep({TAG_GROUP: group_id, TAG_CLUSTER: self.context.cluster_id})
+            except PluginError as error:
+                message = f"cannot sweep what is left of the group (trying again): {error}"
+                if message != self._sweep_failed:
+                    self._event(events.DESTROY_FAILED, message)
+                self._sweep_failed = message
+                return
+            if swept:
+                self._event(events.DESTROYED, f"swept what was left of {', '.join(swept)}")
+        self.hooks.on_destroyed(group_id)
+
+    def _ours(self, described: list[Description]) -> list[Description]:
+        """The members that belong to this cluster: carrying our cluster ID, or none at all
+        (made before cluster IDs, or by Go InfraKit: adopted, and labelled when adopted).
+        Another cluster's instances are left alone, and reported once per cluster."""
+        cluster_id = self.context.cluster_id
+        ours: list[Description] = []
+        foreign: dict[str, int] = {}
+        for member in described:
+            cluster = member.tags.get(TAG_CLUSTER)
+            if cluster is None or cluster == cluster_id:
+                ours.append(member)
+            else:
+                foreign[cluster] = foreign.get(cluster, 0) + 1
+        for cluster in sorted(foreign.keys() - self._foreign):
+            self._event(
+                events.FOREIGN,
+                f"{foreign[cluster]} instances of this group belong to cluster {cluster!r}, not"
+                f" to this one ({cluster_id!r}): leaving them alone",
+            )
+        self._foreign = frozenset(foreign)
+        return ours
+
+    # -- the view -------------------------------------------------------------------------
+
+    def _looked(self, started: float) -> None:
+        self.looked_at = started
+        self._looked_at_wall = time.time() - (time.monotonic() - started)
+        self._publish_view()
+
+    def _publish_view(self) -> None:
+        """Publish what the group looks like now, for operators' questions."""
+        phases: dict[str, int] = {}
+        for report in self.status.values():
+            phases[report.phase.value] = phases.get(report.phase.value, 0) + 1
+        rollout = self.rollout
+        self.views.publish(
+            GroupView(
+                spec=self.spec,
+                members=tuple(self.members),
+                phases=phases,
+                converged=self.converged,
+                destroying=self.destroying,
+                update_total=rollout.total if rollout is not None else 0,
+                update_done=rollout.done if rollout is not None else 0,
+                paused=rollout.paused if rollout is not None else None,
+                breaker=self.breaker,
+                failing=phases.get(Phase.FAILING.value, 0),
+                conditions=self._conditions(),
+                looked_at=self.looked_at,
+                looked_at_wall=self._looked_at_wall,
+            )
+        )
+
+    def _conditions(self) -> tuple[str, ...]:
+        """What keeps the group from acting, in words an operator can act on (the breaker's
+        state is read live from the view)."""
+        found: list[str] = []
+        if self._describe_failing is not None:
+            found.append(self._describe_failing)
+        if self._sweep_failed is not None and self.destroying:
+            found.append(self._sweep_failed)
+        rollout = self.rollout
+        if rollout is not None and rollout.paused is not None:
+            found.append(
+                f"rolling update paused: {rollout.paused}; commit the spec again to resume"
+            )
+        if self._held:
+            found.append(f"{len(self._held)} instances unhealthy: not replacing them")
+        return tuple(found)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._next_tick = time.monotonic() + delay
+        self._timer = tell_later(self.actor_ref, delay, _Tick())
+
+    def _look_soon(self, soon: float = LOOK_SOON) -> None:
+        """Look again soon, but never so soon that looking crowds out the work it looks at."""
+        delay = max(soon, 3 * self._tick_cost)
+        if self._next_tick > time.monotonic() + delay:
+            self._schedule(delay)
+
+    def _quiet(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tell(self, ref: pykka.ActorRef[Any], message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.tell(message)
+
+    def _event(self, kind: str, message: str) -> None:
+        self.context.publish(events.Event(group=self.spec.id, kind=kind, message=message))
+
+    def __str__(self) -> str:
+        return f"Reconciler({self.spec.id})"
