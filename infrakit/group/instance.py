@@ -487,7 +487,6 @@ class InstanceActor(PooledActor):
         self.acted_at = time.monotonic()
         self._event(events.PROVISIONED, f"provisioned {instance_id}", instance_id)
         self._own(Description(id=instance_id, logical_id=spec.logical_id, tags=tags))
-        self._ask_for_look()
 
     def _label(self, instance: Description) -> None:
         """Tag an adopted instance with its logical ID (Go InfraKit tagged only named ones) and

@@ -41,7 +41,7 @@ from infrakit.group.rollout import rollback as rollback_of
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description, PluginError
 from infrakit.spi.instance import TAG_CLUSTER, TAG_GROUP, Changes, Sweepable
-from infrakit.views import GroupView, Views
+from infrakit.views import GroupRecord, GroupView, Views
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ LOOK_SOON = 0.05
 UNKNOWN_GRACE = 0.5
 
 _NEEDS_NEWS = frozenset({Phase.PENDING, Phase.FAILING, Phase.UNHEALTHY})
+_HEALING = frozenset({Phase.PROVISIONING, Phase.STARTING})
 
 
 # Messages from the group's supervisor and the manager.
@@ -153,11 +154,13 @@ class Reconciler(SupervisedActor):
         breaker: CircuitBreaker,
         hooks: Hooks,
         told_of_changes: bool,
+        first_record: GroupRecord,
     ) -> None:
         super().__init__()
         # The spec, the destroy mark and the rollout come from the manager's published record,
-        # so that a restarted reconciler starts from the latest commit.
-        record = views.records()[context.group_id]
+        # so that a restarted reconciler starts from the latest commit (or from the group's
+        # first record, if the manager has stepped down and is about to stop the group).
+        record = views.records().get(context.group_id, first_record)
         self.views = views
         self.context = context
         self.supervisor = supervisor
@@ -172,6 +175,7 @@ class Reconciler(SupervisedActor):
         self._sent: dict[str, Observation] = {}
         self._owner: dict[str, str] = {}  # instance ID -> logical ID, from the actors' reports
         self._unknown: dict[str, float] = {}  # appeared unasked -> when
+        self._healing: set[str] = set()  # slots being put back since the group converged
         self.converged = False
         self.members: list[Description] = []
         self._held: tuple[str, ...] = ()
@@ -292,12 +296,27 @@ class Reconciler(SupervisedActor):
         if message.status.instance_id:
             self._owner[message.status.instance_id] = lid
             self._unknown.pop(message.status.instance_id, None)
-        if not self.converged or message.status.phase is not Phase.RUNNING:
+        phase = message.status.phase
+        if phase is Phase.RUNNING:
+            self._healing.discard(lid)
+            if not self.converged and not self._healing:
+                self._look_soon()  # perhaps the last one we waited for: say so promptly
+        elif phase in _HEALING and (self.converged or lid in self._healing):
+            # An instance of a converged group is being put back (it vanished): its actor
+            # sees to it, and a look once every such one is back confirms the group.
+            if self.converged:
+                self.converged = False
+                self._publish_view()
+            self._healing.add(lid)
+        else:
             self._look_soon()
 
     def _changed(self, changes: Changes) -> None:
         """Tell each vanished instance's owner at once; look at instances nobody owns if no
-        actor claims them soon."""
+        actor claims them soon, and at everything if the plugin cannot say what changed."""
+        if changes.whole:
+            self._look_soon(0.005)
+            return
         for instance_id in changes.gone:
             lid = self._owner.get(instance_id)
             ref = self.refs.get(lid) if lid is not None else None
@@ -331,6 +350,7 @@ class Reconciler(SupervisedActor):
         self._describe_failing = None
         members = self._ours(described)
         self._unknown.clear()
+        self._healing.clear()
         self.members = members
         plan = planner.plan(spec, members, self.status, now=time.time(), rollout=self.rollout)
         self._start(plan, spec, started)

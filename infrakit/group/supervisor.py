@@ -60,7 +60,10 @@ class GroupSupervisor(Supervisor):
         hooks: Hooks | None = None,
     ) -> None:
         super().__init__(max_restarts=50, within=10.0, backoff=Backoff(initial=0.2, maximum=10.0))
-        spec = views.records()[group_id].spec
+        # The manager starts a group only with its record published; a restarted reconciler
+        # reads the latest one, and this one if the manager has since stepped down.
+        self.record = views.records()[group_id]
+        spec = self.record.spec
         self.group_id = group_id
         self.instance_plugin = instance_plugin
         self.breaker = CircuitBreaker(threshold=5, on_change=self._breaker_changed)
@@ -95,7 +98,7 @@ class GroupSupervisor(Supervisor):
 
         if isinstance(plugin, ChangeWatchable):
             self._unwatch.append(plugin.watch_changes(changed))
-        if isinstance(plugin, Watchable):
+        elif isinstance(plugin, Watchable):
             self._unwatch.append(plugin.watch(said))
         self.start_child(
             ChildSpec(
@@ -108,6 +111,7 @@ class GroupSupervisor(Supervisor):
                     self.breaker,
                     self.hooks,
                     bool(self._unwatch),
+                    self.record,
                 ),
                 restart=Restart.PERMANENT,
             )

@@ -8,12 +8,12 @@ so a later process can tell a leftover of a crash (its maker is gone) from work 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,24 +67,31 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
 
 
-def write_json_atomic(path: Path, data: Any, *, fsync: bool = False) -> os.stat_result:
+_serial = itertools.count()
+
+
+def write_json_atomic(
+    path: Path, data: Any, *, fsync: bool = False, indent: int | None = 2
+) -> os.stat_result:
     """Write `data` as JSON to `path` so readers see the old or the new file, never half of one.
 
     The JSON goes to a hidden temp file in the same directory, which is then renamed over
     `path`. Returns the stat of the written file (the same inode `path` now names). A crash
-    leaves the temp file, which `remove_stale` removes once its writer is gone.
+    leaves the temp file, which `remove_stale` removes once its writer is gone. `indent=None`
+    writes one compact line, several times faster for a plugin that writes thousands.
     """
-    fd, tmp = tempfile.mkstemp(
-        prefix=f"{TEMP_PREFIX}{path.name}.{self_token()}.", suffix=TEMP_SUFFIX, dir=path.parent
-    )
+    text = json.dumps(data, indent=indent) + "\n"  # first, so bad data leaves no file at all
+    tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{self_token()}.{next(_serial)}{TEMP_SUFFIX}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2)
-            out.write("\n")
-            out.flush()
+        try:
+            os.write(fd, text.encode("utf-8"))
             if fsync:
-                os.fsync(out.fileno())
-            st = os.fstat(out.fileno())
+                os.fsync(fd)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

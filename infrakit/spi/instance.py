@@ -136,20 +136,19 @@ class Watchable(Protocol):
 @dataclass(frozen=True)
 class Changes:
     """What a plugin saw change among its instances since it last said: IDs that appeared and
-    IDs that are gone (of any group: a listener keeps those it knows)."""
+    IDs that are gone (of any group: a listener keeps those it knows). `whole` says that the
+    plugin cannot tell what changed (its watch restarted, say): look at everything."""
 
     appeared: frozenset[InstanceID] = frozenset()
     gone: frozenset[InstanceID] = frozenset()
+    whole: bool = False
 
 
 @runtime_checkable
 class ChangeWatchable(Protocol):
-    """Optional, beyond `Watchable`: an instance plugin that can say *which* instances appeared
-    or vanished, so that a group applies the change to the members it knows instead of listing
-    them all again.
-
-    The callback must return at once. A plugin that cannot tell (its watch restarted, say)
-    calls `Watchable.watch`'s callbacks instead, which means "look at everything".
+    """Optional, instead of `Watchable`: an instance plugin that can say *which* instances
+    appeared or vanished, so that a group applies the change to the members it knows instead
+    of listing them all again. The callback must return at once.
     """
 
     def watch_changes(self, callback: Callable[[Changes], None]) -> Unsubscribe: ...

@@ -29,6 +29,8 @@ from infrakit.plugins._atomic import (
 from infrakit.plugins.instance._watch import PollingWatcher
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.instance import (
+    Changes,
+    ChangeWatchable,
     Description,
     InstanceID,
     InstancePlugin,
@@ -93,24 +95,27 @@ def check_properties(properties: Any) -> None:
         raise ValidationError(f"not JSON: {exc}") from exc
 
 
-class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
+class FileInstancePlugin(InstancePlugin, Watchable, ChangeWatchable, Sweepable):
     """Instances as JSON files named by instance ID in `directory`.
 
-    `describe_instances` stats every file once per call and re-parses only files whose
-    (mtime, size, inode) changed, so thousands of instances can be described every second.
-    Returned descriptions share their `properties` with the cache: treat them as read-only.
-    Every `full_scan_every` seconds a describe also removes temp files whose writer is gone.
+    `describe_instances` lists the directory once per call and parses only files it has not
+    seen (every `full_scan_every` seconds it stats them all, to catch one edited in place),
+    so thousands of instances can be described every second; no lock is held while it
+    lists, so provisions go on meanwhile. Returned descriptions share their `properties` with
+    the cache: treat them as read-only. A full scan also removes temp files whose writer is
+    gone. The watcher says which files appeared or vanished (`watch_changes`).
     """
 
     def __init__(
         self,
         directory: str | os.PathLike[str],
-        watch_interval: float = 0.2,
+        watch_interval: float = 0.05,
         full_scan_every: float = 10.0,
     ) -> None:
         self._dir = Path(directory)
         self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._lock = threading.Lock()  # guards _cache; held for a whole scan
+        self._lock = threading.Lock()  # guards _cache and _written; never held across I/O
+        self._written: set[str] = set()  # names this plugin wrote since the last scan began
         self._last_full_scan = 0.0
         # Every this many seconds a describe stats every file, to notice one edited in place.
         self._full_scan_every = full_scan_every
@@ -147,7 +152,7 @@ class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
         }
         path = self._dir / instance_id
         try:
-            st = write_json_atomic(path, record)
+            st = write_json_atomic(path, record, indent=None)
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"not JSON: {exc}") from exc
         except OSError as exc:
@@ -155,6 +160,7 @@ class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
         description = _parse_record(instance_id, record)
         with self._lock:
             self._cache[instance_id] = _Entry(_file_key(st), description)
+            self._written.add(instance_id)
         return instance_id
 
     def destroy(self, instance_id: InstanceID) -> None:
@@ -173,8 +179,7 @@ class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
         """Every instance file whose tags include all of `tags` (corrupt files are skipped)."""
         wanted = dict(tags)
         out: list[Description] = []
-        with self._lock:
-            found, temps = self._scan_locked()
+        found, temps = self._scan()
         for instance in found:
             if wanted and not tags_match(instance.tags, wanted):
                 continue
@@ -209,15 +214,25 @@ class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
                 raise PluginError(f"instance file {path} is corrupt: {exc}") from exc
             data["Tags"] = {**(data.get("Tags") or {}), **labels}
             try:
-                st = write_json_atomic(path, data)
+                st = write_json_atomic(path, data, indent=None)
             except OSError as exc:
                 raise PluginError(f"cannot write instance file {path}: {exc}") from exc
         with self._lock:
             self._cache[instance_id] = _Entry(_file_key(st), _parse_record(instance_id, data))
+            self._written.add(instance_id)
 
     def watch(self, callback: Callable[[], None]) -> Unsubscribe:
         """Call `callback` (from a daemon thread) whenever instance files appear or vanish."""
         return self._watcher.subscribe(callback)
+
+    def watch_changes(self, callback: Callable[[Changes], None]) -> Unsubscribe:
+        """Call `callback` (from a daemon thread) with the instance files that appeared or
+        vanished, whenever some did."""
+
+        def diff(before: frozenset[str], after: frozenset[str]) -> None:
+            callback(Changes(appeared=after - before, gone=before - after))
+
+        return self._watcher.subscribe_diff(diff)
 
     def close(self) -> None:
         """Stop the watcher thread, dropping every subscriber."""
@@ -228,8 +243,8 @@ class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
             raise PluginError(f"not an instance ID: {instance_id!r}")
         return self._dir / instance_id
 
-    def _scan_locked(self) -> tuple[list[Description], list[os.DirEntry[str]]]:
-        """List the directory once, refreshing the cache; caller holds _lock.
+    def _scan(self) -> tuple[list[Description], list[os.DirEntry[str]]]:
+        """List the directory once, refreshing the cache, with no lock held while listing.
 
         Returns the instances found (corrupt files left out) and, on a full scan, the temp
         files seen. This runs every describe over every file, so the loop is kept lean: a new
@@ -239,12 +254,14 @@ class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
         """
         found: list[Description] = []
         temps: list[os.DirEntry[str]] = []
-        cache = self._cache
+        with self._lock:
+            cache = self._cache
+            self._written = set()
+            now = time.monotonic()
+            full = now - self._last_full_scan >= self._full_scan_every
+            if full:
+                self._last_full_scan = now
         fresh: dict[str, _Entry] = {}
-        now = time.monotonic()
-        full = now - self._last_full_scan >= self._full_scan_every
-        if full:
-            self._last_full_scan = now
         try:
             it = os.scandir(self._dir)
         except OSError as exc:
@@ -277,7 +294,13 @@ class FileInstancePlugin(InstancePlugin, Watchable, Sweepable):
                 fresh[name] = entry
                 if entry.instance is not None:
                     found.append(entry.instance)
-        self._cache = fresh
+        with self._lock:
+            # What this plugin wrote while the directory was listed is kept, listed or not.
+            for name in self._written:
+                entry = self._cache.get(name)
+                if entry is not None:
+                    fresh[name] = entry
+            self._cache = fresh
         return found, temps
 
     def _load(self, path: str, name: str, key: _FileKey) -> _Entry | None:
