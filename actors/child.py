@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 
@@ -76,6 +76,10 @@ class SupervisedActor(pykka.ThreadingActor):
     parent: pykka.ActorRef[Any] | None = None
     """The actor told `ChildExited` when this actor's thread ends."""
 
+    registered: ClassVar[bool] = True
+    """Whether `start_child_actor` lists the actor in Pykka's `ActorRegistry` (whose list is
+    scanned on every stop: a class of which there are many thousands says False)."""
+
     _exit_error: BaseException | None = None
 
     def _handle_failure(
@@ -124,6 +128,7 @@ def start_child_actor(spec: ChildSpec, parent: pykka.ActorRef[Any] | None) -> py
     actor = actor_class(*spec.args, **spec.kwargs)
     actor.supervisor_name = spec.name
     actor.parent = parent
-    pykka.ActorRegistry.register(actor.actor_ref)
+    if actor_class.registered:
+        pykka.ActorRegistry.register(actor.actor_ref)
     actor._start_actor_loop()
     return actor.actor_ref
