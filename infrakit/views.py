@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -124,6 +124,13 @@ class Views:
         with self._lock:
             if view.spec.id in self._records:
                 self._groups[view.spec.id] = view
+
+    def looked(self, group_id: str, at: float, wall: float) -> None:
+        """A group looked and found nothing new: only when it looked changes."""
+        with self._lock:
+            view = self._groups.get(group_id)
+            if view is not None:
+                self._groups[group_id] = replace(view, looked_at=at, looked_at_wall=wall)
 
     def set_plugin(self, name: str, up: bool, reason: str) -> None:
         with self._lock:

@@ -176,6 +176,7 @@ class Reconciler(SupervisedActor):
         self._owner: dict[str, str] = {}  # instance ID -> logical ID, from the actors' reports
         self._unknown: dict[str, float] = {}  # appeared unasked -> when
         self._healing: set[str] = set()  # slots being put back since the group converged
+        self._dirty = True  # something happened since the last plan
         self.converged = False
         self.members: list[Description] = []
         self._held: tuple[str, ...] = ()
@@ -203,6 +204,8 @@ class Reconciler(SupervisedActor):
         self._quiet()
 
     def on_receive(self, message: Any) -> Any:
+        if not isinstance(message, _Tick | WantLook | _Unknowns):
+            self._dirty = True
         if isinstance(message, StatusReport):
             self._status_report(message)
         elif isinstance(message, _Tick):
@@ -351,6 +354,14 @@ class Reconciler(SupervisedActor):
         members = self._ours(described)
         self._unknown.clear()
         self._healing.clear()
+        if self.converged and not self._dirty and members == self.members:
+            # Nothing happened and nothing changed: nothing to plan or tell (a plugin returns
+            # the same description objects for unchanged instances, so this is cheap).
+            self._looked(started, publish=False)
+            self._tick_cost = time.monotonic() - started
+            self._schedule(every)
+            return
+        self._dirty = False
         self.members = members
         plan = planner.plan(spec, members, self.status, now=time.time(), rollout=self.rollout)
         self._start(plan, spec, started)
@@ -505,10 +516,13 @@ class Reconciler(SupervisedActor):
 
     # -- the view -------------------------------------------------------------------------
 
-    def _looked(self, started: float) -> None:
+    def _looked(self, started: float, publish: bool = True) -> None:
         self.looked_at = started
         self._looked_at_wall = time.time() - (time.monotonic() - started)
-        self._publish_view()
+        if publish:
+            self._publish_view()
+        else:
+            self.views.looked(self.context.group_id, started, self._looked_at_wall)
 
     def _publish_view(self) -> None:
         """Publish what the group looks like now, for operators' questions."""
