@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import os
-import secrets
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -52,6 +52,10 @@ _RACY_NS = 2_000_000_000
 _FULL_RESCAN_S = 10.0
 
 _FileKey = tuple[int, int, int]  # (mtime_ns, size, inode)
+
+# Instance IDs: 48 random bits, as before, from a generator seeded by the OS once (asking the
+# OS for each of 10,000 IDs cost a tenth of a converge); they need to be unique, not secret.
+_ids = random.Random(os.urandom(32))
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ class FileInstancePlugin(InstancePlugin, Watchable, ChangeWatchable, Sweepable):
         The file is written whole under a temp name and renamed into place: killed before the
         rename, only the temp file is left, and a later look removes it once we are gone.
         """
-        instance_id = f"{ID_PREFIX}{secrets.token_hex(6)}"
+        instance_id = f"{ID_PREFIX}{_ids.getrandbits(48):012x}"
         record = {
             "ID": instance_id,
             "LogicalID": spec.logical_id,
