@@ -52,7 +52,7 @@ LOOK_SOON = 0.05
 UNKNOWN_GRACE = 0.5
 
 _NEEDS_NEWS = frozenset({Phase.PENDING, Phase.FAILING, Phase.UNHEALTHY})
-_HEALING = frozenset({Phase.PROVISIONING, Phase.STARTING})
+_UNDER_WAY = frozenset({Phase.PROVISIONING, Phase.STARTING, Phase.REPLACING, Phase.RETIRING})
 
 
 # Messages from the group's supervisor and the manager.
@@ -177,6 +177,7 @@ class Reconciler(SupervisedActor):
         self._unknown: dict[str, float] = {}  # appeared unasked -> when
         self._healing: set[str] = set()  # slots being put back since the group converged
         self._dirty = True  # something happened since the last plan
+        self._running = 0  # how many of `status` are RUNNING
         self.converged = False
         self.members: list[Description] = []
         self._held: tuple[str, ...] = ()
@@ -238,7 +239,7 @@ class Reconciler(SupervisedActor):
         """The actors that exist (none for a new group): ask each to report, then look."""
         for lid, ref in message.refs:
             self.refs[lid] = ref
-            self.status[lid] = SlotStatus(Phase.PENDING)
+            self._set_status(lid, SlotStatus(Phase.PENDING))
             if ref is not None:
                 self._tell(ref, ReportAgain())
         self._ready = True
@@ -247,7 +248,7 @@ class Reconciler(SupervisedActor):
     def _instance_up(self, message: InstanceUp) -> None:
         self.refs[message.logical_id] = message.ref
         if message.restarted:
-            self.status[message.logical_id] = SlotStatus(Phase.PENDING)
+            self._set_status(message.logical_id, SlotStatus(Phase.PENDING))
             self._sent.pop(message.logical_id, None)
             self._look_soon()
 
@@ -289,30 +290,32 @@ class Reconciler(SupervisedActor):
         ):
             del self._owner[old.instance_id]
         if message.status.phase is Phase.RETIRED:
-            self.status.pop(lid, None)
+            self._set_status(lid, None)
             self.refs.pop(lid, None)
             self._sent.pop(lid, None)
             self.supervisor.tell(StopInstance(lid))
             self._look_soon()
             return
-        self.status[lid] = message.status
+        self._set_status(lid, message.status)
         if message.status.instance_id:
             self._owner[message.status.instance_id] = lid
             self._unknown.pop(message.status.instance_id, None)
         phase = message.status.phase
         if phase is Phase.RUNNING:
             self._healing.discard(lid)
-            if not self.converged and not self._healing:
+            everyone = self._running == len(self.status)
+            if not self.converged and not self._healing and (everyone or self.rollout):
                 self._look_soon()  # perhaps the last one we waited for: say so promptly
-        elif phase in _HEALING and (self.converged or lid in self._healing):
-            # An instance of a converged group is being put back (it vanished): its actor
-            # sees to it, and a look once every such one is back confirms the group.
+        elif phase in _UNDER_WAY:
+            # Its actor sees to it (provisioning a new or vanished instance, replacing or
+            # retiring as told): nothing to decide until it is done. A converged group is
+            # confirmed by a look once every instance put back is running again.
             if self.converged:
                 self.converged = False
                 self._publish_view()
-            self._healing.add(lid)
+                self._healing.add(lid)
         else:
-            self._look_soon()
+            self._look_soon()  # unhealthy, failing, pending: a decision to make
 
     def _changed(self, changes: Changes) -> None:
         """Tell each vanished instance's owner at once; look at instances nobody owns if no
@@ -332,6 +335,16 @@ class Reconciler(SupervisedActor):
         if fresh:
             tell_later(self.actor_ref, UNKNOWN_GRACE, _Unknowns())
 
+    def _set_status(self, lid: str, status: SlotStatus | None) -> None:
+        """Record (or, with None, forget) an actor's status, counting those running."""
+        old = self.status.pop(lid, None) if status is None else self.status.get(lid)
+        if old is not None and old.phase is Phase.RUNNING:
+            self._running -= 1
+        if status is not None:
+            self.status[lid] = status
+            if status.phase is Phase.RUNNING:
+                self._running += 1
+
     # -- the loop -------------------------------------------------------------------------
 
     def _tick(self) -> None:
@@ -340,7 +353,7 @@ class Reconciler(SupervisedActor):
             return
         started = time.monotonic()
         spec = self.spec.resized(0) if self.destroying else self.spec
-        every = spec.properties.health.look_every(self.told_of_changes)
+        every = spec.properties.health.look_every(self.told_of_changes and not self.destroying)
         try:
             described = self.context.instance_plugin.describe_instances({TAG_GROUP: spec.id})
         except PluginError as error:
@@ -358,6 +371,7 @@ class Reconciler(SupervisedActor):
             # Nothing happened and nothing changed: nothing to plan or tell (a plugin returns
             # the same description objects for unchanged instances, so this is cheap).
             self._looked(started, publish=False)
+            self._finish_destroy(spec.id)  # a failed sweep is tried again at every look
             self._tick_cost = time.monotonic() - started
             self._schedule(every)
             return
@@ -376,6 +390,10 @@ class Reconciler(SupervisedActor):
         self._looked(started)
         self._finish_destroy(spec.id)
         self._tick_cost = time.monotonic() - started
+        # Until converged, look every Interval, but never so often that looking crowds out
+        # the work it looks at; once converged, as `every` says.
+        if not converged:
+            every = max(spec.properties.health.interval, 3 * self._tick_cost)
         self._schedule(every)
 
     def _start(self, plan: planner.Plan, spec: GroupSpec, started: float) -> None:
@@ -386,7 +404,7 @@ class Reconciler(SupervisedActor):
         for lid in plan.start:
             first = FirstStart(Observe(plan.observations.get(lid, Observation(None)), started))
             actors.append((lid, (self.context, spec, lid, first)))
-            self.status[lid] = SlotStatus(Phase.PENDING)
+            self._set_status(lid, SlotStatus(Phase.PENDING))
             self.refs.setdefault(lid, None)
             self._sent[lid] = plan.observations.get(lid, Observation(None))
         self.supervisor.tell(StartInstances(tuple(actors)))
@@ -406,13 +424,13 @@ class Reconciler(SupervisedActor):
             ref = self.refs.get(lid)
             if ref is not None:
                 self._tell(ref, Retire())
-                self.status[lid] = SlotStatus(Phase.RETIRING)
+                self._set_status(lid, SlotStatus(Phase.RETIRING))
         for lid, reason in plan.replace:
             ref = self.refs.get(lid)
             if ref is None:
                 continue
             self._tell(ref, Replace(reason))
-            self.status[lid] = SlotStatus(Phase.REPLACING, reason=reason)
+            self._set_status(lid, SlotStatus(Phase.REPLACING, reason=reason))
 
     def _follow_rollout(self, spec: GroupSpec, plan: planner.Plan) -> None:
         """Say how the rolling update goes, roll back if it failed and may, and hand every

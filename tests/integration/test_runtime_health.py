@@ -137,7 +137,11 @@ def test_a_manager_that_crashes_while_leading_stops_leading_until_it_leads_again
         configs.unlink()
         (home / "configs.away").rename(configs)
         wait_for(lambda: seen[-1].startswith("gained"), what="the restarted manager to lead")
-        wait_for(lambda: not runtime.is_managed("cattle"), what="the destroy to finish")
+        # Leading again (its groups loaded) and the group forgotten: the destroy finished.
+        wait_for(
+            lambda: runtime.is_leader() and not runtime.is_managed("cattle"),
+            what="the destroy to finish",
+        )
         assert runtime.is_leader()
     assert [m.split(":")[0] for m in seen] == [
         "gained leadership",
