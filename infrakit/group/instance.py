@@ -190,11 +190,12 @@ class InstanceActor(PooledActor):
         spec: GroupSpec,
         logical_id: str,
         first_start: FirstStart | None = None,
+        previous: GroupSpec | None = None,
     ) -> None:
         super().__init__()
         self.context = context
         self.spec = spec
-        self.previous: GroupSpec | None = None
+        self.previous = previous  # the spec a rollout rolls from: its instances' health check
         self.logical_id = logical_id
         self.phase = Phase.PENDING
         self.reason = ""

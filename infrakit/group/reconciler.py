@@ -197,6 +197,17 @@ class Reconciler(SupervisedActor):
         self.context.reconciler.ref = self.actor_ref
         self.supervisor.tell(Hello())
         self._publish_view()
+        rollout = self.rollout
+        if rollout is not None and rollout.paused is not None:
+            self._event(
+                events.UPDATE_PAUSED,
+                f"rolling update still paused at {rollout.done}/{rollout.total}:"
+                f" {rollout.paused}; commit the spec again to resume",
+            )
+        elif rollout is not None and rollout.total:
+            self._event(
+                events.ROLLING, f"resuming rolling update at {rollout.done}/{rollout.total}"
+            )
 
     def on_stop(self) -> None:
         self._quiet()
@@ -401,9 +412,10 @@ class Reconciler(SupervisedActor):
         if not plan.start:
             return
         actors = []
+        previous = self.rollout.previous if self.rollout is not None else None
         for lid in plan.start:
             first = FirstStart(Observe(plan.observations.get(lid, Observation(None)), started))
-            actors.append((lid, (self.context, spec, lid, first)))
+            actors.append((lid, (self.context, spec, lid, first, previous)))
             self._set_status(lid, SlotStatus(Phase.PENDING))
             self.refs.setdefault(lid, None)
             self._sent[lid] = plan.observations.get(lid, Observation(None))
