@@ -33,6 +33,7 @@ from infrakit.confighash import config_hash, legacy_config_hash
 from infrakit.duration import parse_duration
 from infrakit.endpoints import exposed, wildcard
 from infrakit.plugins import offline
+from infrakit.spi.errors import SpecError as SpecError  # its home is the SPI; named here too
 from infrakit.spi.flavor import AllocationMethod
 
 # Bounds on what a user controls (docs/spec.md lists them all).
@@ -48,17 +49,6 @@ MAX_UNHEALTHY_AFTER = 1_000_000
 _MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_PROBLEMS = 50
-
-
-class SpecError(ValueError):
-    """A spec or cluster file is not acceptable. `problems` lists (JSON path, fault) pairs."""
-
-    def __init__(self, problems: Sequence[tuple[str, str]], source: str = "") -> None:
-        self.problems = list(problems)
-        self.source = source
-        lines = [f"{path}: {fault}" if path else fault for path, fault in self.problems]
-        prefix = f"{source}: " if source else ""
-        super().__init__(prefix + "; ".join(lines))
 
 
 class _Model(BaseModel):

@@ -41,6 +41,18 @@ from infrakit.spec import (
     plugin_name,
 )
 from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError
+from infrakit.spi.group import (  # the Group API's errors, still importable from here
+    GroupCannotRunError as GroupCannotRunError,
+)
+from infrakit.spi.group import (
+    GroupNotFoundError as GroupNotFoundError,
+)
+from infrakit.spi.group import (
+    NotLeaderError as NotLeaderError,
+)
+from infrakit.spi.group import (
+    not_leader as not_leader,
+)
 from infrakit.views import GroupRecord, Views
 
 log = logging.getLogger(__name__)
@@ -54,30 +66,8 @@ REMOVED_FREED = "freed"
 FILE_GROUP_RETRY = 5.0  # seconds before a cluster file's group waiting on a plugin is retried
 
 
-class NotLeaderError(RuntimeError):
-    """This manager does not lead; the message says where the leader is, if known."""
-
-
-class GroupNotFoundError(KeyError):
-    """No group of that ID is being watched (InfraKit's words)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 class ClusterIdMismatch(RuntimeError):
     """The cluster file names a cluster ID other than the one the store was made with."""
-
-
-class GroupCannotRunError(RuntimeError):
-    """The group is known but cannot run (its plugin is unknown, its spec refused...)."""
-
-
-def not_leader(location: str | None) -> NotLeaderError:
-    """The error a follower answers with, naming the leader's location when it is known."""
-    return NotLeaderError(
-        "not the leader; the leader is at " + location if location else "not the leader"
-    )
 
 
 @dataclass(frozen=True)

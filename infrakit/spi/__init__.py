@@ -1,7 +1,8 @@
 """Plugin contracts and their types, with InfraKit's names and JSON shapes. No I/O here."""
 
-from infrakit.spi.errors import PluginError, ValidationError
+from infrakit.spi.errors import PluginError, SpecError, ValidationError
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health
+from infrakit.spi.group import GroupPlugin
 from infrakit.spi.instance import Attachment, Description, InstancePlugin, Spec
 
 __all__ = [
@@ -9,9 +10,11 @@ __all__ = [
     "Attachment",
     "Description",
     "FlavorPlugin",
+    "GroupPlugin",
     "Health",
     "InstancePlugin",
     "PluginError",
     "Spec",
+    "SpecError",
     "ValidationError",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class PluginError(Exception):
@@ -35,3 +35,18 @@ class ValidationError(PluginError):
             lines = [f"{p}: {r}" if p else r for p, r in found]
             error.args = ("; ".join(lines),)
         return error
+
+
+class SpecError(ValueError):
+    """A spec or cluster file is not acceptable. `problems` lists (JSON path, fault) pairs.
+
+    Defined here, beside the contracts, because committing a group (spi/group.py) raises it,
+    and a client of the Group API raises it again from the faults it is sent.
+    """
+
+    def __init__(self, problems: Sequence[tuple[str, str]], source: str = "") -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = [f"{path}: {fault}" if path else fault for path, fault in self.problems]
+        prefix = f"{source}: " if source else ""
+        super().__init__(prefix + "; ".join(lines))

@@ -1,0 +1,82 @@
+"""The group plugin contract: InfraKit's Group API, the Manager API served beside it, and the
+errors both raise. A runtime implements it; the wire serves it and calls it (infrakit/wire)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+GroupID = str
+
+
+class GroupNotFoundError(KeyError):
+    """No group of that ID is being watched (InfraKit's words)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NotLeaderError(RuntimeError):
+    """This manager does not lead; `leader` is where the leader is, if known (the message says
+    it too)."""
+
+    def __init__(self, message: str = "not the leader", leader: str | None = None) -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
+class GroupCannotRunError(RuntimeError):
+    """The group is known but cannot run (its plugin is unknown, its spec refused...)."""
+
+
+def not_leader(location: str | None) -> NotLeaderError:
+    """The error a follower answers with, naming the leader's location when it is known."""
+    if location:
+        return NotLeaderError(f"not the leader; the leader is at {location}", location)
+    return NotLeaderError()
+
+
+@runtime_checkable
+class GroupPlugin(Protocol):
+    """Keeps groups of instances as their specs say. Every method may raise `NotLeaderError`
+    (only the leader acts and answers about groups), `PluginError` when something it needs
+    fails, and those that name a group `GroupNotFoundError` when it is not watched."""
+
+    # InfraKit's Group API
+
+    def commit_group(self, spec: Mapping[str, Any], pretend: bool = False) -> str:
+        """Create or change the group `spec` (InfraKit's JSON) describes; return what that does
+        in InfraKit's words (`Managing 3 instances`). With `pretend`, only say it. Raises
+        `SpecError` with every fault of a refused spec."""
+        ...
+
+    def free_group(self, group_id: GroupID) -> None:
+        """Stop watching the group; its instances keep running."""
+
+    def describe_group(self, group_id: GroupID) -> dict[str, Any]:
+        """`{"Instances": [Description], "Converged": bool, "Conditions": [str]}`, as the
+        group's last look found it; an instance may carry its flavor's `Status`."""
+        ...
+
+    def destroy_group(self, group_id: GroupID) -> None:
+        """Begin draining and destroying every instance of the group, then forget it; returns at
+        once. Raises `GroupCannotRunError` for a group that cannot run to be destroyed."""
+
+    def inspect_groups(self) -> list[dict[str, Any]]:
+        """Every committed group spec, as JSON."""
+        ...
+
+    # The Manager API (ours, beside Go InfraKit's Manager.IsLeader)
+
+    def is_leader(self) -> bool:
+        """Whether this manager leads now. Never raises `NotLeaderError`."""
+        ...
+
+    def leader_location(self) -> str | None:
+        """Where the leader can be reached, if known. Never raises `NotLeaderError`."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """This manager's view of itself: leadership, location, plugins, a summary per group
+        (docs/protocol.md, `Manager.Status`). Never raises `NotLeaderError`."""
+        ...
