@@ -67,3 +67,16 @@ class ProbesHealth(Protocol):
     """
 
     def probes_health(self, properties: Any) -> bool: ...
+
+
+@runtime_checkable
+class Reportable(Protocol):
+    """Optional: a flavor that can say more about each member than its health, for operators
+    (ZooKeeper's flavor: leader or follower, and what the member's `srvr` says). `group
+    describe` shows it as each instance's `Status`; over the wire it is `Flavor.MemberStatus`.
+    """
+
+    def member_status(self, properties: Any, instance: Description) -> dict[str, Any]:
+        """What the flavor can tell about `instance`, a JSON object; empty when it has nothing
+        to tell. A member that is down is said so in the answer, not raised."""
+        ...

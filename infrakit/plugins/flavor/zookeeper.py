@@ -48,7 +48,7 @@ from typing import Any
 
 from infrakit.plugins._props import Faults, object_fields, string_list
 from infrakit.spi.errors import PluginError, ValidationError
-from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health
+from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health, Reportable
 from infrakit.spi.instance import Description, Spec
 
 log = logging.getLogger(__name__)
@@ -360,7 +360,7 @@ def connect_string(properties: Any, allocation: AllocationMethod) -> str:
     return ",".join(m.client for m in members)
 
 
-class ZooKeeperFlavor(FlavorPlugin):
+class ZooKeeperFlavor(FlavorPlugin, Reportable):
     """Each instance of a LogicalIDs group is one ZooKeeper ensemble member, run in the foreground.
 
     `timeout` bounds each four-letter-word exchange of `healthy` and `member_status`.
