@@ -36,12 +36,7 @@ from infrakit import events
 from infrakit.endpoints import connectable, exposed
 from infrakit.events import Event, EventBus
 from infrakit.launcher import LaunchedPlugin
-from infrakit.manager.actor import (
-    CALL_TIMEOUT,
-    GroupNotFoundError,
-    ManagerActor,
-    not_leader,
-)
+from infrakit.manager.actor import CALL_TIMEOUT, ManagerActor
 from infrakit.manager.store import Store
 from infrakit.manager.store.file import FileStore
 from infrakit.manager.validation import validate_with_plugins
@@ -49,7 +44,6 @@ from infrakit.paths import default_home, plugin_endpoint, plugins_dir
 from infrakit.pidfile import Launcher
 from infrakit.plugins import create_plugin
 from infrakit.publisher import EventPublisher
-from infrakit.rpc import RemotePlugin, connect_plugin, group_handlers
 from infrakit.spec import (
     DEFAULT_PLUGINS,
     ClusterConfig,
@@ -61,7 +55,11 @@ from infrakit.spec import (
     plugin_name,
 )
 from infrakit.spi import FlavorPlugin, InstancePlugin
+from infrakit.spi.flavor import Reportable
+from infrakit.spi.group import GroupID, GroupNotFoundError, GroupPlugin, not_leader
 from infrakit.views import GroupRecord, GroupView, Views
+from infrakit.wire.group import group_handlers
+from infrakit.wire.plugin import RemotePlugin, connect_plugin
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +112,8 @@ class Runtime:
         self.events_endpoint = f"ipc://{self.home / 'events'}"
         self.events = EventBus()
         self.views = Views()
+        self.group_plugin: GroupPlugin = _GroupPlugin(self)
+        """This runtime's Group API, as its servers serve it (infrakit/wire/group.py)."""
         self.plugins = {**self._make_plugins(), **extra}
         self._root: pykka.ActorRef[Any] | None = None
         self._manager: pykka.ActorRef[Any] | None = None
@@ -296,14 +296,15 @@ class Runtime:
         # A flavor that knows its software may say more about each member (e.g. ZooKeeper's
         # leader / follower); an operator sees it as "Status".
         flavor = self.plugins.get(plugin_name(record.spec.properties.flavor.plugin))
-        member_status = getattr(flavor, "member_status", None)
-        if callable(member_status):
+        if isinstance(flavor, FlavorPlugin) and isinstance(flavor, Reportable):
             props = record.spec.properties.flavor.properties
             for member, out in zip(members, instances, strict=True):
                 try:
-                    out["Status"] = member_status(props, member)
+                    status = flavor.member_status(props, member)
                 except Exception as error:
-                    out["Status"] = {"Error": str(error)}
+                    status = {"Error": str(error)}
+                if status:
+                    out["Status"] = status
         return {
             "Instances": instances,
             "Converged": view is not None and view.converged,
@@ -573,7 +574,8 @@ class Runtime:
                 " run commands on this host",
                 endpoint,
             )
-        return RpcServer(endpoint, group_handlers(self), curve=curve, name="manager").start()
+        handlers = group_handlers(self.group_plugin)
+        return RpcServer(endpoint, handlers, curve=curve, name="manager").start()
 
     def _stop_servers(self) -> None:
         for server in self._servers:
@@ -612,3 +614,35 @@ class Runtime:
         if publisher is not None:
             self._unpublish()
             publisher.stop()
+
+
+class _GroupPlugin(GroupPlugin):
+    """A runtime's Group API under the contract's names (spi/group.py); each method is the
+    runtime's own, and `destroy_group` only begins the destroy, as InfraKit's did."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def commit_group(self, spec: Mapping[str, Any], pretend: bool = False) -> str:
+        return self._runtime.commit(spec, pretend)
+
+    def free_group(self, group_id: GroupID) -> None:
+        self._runtime.free(group_id)
+
+    def describe_group(self, group_id: GroupID) -> dict[str, Any]:
+        return self._runtime.describe(group_id)
+
+    def destroy_group(self, group_id: GroupID) -> None:
+        self._runtime.start_destroy(group_id)
+
+    def inspect_groups(self) -> list[dict[str, Any]]:
+        return self._runtime.inspect()
+
+    def is_leader(self) -> bool:
+        return self._runtime.is_leader()
+
+    def leader_location(self) -> str | None:
+        return self._runtime.leader_location()
+
+    def status(self) -> dict[str, Any]:
+        return self._runtime.status()

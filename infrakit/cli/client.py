@@ -10,9 +10,8 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from infrakit.cli.plugin import plugins_dir
 from infrakit.cli.remote import (
-    Server,
+    Reached,
     connect,
     curve_config,
     curve_options,
@@ -21,9 +20,13 @@ from infrakit.cli.remote import (
     print_table,
     read_json,
 )
-from infrakit.rpc import param
+from infrakit.paths import plugins_dir
+from infrakit.spi.group import NotLeaderError
+from infrakit.wire.common import Unsupported, param
+from infrakit.wire.group import GroupClient
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def default_endpoint() -> str:
@@ -44,10 +47,37 @@ def manager_options(function: F) -> F:
     return function
 
 
-def connect_manager(endpoint: str, curve_key: Path | None, server_key: Path | None) -> Server:
-    """A connection to the runtime at `endpoint`, or one clear error line if none answers."""
+class Manager(Reached[GroupClient]):
+    """A runtime's Group API as the CLI reaches it: a question that a follower refuses with
+    the leader's location is asked of the leader (once, never further), saying so on stderr."""
+
+    def _answer(self, question: Callable[[GroupClient], T]) -> T:
+        try:
+            return question(self.client)
+        except NotLeaderError as error:
+            if not error.leader or error.leader == self.endpoint:
+                raise
+            leader = error.leader
+        click.echo(f"(forwarded to the leader at {leader})", err=True)
+        unreachable = f"the leader at {leader} does not answer"
+        with connect(leader, unreachable, GroupClient, self.curve) as other:
+            return other.ask(question)
+
+
+def connect_manager(endpoint: str, curve_key: Path | None, server_key: Path | None) -> Manager:
+    """The Group API of the runtime at `endpoint`, or one clear error line if none answers."""
     unreachable = f"no runtime answers at {endpoint} (is `infrakit run` running?)"
-    return connect(endpoint, unreachable, curve=curve_config(curve_key, server_key))
+    curve = curve_config(curve_key, server_key)
+    reached = connect(endpoint, unreachable, GroupClient, curve=curve)
+    return Manager(reached.client, unreachable, curve)
+
+
+def status_if_served(group: GroupClient) -> dict[str, Any] | None:
+    """`Manager.Status`, or None from a runtime that does not serve it (an older one)."""
+    try:
+        return group.status()
+    except Unsupported:
+        return None
 
 
 @click.group()
@@ -68,10 +98,9 @@ def commit(
     and changes nothing. A refused spec prints each fault as `path: fault`.
     """
     spec = read_json(file)
-    with connect_manager(endpoint, curve_key, server_key) as server:
-        result = server.call("Group.CommitGroup", {"Spec": spec, "Pretend": pretend})
-    group_id = param(result, "ID") or (param(spec, "ID") if isinstance(spec, dict) else None)
-    details = param(result, "Details")
+    with connect_manager(endpoint, curve_key, server_key) as manager:
+        details = manager.ask(lambda group: group.commit_group(spec, pretend))
+    group_id = param(spec, "ID") if isinstance(spec, dict) else None
     if pretend:
         click.echo(f"Committing {group_id} would involve: {details}")
     else:
@@ -92,9 +121,8 @@ def describe(
     server_key: Path | None,
 ) -> None:
     """List the instances of group ID: ID, LOGICAL and TAGS."""
-    with connect_manager(endpoint, curve_key, server_key) as server:
-        result = server.call("Group.DescribeGroup", {"ID": group_id})
-    description = param(result, "Description") or {}
+    with connect_manager(endpoint, curve_key, server_key) as manager:
+        description = manager.ask(lambda group: group.describe_group(group_id))
     if as_json:
         click.echo(pretty(description))
         return
@@ -103,19 +131,13 @@ def describe(
     print_descriptions(param(description, "Instances") or [], quiet)
 
 
-def inspect_groups(server: Server) -> list[dict[str, Any]]:
-    """Every group spec the runtime holds (`Group.InspectGroups`)."""
-    groups = param(server.call("Group.InspectGroups", {}), "Groups") or []
-    return [spec for spec in groups if isinstance(spec, dict)]
-
-
 @group.command()
 @click.argument("group_id", metavar="ID")
 @manager_options
 def inspect(group_id: str, endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
     """Print the committed spec of group ID as JSON."""
-    with connect_manager(endpoint, curve_key, server_key) as server:
-        groups = inspect_groups(server)
+    with connect_manager(endpoint, curve_key, server_key) as manager:
+        groups = manager.ask(GroupClient.inspect_groups)
     for spec in groups:
         if param(spec, "ID") == group_id:
             click.echo(pretty(spec))
@@ -140,9 +162,9 @@ def group_size(spec: dict[str, Any]) -> str:
 @manager_options
 def ls(quiet: bool, endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
     """List the groups the runtime manages, with the size each one asks for."""
-    with connect_manager(endpoint, curve_key, server_key) as server:
-        groups = inspect_groups(server)
-        status = server.call("Manager.Status", optional=True) if groups and not quiet else None
+    with connect_manager(endpoint, curve_key, server_key) as manager:
+        groups = manager.ask(GroupClient.inspect_groups)
+        status = manager.ask(status_if_served) if groups and not quiet else None
     if quiet:
         for spec in groups:
             click.echo(str(param(spec, "ID")))
@@ -154,9 +176,9 @@ def ls(quiet: bool, endpoint: str, curve_key: Path | None, server_key: Path | No
     print_table(("ID", "SIZE", "STATE"), rows)
 
 
-def group_states(status: Any) -> dict[str, str]:
+def group_states(status: dict[str, Any] | None) -> dict[str, str]:
     """Group ID -> one word on how it is, or what keeps it from acting, from Manager.Status."""
-    summaries = param(status, "Groups") if isinstance(status, dict) else None
+    summaries = param(status, "Groups") if status is not None else None
     states: dict[str, str] = {}
     for summary in summaries if isinstance(summaries, list) else []:
         if not isinstance(summary, dict):
@@ -177,8 +199,8 @@ def group_states(status: Any) -> dict[str, str]:
 @manager_options
 def free(group_id: str, endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
     """Stop managing group ID; its instances keep running (a later commit adopts them)."""
-    with connect_manager(endpoint, curve_key, server_key) as server:
-        server.call("Group.FreeGroup", {"ID": group_id})
+    with connect_manager(endpoint, curve_key, server_key) as manager:
+        manager.ask(lambda group: group.free_group(group_id))
     click.echo(f"Freed {group_id}")
 
 
@@ -206,13 +228,13 @@ def destroy(
     The runtime goes on destroying in the background (and after a restart); --wait polls
     until the group is gone.
     """
-    with connect_manager(endpoint, curve_key, server_key) as server:
-        server.call("Group.DestroyGroup", {"ID": group_id})
+    with connect_manager(endpoint, curve_key, server_key) as manager:
+        manager.ask(lambda group: group.destroy_group(group_id))
         click.echo(f"Destroying {group_id}")
         if not wait:
             return
         deadline = time.monotonic() + timeout
-        while any(param(spec, "ID") == group_id for spec in inspect_groups(server)):
+        while any(param(s, "ID") == group_id for s in manager.ask(GroupClient.inspect_groups)):
             if time.monotonic() > deadline:
                 raise click.ClickException(
                     f"group {group_id} is still being destroyed after {timeout:g}s;"

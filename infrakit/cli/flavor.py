@@ -8,10 +8,11 @@ import click
 
 from infrakit.cli.instance import NAME_HELP, require_name
 from infrakit.cli.plugin import connect_to_plugin
-from infrakit.cli.remote import pretty, read_json
-from infrakit.rpc import param
-
-HEALTH = {0: "unknown", 1: "healthy", 2: "unhealthy"}
+from infrakit.cli.remote import parsed, pretty, read_json
+from infrakit.spi.flavor import AllocationMethod
+from infrakit.spi.instance import Description, Spec
+from infrakit.wire.common import param
+from infrakit.wire.flavor import FlavorClient
 
 
 @click.group()
@@ -47,9 +48,9 @@ def validate(name: str | None, file: IO[str], size: int, logical_ids: tuple[str,
     """Ask the plugin whether FILE ("-" for stdin), flavor Properties in JSON, is valid for a
     group allocated by --size or --logical-id."""
     properties = read_json(file)
-    allocation = {"LogicalIDs": list(logical_ids)} if logical_ids else {"Size": size}
-    with connect_to_plugin(require_name(name)) as server:
-        server.call("Flavor.Validate", {"Properties": properties, "Allocation": allocation})
+    allocation = AllocationMethod(size=size, logical_ids=tuple(logical_ids) or None)
+    with connect_to_plugin(require_name(name), FlavorClient) as plugin:
+        plugin.ask(lambda client: client.validate(properties, allocation))
     click.echo("valid")
 
 
@@ -63,14 +64,14 @@ def prepare(name: str | None, file: IO[str]) -> None:
     "Allocation": {"Size": n} or {"LogicalIDs": [...]}}.
     """
     params = read_object(file)
-    request = {
-        "Properties": param(params, "Properties"),
-        "Spec": param(params, "Spec") or {},
-        "Allocation": param(params, "Allocation") or {"Size": 0},
-    }
-    with connect_to_plugin(require_name(name)) as server:
-        result = server.call("Flavor.Prepare", request)
-    click.echo(pretty(param(result, "Spec")))
+    properties = param(params, "Properties")
+    spec = parsed(param(params, "Spec") or {}, Spec.from_json, f"{file.name}: Spec")
+    allocation = parsed(
+        param(params, "Allocation") or {}, AllocationMethod.from_json, f"{file.name}: Allocation"
+    )
+    with connect_to_plugin(require_name(name), FlavorClient) as plugin:
+        prepared = plugin.ask(lambda client: client.prepare(properties, spec, allocation))
+    click.echo(pretty(prepared.to_json()))
 
 
 @flavor.command()
@@ -83,8 +84,8 @@ def healthy(name: str | None, file: IO[str]) -> None:
     {"ID", "LogicalID", "Tags"}}.
     """
     params = read_object(file)
-    request = {"Properties": param(params, "Properties"), "Instance": param(params, "Instance")}
-    with connect_to_plugin(require_name(name)) as server:
-        result = server.call("Flavor.Healthy", request)
-    health = param(result, "Health")
-    click.echo(HEALTH.get(health, f"unknown ({health})") if isinstance(health, int) else "unknown")
+    properties = param(params, "Properties")
+    instance = parsed(param(params, "Instance"), Description.from_json, f"{file.name}: Instance")
+    with connect_to_plugin(require_name(name), FlavorClient) as plugin:
+        health = plugin.ask(lambda client: client.healthy(properties, instance))
+    click.echo(health.name.lower())

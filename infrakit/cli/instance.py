@@ -7,8 +7,9 @@ from typing import IO
 import click
 
 from infrakit.cli.plugin import connect_to_plugin
-from infrakit.cli.remote import parse_pairs, print_descriptions, read_json
-from infrakit.rpc import param
+from infrakit.cli.remote import parse_pairs, print_descriptions, read_as, read_json
+from infrakit.spi.instance import Spec
+from infrakit.wire.instance import InstanceClient
 
 NAME_HELP = (
     "The plugin: its name in the plugins directory (`sock/type` means socket `sock`),"
@@ -40,9 +41,10 @@ def instance(ctx: click.Context, name: str | None) -> None:
 @click.pass_obj
 def describe(name: str | None, tags: tuple[str, ...], quiet: bool) -> None:
     """List the plugin's instances (ID, LOGICAL, TAGS), optionally only those with all --tags."""
-    with connect_to_plugin(require_name(name)) as server:
-        result = server.call("Instance.DescribeInstances", {"Tags": parse_pairs(tags, "--tags")})
-    print_descriptions(param(result, "Descriptions") or [], quiet)
+    wanted = parse_pairs(tags, "--tags")
+    with connect_to_plugin(require_name(name), InstanceClient) as plugin:
+        found = plugin.ask(lambda client: client.describe_instances(wanted))
+    print_descriptions([description.to_json() for description in found], quiet)
 
 
 @instance.command()
@@ -54,10 +56,10 @@ def provision(name: str | None, file: IO[str]) -> None:
     FILE ("-" for stdin) is JSON: {"Properties": ..., "Tags": {...}, "Init": "...",
     "LogicalID": "...", "Attachments": [...]}; every key optional.
     """
-    spec = read_json(file)
-    with connect_to_plugin(require_name(name)) as server:
-        result = server.call("Instance.Provision", {"Spec": spec})
-    click.echo(str(param(result, "ID")))
+    spec = read_as(file, Spec.from_json, "an instance Spec")
+    with connect_to_plugin(require_name(name), InstanceClient) as plugin:
+        instance_id = plugin.ask(lambda client: client.provision(spec))
+    click.echo(instance_id)
 
 
 @instance.command()
@@ -65,8 +67,8 @@ def provision(name: str | None, file: IO[str]) -> None:
 @click.pass_obj
 def destroy(name: str | None, instance_id: str) -> None:
     """Destroy the instance ID."""
-    with connect_to_plugin(require_name(name)) as server:
-        server.call("Instance.Destroy", {"Instance": instance_id})
+    with connect_to_plugin(require_name(name), InstanceClient) as plugin:
+        plugin.ask(lambda client: client.destroy(instance_id))
     click.echo(f"Destroyed {instance_id}")
 
 
@@ -76,6 +78,6 @@ def destroy(name: str | None, instance_id: str) -> None:
 def validate(name: str | None, file: IO[str]) -> None:
     """Ask the plugin whether FILE ("-" for stdin), instance Properties in JSON, is valid."""
     properties = read_json(file)
-    with connect_to_plugin(require_name(name)) as server:
-        server.call("Instance.Validate", {"Properties": properties})
+    with connect_to_plugin(require_name(name), InstanceClient) as plugin:
+        plugin.ask(lambda client: client.validate(properties))
     click.echo("valid")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from infrakit.cli.client import connect_manager, manager_options
+from infrakit.cli.client import connect_manager, manager_options, status_if_served
 from infrakit.cli.remote import pretty
+from infrakit.wire.common import Unsupported
+from infrakit.wire.group import GroupClient
 
 
 @click.group()
@@ -21,18 +24,22 @@ def manager() -> None:
 @manager_options
 def status(endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
     """Print whether the runtime leads, where the leader is, and a summary of each group."""
-    with connect_manager(endpoint, curve_key, server_key) as server:
-        result = server.call("Manager.Status", optional=True)
-        if result is None:  # an older runtime
-            result = server.call("Manager.IsLeader")
-            location = server.call("Manager.LeaderLocation", optional=True)
-            if isinstance(result, dict) and isinstance(location, dict):
-                result = {**result, **location}
-    if isinstance(result, dict):
-        for line in render(result):
-            click.echo(line)
-    else:
-        click.echo(pretty(result))
+    with connect_manager(endpoint, curve_key, server_key) as manager:
+        result = manager.ask(status_or_leadership)
+    for line in render(result):
+        click.echo(line)
+
+
+def status_or_leadership(group: GroupClient) -> dict[str, Any]:
+    """`Manager.Status`, or what an older runtime (or Go InfraKit's manager) can say instead:
+    whether it leads, and where the leader is if it says."""
+    status = status_if_served(group)
+    if status is not None:
+        return status
+    result: dict[str, Any] = {"Leader": group.is_leader()}
+    with contextlib.suppress(Unsupported):  # Go InfraKit's manager: IsLeader only
+        result["Location"] = group.leader_location()
+    return result
 
 
 def render(data: dict[str, Any], indent: int = 0) -> list[str]:

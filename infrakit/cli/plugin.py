@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -25,13 +25,16 @@ from actors.remote import RemoteRef, RpcServer
 from actors.rpc_errors import AddressInUse, RemoteError
 from infrakit import paths
 from infrakit.cli.logs import configure
-from infrakit.cli.remote import Server, connect, ipc_listening, parse_pairs, print_table
+from infrakit.cli.remote import Reached, connect, ipc_listening, parse_pairs, print_table
 from infrakit.pidfile import read_pid_file, write_pid_file
 from infrakit.plugins import builtin_kinds, create_plugin
-from infrakit.rpc import implements, plugin_handlers
+from infrakit.wire.common import HANDSHAKE, Client
+from infrakit.wire.plugin import implements, plugin_handlers
 
 LS_TIMEOUT = 1.0
 """Seconds `plugin ls` gives each plugin to answer the handshake."""
+
+C = TypeVar("C", bound=Client)
 
 
 def plugins_dir() -> Path:
@@ -45,11 +48,11 @@ def plugin_endpoint(name: str) -> str:
     return name if "://" in name else paths.plugin_endpoint(name)
 
 
-def connect_to_plugin(name: str) -> Server:
-    """A connection to plugin `name`, or one clear error line if it does not run."""
+def connect_to_plugin(name: str, kind: type[C]) -> Reached[C]:
+    """A client of `kind` for plugin `name`, or one clear error line if it does not run."""
     endpoint = plugin_endpoint(name)
     unreachable = f"no plugin answers at {endpoint} (is `infrakit plugin start` running?)"
-    return connect(endpoint, unreachable)
+    return connect(endpoint, unreachable, kind)
 
 
 @click.group()
@@ -102,9 +105,10 @@ def start(kind: str, name: str | None, options: tuple[str, ...], log_level: str)
 
 
 def default_name(kind: str, served: object) -> str:
-    """InfraKit's name for a plugin of `kind`: `instance-KIND`, or `flavor-KIND` for a flavor."""
-    names = [api["Name"] for api in implements(served)]
-    return f"flavor-{kind}" if names == ["Flavor"] else f"instance-{kind}"
+    """InfraKit's name for a plugin of `kind`: `instance-KIND`, or `flavor-KIND` for a flavor
+    (that is no instance plugin too)."""
+    names = {api["Name"] for api in implements(served)}
+    return f"flavor-{kind}" if "Flavor" in names and "Instance" not in names else f"instance-{kind}"
 
 
 def serve(name: str, served: Any) -> None:
@@ -189,7 +193,7 @@ def handshake_all(endpoints: dict[str, str]) -> dict[str, list[str] | None]:
             if not ipc_listening(endpoint):
                 continue
             ref = refs[name] = RemoteRef(endpoint, timeout=LS_TIMEOUT, retries=0, name="ls")
-            futures[name] = ref.call_async("Handshake.Implements", {})
+            futures[name] = ref.call_async(HANDSHAKE, {})
         answers: dict[str, list[str] | None] = dict.fromkeys(endpoints)
         for name, future in futures.items():
             try:

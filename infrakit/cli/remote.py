@@ -1,5 +1,5 @@
-"""What the client commands share: reaching a server, turning its errors into one clear line,
-reading JSON files and printing tables."""
+"""What the client commands share: reaching a server through a typed client of the wire
+(infrakit/wire), turning its errors into one clear line, reading JSON files and printing tables."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Generic, Self, TypeVar
 
 import click
 
 from actors.remote import CurveClientConfig, RemoteRef, load_keypair
-from actors.rpc_errors import METHOD_NOT_FOUND, RemoteError, RpcClosed, RpcTimeout
 from infrakit import jsondoc
-from infrakit.rpc import IDEMPOTENT, INVALID_SPEC, NOT_LEADER, param, spec_problems
+from infrakit.spi.errors import PluginError, SpecError, ValidationError
+from infrakit.spi.group import GroupNotFoundError, NotLeaderError
+from infrakit.wire.common import Client, Unreachable, param
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a connection before saying that nothing answers."""
@@ -23,6 +24,8 @@ CALL_TIMEOUT = 60.0
 """Seconds to wait for the reply to one call once connected."""
 
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=Client)
+T = TypeVar("T")
 
 
 class Problems(click.ClickException):
@@ -37,70 +40,47 @@ class Problems(click.ClickException):
             click.echo(line, err=True)
 
 
-class Server:
-    """A connection to one RPC server, with the sentence to print when it does not answer."""
+class Reached(Generic[C]):
+    """A typed client of a server the CLI reached (`connect`), with the sentence to print when
+    the server stops answering. Leaving a `with` block closes it quickly: a CLI process is
+    about to exit."""
 
-    def __init__(
-        self, ref: RemoteRef, unreachable: str, curve: CurveClientConfig | None = None
-    ) -> None:
-        self.ref = ref
-        self.endpoint = ref.endpoint
+    def __init__(self, client: C, unreachable: str, curve: CurveClientConfig | None = None) -> None:
+        self.client = client
+        self.endpoint = client.endpoint
         self.unreachable = unreachable
         self.curve = curve
 
-    def call(
-        self, method: str, params: Mapping[str, Any] | None = None, *, optional: bool = False
-    ) -> Any:
-        """Call `method`; every failure becomes a `click.ClickException` worth printing.
-
-        With `optional`, a server that does not know `method` (an older one) gives None.
-        """
+    def ask(self, question: Callable[[C], T]) -> T:
+        """`question(client)`; each failure it raises as the SPI's error becomes a
+        `click.ClickException` worth printing: one line, or a line per fault of a spec."""
         try:
-            return self.ref.call(method, dict(params or {}))
-        except RemoteError as error:
-            if optional and error.code == METHOD_NOT_FOUND:
-                return None
-            leader = param(error.data, "Leader") if isinstance(error.data, dict) else None
-            if error.code == NOT_LEADER and isinstance(leader, str) and leader != self.endpoint:
-                return self._forward(leader, method, params)
-            raise remote_error(error) from None
-        except (RpcTimeout, RpcClosed):
+            return self._answer(question)
+        except Unreachable:
             raise click.ClickException(self.unreachable) from None
+        except (SpecError, ValidationError) as error:
+            lines = [f"{path}: {fault}" if path else fault for path, fault in error.problems]
+            raise Problems(lines) from None
+        except NotLeaderError as error:
+            message = str(error)
+            if error.leader and error.leader not in message:
+                message = f"{message} (the leader is {error.leader})"
+            raise click.ClickException(message) from None
+        except (PluginError, GroupNotFoundError) as error:
+            raise click.ClickException(str(error)) from None
 
-    def _forward(self, leader: str, method: str, params: Mapping[str, Any] | None) -> Any:
-        """Send a call refused by a follower to the leader it named (once, never further)."""
-        click.echo(f"(forwarded to the leader at {leader})", err=True)
-        with connect(leader, f"the leader at {leader} does not answer", self.curve) as other:
-            try:
-                return other.ref.call(method, dict(params or {}))
-            except RemoteError as error:
-                raise remote_error(error) from None
-            except (RpcTimeout, RpcClosed):
-                raise click.ClickException(other.unreachable) from None
+    def _answer(self, question: Callable[[C], T]) -> T:
+        """`question(client)`, raising the SPI's errors (a subclass may ask elsewhere too)."""
+        return question(self.client)
 
     def close(self) -> None:
-        """Drop the connection (quickly: a CLI process is about to exit)."""
-        self.ref.close(timeout=1.0)
+        self.client.close(timeout=1.0)
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-
-def remote_error(error: RemoteError) -> click.ClickException:
-    """The exception to print for an error reply: the spec's faults, or the server's message."""
-    data = error.data if isinstance(error.data, dict) else {}
-    if error.code == INVALID_SPEC:
-        return Problems(
-            [f"{path}: {fault}" if path else fault for path, fault in spec_problems(error)]
-        )
-    if error.code == NOT_LEADER:
-        leader = param(data, "Leader")
-        if leader and str(leader) not in error.message:
-            return click.ClickException(f"{error.message} (the leader is {leader})")
-    return click.ClickException(error.message)
 
 
 def ipc_listening(endpoint: str) -> bool:
@@ -127,11 +107,13 @@ def ipc_listening(endpoint: str) -> bool:
 def connect(
     endpoint: str,
     unreachable: str,
+    kind: type[C],
     curve: CurveClientConfig | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
     call_timeout: float = CALL_TIMEOUT,
-) -> Server:
-    """Connect to the RPC server at `endpoint`, waiting at most `connect_timeout` seconds.
+) -> Reached[C]:
+    """A client of `kind` for the server at `endpoint`, once connected (waiting at most
+    `connect_timeout` seconds).
 
     Raises `click.ClickException(unreachable)` if nothing answers in time, so that a command
     never hangs on a server that is not there.
@@ -156,7 +138,7 @@ def connect(
             endpoint,
             timeout=call_timeout,
             retries=1,
-            idempotent=IDEMPOTENT,
+            idempotent=kind.IDEMPOTENT,
             curve=curve,
             on_up=on_up,
             on_down=on_down,
@@ -170,7 +152,7 @@ def connect(
         if failures:
             raise click.ClickException(f"cannot talk to {endpoint}: {failures[-1]}")
         raise click.ClickException(unreachable)
-    return Server(ref, unreachable, curve)
+    return Reached(kind(ref), unreachable, curve)
 
 
 def curve_config(curve_key: Path | None, server_key: Path | None) -> CurveClientConfig | None:
@@ -218,6 +200,24 @@ def read_json(file: IO[str]) -> Any:
         ) from None
     except OSError as error:
         raise click.ClickException(f"{file.name}: cannot read: {error}") from None
+
+
+def read_as(file: IO[str], parse: Callable[[Mapping[str, Any]], T], what: str) -> T:
+    """The JSON object in `file` made into `what` by `parse` (e.g. `Spec.from_json`); one
+    clear line if it cannot be."""
+    return parsed(read_json(file), parse, f"{file.name}: {what}")
+
+
+def parsed(data: Any, parse: Callable[[Mapping[str, Any]], T], what: str) -> T:
+    """`parse(data)` of a JSON object, or one line saying why `data` is not `what`."""
+    if not isinstance(data, dict):
+        raise click.ClickException(f"{what}: must be a JSON object")
+    try:
+        return parse(data)
+    except KeyError as error:
+        raise click.ClickException(f"{what}: missing {error}") from None
+    except (TypeError, ValueError, AttributeError) as error:
+        raise click.ClickException(f"{what}: not usable: {error}") from None
 
 
 def pretty(value: Any) -> str:

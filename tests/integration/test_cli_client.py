@@ -20,7 +20,8 @@ import zmq
 from support import file_group, wait_for
 
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
-from infrakit import Runtime, rpc
+from infrakit import Runtime
+from infrakit.wire.group import group_handlers
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 
@@ -168,7 +169,9 @@ def test_a_commit_sent_to_a_follower_reaches_the_leader(
     """The tiny server here is a follower's Group API, reached through INFRAKIT_ENDPOINT: it
     answers "not the leader" with the leader's location, and the CLI forwards the call there."""
     follower = Runtime(home=runtime.home, location="the-follower").start(wait_for_leadership=0)
-    server = RpcServer(f"ipc://{tmp_path / 'follower'}", rpc.group_handlers(follower)).start()
+    server = RpcServer(
+        f"ipc://{tmp_path / 'follower'}", group_handlers(follower.group_plugin)
+    ).start()
     try:
         endpoint = {"INFRAKIT_ENDPOINT": server.endpoint}
         result = cli.run("group", "commit", cli.file("group.json", file_group()), **endpoint)
@@ -241,7 +244,9 @@ def test_keys_and_curve_keep_strangers_out(cli: Cli, runtime: Runtime, tmp_path:
     public, secret = load_keypair(keys / "server.key_secret")
     assert secret is not None
     curve = CurveServerConfig(public, secret, str(clients))
-    server = RpcServer("tcp://127.0.0.1:0", rpc.group_handlers(runtime), curve=curve).start()
+    server = RpcServer(
+        "tcp://127.0.0.1:0", group_handlers(runtime.group_plugin), curve=curve
+    ).start()
     try:
         runtime.commit(file_group(size=0))
         as_alice = ["--curve-key", str(keys / "alice.key_secret")]

@@ -16,7 +16,7 @@ from support import file_group, free_port, wait_for
 from actors.remote import CurveClientConfig, RemoteRef, generate_keypair, load_keypair
 from actors.rpc_errors import RemoteError, RpcTimeout
 from infrakit import Runtime
-from infrakit.rpc import INVALID_SPEC, NOT_LEADER
+from infrakit.wire.common import INVALID_SPEC, NOT_LEADER
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -18,8 +18,8 @@ from infrakit.plugins.instance.dind import DindInstancePlugin
 from infrakit.plugins.instance.docker import DockerInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
 from infrakit.plugins.instance.vagrant import VagrantInstancePlugin
-from infrakit.rpc import connect_plugin, plugin_handlers
 from infrakit.spi import AllocationMethod, ValidationError
+from infrakit.wire.plugin import connect_plugin, plugin_handlers
 
 SIZE = AllocationMethod(size=1)
 ENSEMBLE = AllocationMethod(logical_ids=("a", "b", "c"))

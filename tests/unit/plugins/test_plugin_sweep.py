@@ -23,9 +23,9 @@ from infrakit.plugins.flavor.vanilla import VanillaFlavor
 from infrakit.plugins.instance._proc import CHILDREN, proc_stat
 from infrakit.plugins.instance.file import FileInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
-from infrakit.rpc import connect_plugin, plugin_handlers
 from infrakit.spi import PluginError, Spec
 from infrakit.spi.instance import Sweepable
+from infrakit.wire.plugin import connect_plugin, plugin_handlers
 
 WaitFor = Callable[..., None]
 SLEEP = "exec sleep 1000"

@@ -1,0 +1,75 @@
+"""A plugin of any kind on the wire: one server and one handshake for whichever of the instance
+and flavor contracts a plugin object implements, and `RemotePlugin`, a plugin in another
+process that can stand in either role (its handshake says which it really serves)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from actors.remote import RemoteRef
+from infrakit.spi.flavor import AllocationMethod, FlavorPlugin
+from infrakit.spi.instance import InstancePlugin
+from infrakit.wire.common import Handler, handshake
+from infrakit.wire.flavor import FlavorClient, flavor_apis, flavor_handlers
+from infrakit.wire.instance import InstanceClient, instance_apis, instance_handlers
+
+
+def implements(plugin: object) -> list[dict[str, str]]:
+    """The interfaces a local plugin object implements, as its server's handshake lists them."""
+    return [*instance_apis(plugin), *flavor_apis(plugin)]
+
+
+def plugin_handlers(plugin: InstancePlugin | FlavorPlugin) -> dict[str, Handler]:
+    """Handlers that serve `plugin` (instance, flavor or both) under InfraKit's method names."""
+    handlers = handshake(implements(plugin))
+    if isinstance(plugin, InstancePlugin):
+        handlers.update(instance_handlers(plugin))
+    if isinstance(plugin, FlavorPlugin):
+        handlers.update(flavor_handlers(plugin))
+    return handlers
+
+
+class RemotePlugin(InstanceClient, FlavorClient):
+    """A plugin in another process, reached through a `RemoteRef`, under its name.
+
+    It has every method of both contracts, so the runtime can name it in either role;
+    `implements()` (the handshake, cached) says which the plugin behind it really serves.
+    Failures are the SPI's errors, their messages naming the plugin, so a group treats them like
+    any plugin failure: retried with backoff.
+    """
+
+    IDEMPOTENT = InstanceClient.IDEMPOTENT | FlavorClient.IDEMPOTENT
+
+    def __init__(self, name: str, ref: RemoteRef) -> None:
+        super().__init__(ref, f"plugin {name!r}")
+        self.name = name
+
+    def validate(self, properties: Any, allocation: AllocationMethod | None = None) -> None:
+        """`Instance.Validate`, or `Flavor.Validate` when given the group's `allocation`."""
+        if allocation is None:
+            InstanceClient.validate(self, properties)
+        else:
+            FlavorClient.validate(self, properties, allocation)
+
+
+def connect_plugin(
+    name: str,
+    endpoint: str,
+    timeout: float = 30.0,
+    on_change: Callable[[bool, str], None] | None = None,
+) -> RemotePlugin:
+    """A `RemotePlugin` for the plugin served at `endpoint`.
+
+    `on_change(up, reason)` hears when the connection to the plugin is lost or back (ZMTP
+    heartbeats notice a peer that stops answering); it must return at once.
+    """
+    ref = RemoteRef(
+        endpoint,
+        timeout=timeout,
+        idempotent=RemotePlugin.IDEMPOTENT,
+        name=f"plugin-{name}",
+        on_down=(lambda reason: on_change(False, reason)) if on_change else None,
+        on_up=(lambda reason: on_change(True, reason)) if on_change else None,
+    )
+    return RemotePlugin(name, ref)
