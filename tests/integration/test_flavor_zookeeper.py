@@ -11,13 +11,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import free_port, recorded_pids, require, wait_for
+from support import free_port, recorded_pids, require, run_cli, wait_for
 
 from infrakit import Runtime
 from infrakit.plugins.flavor.zookeeper import (
@@ -366,3 +367,38 @@ def test_an_ensemble_forms_and_heals_a_killed_leader(
             with pytest.raises(ConnectionRefusedError):
                 four_letter_word(host, port, "ruok")
     print(f"\nensemble formed in {formed:.1f}s; healed {healed:.1f}s after the kill")
+
+
+@pytest.mark.slow
+def test_a_flavor_in_its_own_process_shows_each_members_status(home: Path) -> None:
+    """The flavor launched as a plugin process of its own (as a cluster file's `Launch` does):
+    `group describe` still shows what each member says of itself, asked over the wire."""
+    require("zookeeper", zookeeper_available(), f"{DEBIAN_JAR} and java are needed")
+    client, peer, election = free_bases(1, 0)
+    launch = [sys.executable, "-m", "infrakit.cli.main", "plugin", "start", "zookeeper"]
+    flavor_props = {"ClientPort": client, "PeerPort": peer, "ElectionPort": election}
+    flavor_props["JvmFlags"] = ["-Xmx128m", "-XX:+UseSerialGC"]
+    group = {
+        "ID": "zk",
+        "Properties": {
+            "Allocation": {"LogicalIDs": ["solo"]},
+            "Instance": {"Plugin": "instance-process", "Properties": {}},
+            "Flavor": {"Plugin": "flavor-zookeeper", "Properties": flavor_props},
+            "Health": {"Interval": "500ms", "GracePeriod": "60s", "UnhealthyAfter": 20},
+        },
+    }
+    cluster = {"Plugins": [{"Name": "flavor-zookeeper", "Launch": launch}], "Groups": [group]}
+    with Runtime(cluster, home=home) as runtime:
+
+        def mode() -> str | None:
+            if not runtime.is_managed("zk"):
+                return None  # committed once the launched flavor answers
+            instances = runtime.describe("zk")["Instances"]
+            return instances[0].get("Status", {}).get("Mode") if len(instances) == 1 else None
+
+        wait_for(lambda: mode() == "standalone", 120, "the member's status from the flavor")
+        shown = run_cli(home, "group", "describe", "zk", "--json")
+        assert shown.returncode == 0, shown.stderr
+        (member,) = json.loads(shown.stdout)["Instances"]
+        assert member["Status"]["Mode"] == "standalone"
+        runtime.destroy("zk", 60)
