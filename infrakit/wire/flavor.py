@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from infrakit.spi.errors import PluginError
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health, Reportable
 from infrakit.spi.instance import Description, Spec
 from infrakit.wire.common import (
@@ -104,7 +105,10 @@ class FlavorClient(Client, FlavorPlugin, Reportable):
         result = self._call(
             "Flavor.Healthy", {"Properties": properties, "Instance": instance.to_json()}
         )
-        return Health(int(result.get("Health", 0)))
+        value = result.get("Health", 0)
+        if value not in (0, 1, 2) or isinstance(value, bool):
+            raise PluginError(self._say(f"answered Health {value!r}, which is not 0, 1 or 2"))
+        return Health(value)
 
     def drain(self, properties: Any, instance: Description) -> None:
         self._call("Flavor.Drain", {"Properties": properties, "Instance": instance.to_json()})

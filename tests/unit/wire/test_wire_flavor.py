@@ -31,6 +31,13 @@ class Moody(VanillaFlavor, Reportable):
         return {"Mood": properties["Mood"], "Of": instance.id}
 
 
+class Odd(VanillaFlavor):
+    """A vanilla flavor that answers a health the protocol does not have."""
+
+    def healthy(self, properties: Any, instance: Description) -> Any:
+        return 5
+
+
 def serve(tmp_path: Path, flavor: FlavorPlugin, name: str) -> Iterator[RemotePlugin]:
     """`flavor` served at a socket of its own, and a client of it, connected."""
     with RpcServer(f"ipc://{tmp_path}/{name}", plugin_handlers(flavor)) as server:
@@ -89,3 +96,10 @@ def test_a_flavor_out_of_reach_has_nothing_to_tell(tmp_path: Path) -> None:
         assert remote.member_status({}, Description(id="i-1")) == {}
     finally:
         remote.close()
+
+
+def test_a_health_outside_the_protocol_is_a_plugin_error(tmp_path: Path) -> None:
+    for remote in serve(tmp_path, Odd(), "flavor-odd"):
+        with pytest.raises(PluginError) as caught:
+            remote.healthy({}, Description(id="i-1"))
+        assert str(caught.value) == "plugin 'flavor-odd': answered Health 5, which is not 0, 1 or 2"
