@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from actors import CircuitBreaker
-from infrakit.group.rollout import Rollout
+from infrakit.rollout import Rollout
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description
 

@@ -14,7 +14,7 @@ from dataclasses import replace as dataclass_replace
 from enum import StrEnum
 from types import MappingProxyType
 
-from infrakit.group.rollout import Rollout
+from infrakit.rollout import Rollout
 from infrakit.spec import GroupSpec
 from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_CONFIG_SHA_OLD, TAG_LOGICAL_ID, Description
 

@@ -36,8 +36,8 @@ from infrakit.group.instance import (
     WantLook,
 )
 from infrakit.group.plan import Observation, Phase, SlotStatus
-from infrakit.group.rollout import Rollout
-from infrakit.group.rollout import rollback as rollback_of
+from infrakit.rollout import Rollout
+from infrakit.rollout import rollback as rollback_of
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description, PluginError
 from infrakit.spi.instance import TAG_CLUSTER, TAG_GROUP, Changes, Sweepable

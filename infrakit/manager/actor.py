@@ -24,15 +24,15 @@ from actors import Backoff, ChildSpec, LeaderActor, Restart, Supervisor, tell_la
 from actors.election import Election
 from actors.workpool import WorkPool
 from infrakit import events
+from infrakit import rollout as rollouts
 from infrakit.confighash import config_hash
-from infrakit.group import rollout as rollouts
 from infrakit.group.instance import WantLook
 from infrakit.group.plan import describe_commit
 from infrakit.group.reconciler import DestroyAll, Hooks, Update
-from infrakit.group.rollout import Rollout
 from infrakit.group.supervisor import GroupSupervisor
 from infrakit.manager.store import Store
 from infrakit.manager.validation import validate_with_plugins
+from infrakit.rollout import Rollout
 from infrakit.spec import (
     DEFAULT_MAX_GROUP_SIZE,
     GroupSpec,

@@ -22,7 +22,7 @@ from infrakit.group.plan import (
     describe_commit,
     plan,
 )
-from infrakit.group.rollout import Rollout
+from infrakit.rollout import Rollout
 from infrakit.spec import GroupSpec, parse_group
 from infrakit.spi import Description
 from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_GROUP, TAG_LOGICAL_ID
