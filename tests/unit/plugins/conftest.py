@@ -38,7 +38,9 @@ def file_plugin(tmp_path: Path) -> Iterator[FileInstancePlugin]:
 
 def kill_recorded_processes(state_dir: Path) -> None:
     """SIGKILL the process group of every instance recorded under `state_dir`, and every process
-    that carries one of its instances, and wait."""
+    that carries one of its instances, and wait. Only processes that name a directory of
+    `state_dir`: one that carries an instance ID alone (a health check's, another suite's) is
+    none of this test's business."""
     groups: list[int] = []
     for record_path in state_dir.glob("*/instance.json"):
         try:
@@ -49,7 +51,7 @@ def kill_recorded_processes(state_dir: Path) -> None:
             continue  # never started, or found below by what it carries
         kill_group(record["PID"], record["StartTime"])
         groups.append(record["PID"])
-    stop_carriers(carriers(state_dir), timeout=0)
+    stop_carriers([c for c in carriers(state_dir) if c.instance_dir is not None], timeout=0)
     for pgid in groups:
 
         def gone(pgid: int = pgid) -> bool:
