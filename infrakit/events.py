@@ -6,7 +6,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from copy import deepcopy
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("infrakit.events")
@@ -64,10 +65,22 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         """The event as a dict; data that cannot be copied is given as its repr."""
-        try:
-            return asdict(self)
-        except Exception:
-            return {**asdict(replace(self, data={})), "data": repr(self.data)}
+        if self.data:
+            try:
+                data: Any = deepcopy(self.data)
+            except Exception:
+                data = repr(self.data)
+        else:
+            data = {}  # most events carry none: no copy (a converge makes 100,000s of them)
+        return {
+            "group": self.group,
+            "kind": self.kind,
+            "message": self.message,
+            "logical_id": self.logical_id,
+            "instance": self.instance,
+            "data": data,
+            "time": self.time,
+        }
 
     def line(self) -> str:
         """The log line: `group: [logical id] message`."""

@@ -446,8 +446,10 @@ class InstanceActor(PooledActor):
             self.phase = Phase.FAILING
             self._schedule_retry(context.breaker.retry_in())
             return
+        first = self.phase is Phase.PENDING
         self.phase = Phase.PROVISIONING
-        self._report()
+        if not first:  # pending or provisioning is all one to the group: spare the message
+            self._report()
         props = self.spec.properties
         spec = Spec(
             properties=props.instance.properties,

@@ -314,9 +314,11 @@ class Reconciler(SupervisedActor):
         phase = message.status.phase
         if phase is Phase.RUNNING:
             self._healing.discard(lid)
-            everyone = self._running == len(self.status)
-            if not self.converged and not self._healing and (everyone or self.rollout):
-                self._look_soon()  # perhaps the last one we waited for: say so promptly
+            if not self.converged and not self._healing:
+                if self._running == len(self.status):
+                    self._look_soon(spaced=False)  # perhaps the last one: say so promptly
+                elif self.rollout is not None:
+                    self._look_soon()  # the rollout may go on
         elif phase in _UNDER_WAY:
             # Its actor sees to it (provisioning a new or vanished instance, replacing or
             # retiring as told): nothing to decide until it is done. A converged group is
@@ -363,6 +365,7 @@ class Reconciler(SupervisedActor):
         if not self._ready:
             return
         started = time.monotonic()
+        cpu = time.thread_time()  # a look's cost is its own work, not its wait for the GIL
         spec = self.spec.resized(0) if self.destroying else self.spec
         every = spec.properties.health.look_every(self.told_of_changes and not self.destroying)
         try:
@@ -383,7 +386,7 @@ class Reconciler(SupervisedActor):
             # the same description objects for unchanged instances, so this is cheap).
             self._looked(started, publish=False)
             self._finish_destroy(spec.id)  # a failed sweep is tried again at every look
-            self._tick_cost = time.monotonic() - started
+            self._tick_cost = time.thread_time() - cpu
             self._schedule(every)
             return
         self._dirty = False
@@ -400,7 +403,7 @@ class Reconciler(SupervisedActor):
         self.converged = converged
         self._looked(started)
         self._finish_destroy(spec.id)
-        self._tick_cost = time.monotonic() - started
+        self._tick_cost = time.thread_time() - cpu
         # Until converged, look every Interval, but never so often that looking crowds out
         # the work it looks at; once converged, as `every` says.
         if not converged:
@@ -603,9 +606,10 @@ class Reconciler(SupervisedActor):
         self._next_tick = time.monotonic() + delay
         self._timer = tell_later(self.actor_ref, delay, _Tick())
 
-    def _look_soon(self, soon: float = LOOK_SOON) -> None:
-        """Look again soon, but never so soon that looking crowds out the work it looks at."""
-        delay = max(soon, 3 * self._tick_cost)
+    def _look_soon(self, soon: float = LOOK_SOON, spaced: bool = True) -> None:
+        """Look again soon, but never so soon that looking crowds out the work it looks at
+        (unless there is no work left to crowd out: `spaced=False`)."""
+        delay = max(soon, 3 * self._tick_cost) if spaced else soon
         if self._next_tick > time.monotonic() + delay:
             self._schedule(delay)
 

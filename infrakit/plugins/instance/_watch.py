@@ -113,7 +113,7 @@ class PollingWatcher:
                 continue
             finally:
                 cost = time.thread_time() - began
-            if current == previous:
+            if current is previous or current == previous:  # the same object: unchanged
                 continue
             before, previous = previous, current
             with self._lock:
