@@ -126,13 +126,18 @@ def assign(
     return by_lid, surplus
 
 
+_NOTHING = Observation(owned=None)
+
+
 def _pick_owned(
     candidates: list[Description],
     current: SlotStatus | None,
     spec: GroupSpec,
 ) -> Observation:
     if not candidates:
-        return Observation(owned=None)
+        return _NOTHING
+    if len(candidates) == 1:  # the common case, by far
+        return Observation(owned=candidates[0])
     if current is not None and current.instance_id:
         for member in candidates:
             if member.id == current.instance_id:

@@ -216,8 +216,8 @@ class Reconciler(SupervisedActor):
         self._quiet()
 
     def on_receive(self, message: Any) -> Any:
-        if not isinstance(message, _Tick | WantLook | _Unknowns):
-            self._dirty = True
+        if not isinstance(message, _Tick | WantLook | _Unknowns | PluginChanged):
+            self._dirty = True  # (a change the plugin names is news only if it is: below)
         if isinstance(message, StatusReport):
             self._status_report(message)
         elif isinstance(message, _Tick):
@@ -334,18 +334,21 @@ class Reconciler(SupervisedActor):
         """Tell each vanished instance's owner at once; look at instances nobody owns if no
         actor claims them soon, and at everything if the plugin cannot say what changed."""
         if changes.whole:
+            self._dirty = True
             self._look_soon(0.005)
             return
         for instance_id in changes.gone:
             lid = self._owner.get(instance_id)
             ref = self.refs.get(lid) if lid is not None else None
             if ref is not None:
+                self._dirty = True
                 self._tell(ref, Gone(instance_id))
         now = time.monotonic()
         fresh = [i for i in changes.appeared if i not in self._owner and i not in self._unknown]
         for instance_id in fresh:
             self._unknown[instance_id] = now
         if fresh:
+            self._dirty = True
             tell_later(self.actor_ref, UNKNOWN_GRACE, _Unknowns())
 
     def _set_status(self, lid: str, status: SlotStatus | None) -> None:
