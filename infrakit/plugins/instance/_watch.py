@@ -1,6 +1,6 @@
-"""A polling watcher: one daemon thread that tells subscribers when a snapshot changes (and,
-to those who want it, the snapshot before and after); and `call_each`, which every watcher
-uses to tell its subscribers."""
+"""Watchers: a polling one (one daemon thread that tells subscribers when a snapshot changes,
+and, to those who want it, the snapshot before and after), a directory one on the kernel's
+notices (inotify), and `call_each`, which every watcher uses to tell its subscribers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from infrakit.spi.instance import Unsubscribe
+from infrakit.spi.instance import Changes, Unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -128,5 +128,129 @@ class PollingWatcher:
 def _bind(callback: Callable[[Any, Any], None], before: Any, after: Any) -> Callable[[], None]:
     def call() -> None:
         callback(before, after)
+
+    return call
+
+
+class DirectoryWatcher:
+    """Tells subscribers which entries of a directory appeared or vanished, from the kernel's
+    own notices (inotify): a change costs what changed, whatever the directory's size.
+
+    `create()` returns None where inotify is not available (not Linux, or no watches left),
+    and the caller polls instead. Names for which `ignore(name)` is true (temp files) are
+    left out. If the kernel's queue overflows, subscribers hear `Changes(whole=True)`: look
+    at everything. Like `PollingWatcher`, the thread runs only while someone listens.
+    """
+
+    def __init__(self, directory: str, ignore: Callable[[str], bool], name: str) -> None:
+        self._directory = directory
+        self._ignore = ignore
+        self._name = name
+        self._lock = threading.Lock()
+        self._callbacks: dict[int, Callable[[Changes], None]] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stop: threading.Event | None = None
+
+    @classmethod
+    def create(
+        cls, directory: str, ignore: Callable[[str], bool], name: str
+    ) -> DirectoryWatcher | None:
+        """A watcher of `directory`, or None if the kernel cannot watch it for us."""
+        try:
+            inotify = _open_inotify(directory)
+        except (ImportError, OSError) as error:
+            log.info("%s: no inotify (%s); polling the directory instead", name, error)
+            return None
+        inotify.close()
+        return cls(directory, ignore, name)
+
+    def subscribe(self, callback: Callable[[Changes], None]) -> Unsubscribe:
+        """Register `callback(changes)`; start the thread if it is the first."""
+        with self._lock:
+            token = next(self._ids)
+            self._callbacks[token] = callback
+            if self._thread is None:
+                stop = threading.Event()
+                inotify = _open_inotify(self._directory)  # before returning: nothing missed
+                thread = threading.Thread(
+                    target=self._run, args=(stop, inotify), name=self._name, daemon=True
+                )
+                self._thread, self._stop = thread, stop
+                thread.start()
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._callbacks.pop(token, None)
+                if not self._callbacks and self._stop is not None:
+                    self._stop.set()
+                    self._thread = self._stop = None
+
+        return unsubscribe
+
+    def close(self) -> None:
+        """Drop every subscriber and stop the thread (waiting a little for it to end)."""
+        with self._lock:
+            self._callbacks.clear()
+            thread, stop = self._thread, self._stop
+            self._thread = self._stop = None
+        if stop is not None:
+            stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_JOIN_TIMEOUT)
+
+    def _run(self, stop: threading.Event, inotify: Any) -> None:
+        from inotify_simple import flags
+
+        appearing = flags.CREATE | flags.MOVED_TO
+        leaving = flags.DELETE | flags.MOVED_FROM
+        try:
+            while not stop.is_set():
+                try:
+                    notices = inotify.read(timeout=200)
+                except OSError:
+                    log.exception("%s: reading the directory's notices failed", self._name)
+                    stop.wait(1.0)
+                    continue
+                appeared: set[str] = set()
+                gone: set[str] = set()
+                whole = False
+                for notice in notices:
+                    if notice.mask & (flags.Q_OVERFLOW | flags.IGNORED | flags.DELETE_SELF):
+                        whole = True
+                    elif not notice.name or self._ignore(notice.name):
+                        continue
+                    elif notice.mask & appearing:
+                        appeared.add(notice.name)
+                        gone.discard(notice.name)
+                    elif notice.mask & leaving:
+                        gone.add(notice.name)
+                        appeared.discard(notice.name)
+                if not (appeared or gone or whole):
+                    continue
+                changes = Changes(frozenset(appeared), frozenset(gone), whole)
+                with self._lock:
+                    callbacks = list(self._callbacks.values()) if not stop.is_set() else []
+                call_each([_bind_changes(cb, changes) for cb in callbacks], self._name)
+        finally:
+            inotify.close()
+
+
+def _open_inotify(directory: str) -> Any:
+    from inotify_simple import INotify, flags
+
+    inotify = INotify()
+    try:
+        mask = flags.CREATE | flags.DELETE | flags.MOVED_TO | flags.MOVED_FROM | flags.DELETE_SELF
+        inotify.add_watch(directory, mask)
+    except BaseException:
+        inotify.close()
+        raise
+    return inotify
+
+
+def _bind_changes(callback: Callable[[Changes], None], changes: Changes) -> Callable[[], None]:
+    def call() -> None:
+        callback(changes)
 
     return call

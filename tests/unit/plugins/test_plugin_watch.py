@@ -1,4 +1,5 @@
-"""The instance plugins' polling watcher keeps serving whatever a subscriber does."""
+"""The instance plugins' watchers: the polling one keeps serving whatever a subscriber does,
+and the file plugin names what appeared and vanished (from inotify, or by polling)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from support import wait_for
 
 from infrakit.plugins.instance._watch import PollingWatcher
+from infrakit.plugins.instance.file import FileInstancePlugin
+from infrakit.spi.instance import Changes, Spec
 
 
 def test_a_subscriber_that_raises_anything_is_logged_and_the_watch_goes_on(
@@ -62,3 +65,43 @@ def test_a_snapshot_that_raises_anything_is_logged_and_polling_goes_on(
     assert watcher.running
     assert any(r.exc_info and "polling failed" in r.getMessage() for r in caplog.records)
     watcher.close()
+
+
+@pytest.mark.parametrize("notices", [True, False], ids=["inotify", "polling"])
+def test_the_file_plugin_names_the_instances_that_appeared_and_vanished(
+    tmp_path: Path, notices: bool
+) -> None:
+    plugin = FileInstancePlugin(tmp_path / "files")
+    if not notices:
+        plugin._notices = None  # as where the kernel gives no notices
+    elif plugin._notices is None:
+        pytest.fail("this Linux machine should give inotify notices")
+    heard: list[Changes] = []
+    lock = threading.Lock()
+
+    def changed(changes: Changes) -> None:
+        with lock:
+            heard.append(changes)
+
+    def appeared() -> set[str]:
+        with lock:
+            return {name for c in heard for name in c.appeared}
+
+    def gone() -> set[str]:
+        with lock:
+            return {name for c in heard for name in c.gone}
+
+    unsubscribe = plugin.watch_changes(changed)
+    try:
+        first = plugin.provision(Spec(properties={}, tags={"infrakit.group": "g"}))
+        second = plugin.provision(Spec(properties={}, tags={"infrakit.group": "g"}))
+        wait_for(lambda: {first, second} <= appeared(), what="both new instances named")
+        (plugin.directory / first).unlink()
+        wait_for(lambda: first in gone(), what="the deleted instance named as gone")
+        (plugin.directory / ".tmp-leftover").write_text("")  # a temp file is no instance
+        plugin.destroy(second)
+        wait_for(lambda: second in gone(), what="the destroyed instance named as gone")
+        assert not any(name.startswith(".") for name in appeared() | gone())
+    finally:
+        unsubscribe()
+        plugin.close()
