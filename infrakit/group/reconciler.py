@@ -390,7 +390,8 @@ class Reconciler(SupervisedActor):
             self._looked(started, publish=False)
             self._finish_destroy(spec.id)  # a failed sweep is tried again at every look
             self._tick_cost = time.thread_time() - cpu
-            self._schedule(every)
+            # Resyncs take no more than 5 % of a core, however large the group.
+            self._schedule(max(every, 20 * self._tick_cost))
             return
         self._dirty = False
         self.members = members
