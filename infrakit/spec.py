@@ -11,15 +11,13 @@ import difflib
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -28,10 +26,13 @@ from pydantic import (
 from pydantic import ValidationError as PydanticError
 
 from actors.strict_json import problems as json_problems
-from infrakit import jsondoc
+from infrakit import jsondoc, jsonmodel
 from infrakit.confighash import config_hash, legacy_config_hash
 from infrakit.duration import parse_duration
 from infrakit.endpoints import exposed, wildcard
+from infrakit.jsonmodel import JsonModel as _Model  # the base of every model here
+from infrakit.jsonmodel import describe_type as _describe_type
+from infrakit.jsonmodel import shown as _shown
 from infrakit.plugins import offline
 from infrakit.spi.errors import SpecError as SpecError  # its home is the SPI; named here too
 from infrakit.spi.flavor import AllocationMethod
@@ -48,44 +49,6 @@ MAX_COUNT = MAX_GROUP_SIZE_CEILING
 MAX_UNHEALTHY_AFTER = 1_000_000
 _MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_MAX_PROBLEMS = 50
-
-
-class _Model(BaseModel):
-    """Base for spec models: InfraKit key names, any letter case; unknown keys refused."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=False, strict=True, frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fold(cls, data: Any) -> Any:
-        return cls.fold_keys(data)
-
-    @classmethod
-    def fold_keys(cls, data: Any) -> Any:
-        """`data` with keys renamed to this model's key names where they match but for case."""
-        if not isinstance(data, Mapping):
-            return data
-        canonical = {
-            (field.alias or name).lower(): (field.alias or name)
-            for name, field in cls.model_fields.items()
-        }
-        folded: dict[Any, Any] = {}
-        given: dict[Any, Any] = {}
-        for key, value in data.items():
-            name = canonical.get(str(key).lower(), key)
-            if name in folded:
-                raise ValueError(
-                    f"{given[name]!r} and {key!r} are the same key (keys match in any letter case)"
-                )
-            folded[name], given[name] = value, key
-        return folded
-
-
-def _shown(value: Any) -> str:
-    """`value`'s repr, shortened: a fault message must not repeat a 100,000-character input."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def _logical_id(value: str) -> str:
@@ -507,74 +470,6 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _path(loc: Sequence[int | str], prefix: str) -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _describe_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)
-
-
-def _fault(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    value = error.get("input")
-    ctx = error.get("ctx") or {}
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx.get('ge')}, got {_shown(value)}"
-    if kind == "less_than_equal":
-        return f"must be <= {ctx.get('le')}, got {_shown(value)}"
-    if kind == "too_short":
-        return "must not be empty"
-    if kind in ("string_too_short",):
-        return "must not be blank"
-    if kind == "string_too_long":
-        return f"must be at most {ctx.get('max_length')} characters, got {len(str(value))}"
-    if kind == "string_pattern_mismatch":
-        return f"must be letters, digits, '.', '_' or '-', got {_shown(value)}"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}, got {_shown(value)}"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"must be a whole number, got {_describe_type(value)} {_shown(value)}"
-    if kind in ("string_type",):
-        return f"must be a string, got {_describe_type(value)}"
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return f"must be an object, got {_describe_type(value)}"
-    if kind in ("tuple_type", "list_type"):
-        return f"must be a list, got {_describe_type(value)}"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    return str(error["msg"])
-
-
-def _problems(error: PydanticError, prefix: str = "") -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    for item in error.errors(include_url=False, include_context=True, include_input=True):
-        if len(problems) >= _MAX_PROBLEMS:
-            problems.append(("", f"(and {error.error_count() - _MAX_PROBLEMS} more faults)"))
-            break
-        problems.append((_path(item["loc"], prefix), _fault(item)))
-    return problems
-
-
 def parse_group(
     data: Any,
     source: str = "",
@@ -598,7 +493,7 @@ def parse_group(
     try:
         spec = GroupSpec.model_validate(data, context={"max_group_size": max_group_size})
     except PydanticError as error:
-        raise SpecError(_problems(error, path), source) from None
+        raise SpecError(jsonmodel.problems(error, path), source) from None
     # Keep the user's own Health/Update sections so the stored spec reads as they wrote it.
     folded = GroupSpec.fold_keys(dict(data))
     props = GroupProperties.fold_keys(dict(folded.get("Properties") or {}))
@@ -620,7 +515,7 @@ def parse_cluster(data: Any, source: str = "", extra_plugins: Iterable[str] = ()
     try:
         config = ClusterConfig.model_validate(data)
     except PydanticError as error:
-        raise SpecError(_problems(error), source) from None
+        raise SpecError(jsonmodel.problems(error), source) from None
     names = {name for name, _ in DEFAULT_PLUGINS} | set(extra_plugins)
     kinds: dict[str, str | None] = dict(DEFAULT_PLUGINS)
     kinds.update({name: None for name in extra_plugins})

@@ -137,12 +137,12 @@ def test_plugin_names_are_bounded_and_printable() -> None:
 
 def test_keys_equal_but_for_case_are_duplicates() -> None:
     found = faults(group(Allocation={"Size": 1, "size": 1_000}))
-    assert found["Properties.Allocation"] == (
+    assert found["Properties.Allocation.Size"] == (
         "'Size' and 'size' are the same key (keys match in any letter case)"
     )
     data = group()
     data["id"] = "other"
-    assert faults(data)[""] == "'ID' and 'id' are the same key (keys match in any letter case)"
+    assert faults(data)["ID"] == "'ID' and 'id' are the same key (keys match in any letter case)"
 
 
 # -- durations (item 2, the input half) ---------------------------------------------------------

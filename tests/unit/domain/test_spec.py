@@ -84,7 +84,13 @@ def test_logical_ids_group_and_keys_in_any_case() -> None:
             {"LogicalIDs": ["a", 2]},
             ("Properties.Allocation.LogicalIDs[1]", "must be a string, got a number"),
         ),
-        ({"Sise": 3}, ("Properties.Allocation.Sise", "unknown key")),
+        (
+            {"Sise": 3},
+            (
+                "Properties.Allocation.Sise",
+                "unknown key 'Sise' (expected one of: Size, LogicalIDs)",
+            ),
+        ),
     ],
 )
 def test_allocation_faults_name_their_path(
