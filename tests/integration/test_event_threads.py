@@ -13,14 +13,14 @@ import zmq
 from support import TEST_IMAGE, TEST_LABEL, wait_for
 
 from infrakit.events import Event, EventBus
-from infrakit.plugins.instance.docker import _EventWatcher
+from infrakit.plugins.instance.docker.events import EventWatcher
 from infrakit.publisher import EventPublisher
 
 
 def test_a_docker_watch_subscriber_that_raises_anything_does_not_end_the_watch(
     engine: Any, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    watcher = _EventWatcher(
+    watcher = EventWatcher(
         lambda: engine.events(decode=True, filters={"label": f"{TEST_LABEL}={token}"}),
         lambda _event: True,
         f"docker-watch-{token}",

@@ -26,15 +26,15 @@ name) to nodes that must talk to each other.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
 import docker
 import docker.errors
+from pydantic import Field, field_validator
 
-from infrakit.plugins._props import Faults
-from infrakit.plugins.instance.docker import DockerInstancePlugin, DockerOptions, parse_options
+from infrakit.plugins._props import Text, parse
+from infrakit.plugins.instance.docker import DockerInstancePlugin, DockerOptions
 from infrakit.spi.errors import PluginError
 from infrakit.spi.instance import TAG_LOGICAL_ID, Spec
 
@@ -68,7 +68,7 @@ class DindInstancePlugin(DockerInstancePlugin):
         self._privileged = privileged
 
     def _options(self, properties: Any) -> DockerOptions:
-        return dataclasses.replace(parse_dind_options(properties), privileged=self._privileged)
+        return parse_dind_options(properties).model_copy(update={"privileged": self._privileged})
 
     def _command(
         self, options: DockerOptions, spec: Spec
@@ -103,19 +103,21 @@ class DindInstancePlugin(DockerInstancePlugin):
             log.debug("%s: Init line %d done", container_id[:12], number)
 
 
+class DindOptions(DockerOptions):
+    """The Docker plugin's properties, with `Image` defaulting to docker:dind and `"Privileged":
+    false` refused."""
+
+    image: Text = Field(default=DEFAULT_DIND_IMAGE, alias="Image")
+
+    @field_validator("privileged")
+    @classmethod
+    def _always_privileged(cls, privileged: bool) -> bool:
+        if not privileged:
+            raise ValueError("docker-in-docker containers are always privileged")
+        return privileged
+
+
 def parse_dind_options(properties: Any) -> DockerOptions:
-    """The Docker plugin's options with `Image` defaulting to docker:dind, and `"Privileged":
-    false` refused; faults (all of them) raise `ValidationError`."""
-    faults = Faults()
-    options = faults.take(lambda: parse_options(properties, default_image=DEFAULT_DIND_IMAGE), None)
-    if _privileged_refused(properties):
-        faults.add("docker-in-docker containers are always privileged", "Privileged")
-    faults.check()
-    assert options is not None
-    return options
-
-
-def _privileged_refused(properties: Any) -> bool:
-    return isinstance(properties, dict) and any(
-        str(k).lower() == "privileged" and v is False for k, v in properties.items()
-    )
+    """Check instance properties and return them parsed; every fault raises one
+    `ValidationError`, each with its JSON path."""
+    return parse(DindOptions, properties)

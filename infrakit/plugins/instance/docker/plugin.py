@@ -1,17 +1,6 @@
 """The Docker instance plugin: each instance is a container on one Docker engine.
 
-Properties are modelled on `docker run` (keys case-insensitive, as Go's JSON decoding was):
-
-    {"Image": "busybox:latest",             required; never pulled (see below)
-     "Cmd": ["sh", "-c", "..."],            list, or a string split like a shell would
-     "Entrypoint": ["/bin/sh"],             list or string
-     "Env": {"K": "V"} or ["K=V"],
-     "Labels": {"k": "v"},                  extra container labels (the spec's tags win)
-     "NetworkMode": "none",                 the default: a container gets no network unless asked
-     "Mounts": [{"Source": "/srv", "Target": "/data", "Type": "bind", "ReadOnly": true}],
-     "Privileged": false, "Hostname": "...", "User": "...", "WorkingDir": "/abs/path",
-     "Memory": 268435456 or "256m",         bytes; k/m/g/t suffixes are powers of 1024
-     "CPUs": 0.5}                           -> NanoCPUs
+Its properties are in `options.py`.
 
 What runs in the container:
 
@@ -57,24 +46,24 @@ volumes; named volumes stay.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import re
-import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import docker.errors
-from docker.types import Mount
 
-from infrakit.plugins._props import Faults, join_path, object_fields, string_list, string_map
-from infrakit.plugins.instance._watch import call_each
+from infrakit.plugins.instance.docker.events import EventWatcher
+from infrakit.plugins.instance.docker.options import (
+    LABEL_LOGICAL_ID,
+    PRIVATE_PREFIX,
+    DockerOptions,
+    parse_options,
+)
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.instance import (
     TAG_GROUP,
@@ -90,38 +79,9 @@ from infrakit.spi.instance import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-DEFAULT_NETWORK_MODE = "none"
-# Private labels: the plugin's own memory, not shown as tags.
-PRIVATE_PREFIX = "infrakit.docker."
-LABEL_LOGICAL_ID = PRIVATE_PREFIX + "logical_id"
 
 # Events that mean "a container may have gone"; only containers made by a group are followed.
 WATCH_EVENTS = ("die", "stop", "kill", "destroy", "oom")
-
-_FIELDS = (
-    "Image",
-    "Cmd",
-    "Entrypoint",
-    "Env",
-    "Labels",
-    "NetworkMode",
-    "Mounts",
-    "Privileged",
-    "Hostname",
-    "Memory",
-    "CPUs",
-    "User",
-    "WorkingDir",
-)
-_MOUNT_FIELDS = ("Source", "Target", "Type", "ReadOnly")
-_MOUNT_TYPES = ("bind", "volume", "tmpfs")
-# Docker refuses memory limits below 6 MiB.
-MIN_MEMORY = 6 * 1024 * 1024
-MAX_MEMORY = 1 << 50
-_MEMORY_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNORECASE)
-_MEMORY_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 # Docker's rule for container names.
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")  # \Z: `$` would allow a final newline
 _STATE_RUNNING = "running"
@@ -132,233 +92,6 @@ _GARBAGE_STATES = frozenset({"exited", "dead", _STATE_CREATED})
 # States `sweep` leaves alone: a live container, one the engine is removing already.
 _NOT_DEAD = frozenset({_STATE_RUNNING, "removing"})
 _CLIENT_POOL = 32  # concurrent calls before urllib3 discards connections
-
-
-@dataclass(frozen=True)
-class MountOptions:
-    """One entry of `Mounts`."""
-
-    target: str
-    type: str
-    source: str | None = None
-    read_only: bool = False
-
-    def to_docker(self) -> Any:
-        return Mount(
-            target=self.target, source=self.source, type=self.type, read_only=self.read_only
-        )
-
-
-@dataclass(frozen=True)
-class DockerOptions:
-    """The instance properties this plugin understands, parsed."""
-
-    image: str
-    cmd: list[str] | None = None
-    entrypoint: list[str] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    network_mode: str = DEFAULT_NETWORK_MODE
-    mounts: tuple[MountOptions, ...] = ()
-    privileged: bool = False
-    hostname: str | None = None
-    memory: int | None = None
-    cpus: float | None = None
-    user: str | None = None
-    working_dir: str | None = None
-
-
-def parse_options(properties: Any, *, default_image: str | None = None) -> DockerOptions:
-    """Check instance properties (keys case-insensitive) and return them parsed.
-
-    `Image` is required unless a `default_image` is given. Raises `ValidationError` with the
-    JSON path of every fault.
-    """
-    if properties is None:
-        properties = {}
-    faults = Faults()
-    fields = object_fields(properties, _FIELDS, faults=faults)
-
-    def optional(key: str, parse: Callable[[Any], T], default: T) -> T:
-        return faults.optional(fields, key, parse, default)
-
-    if fields.get("Image") is None and default_image is None:
-        faults.add("is required (the image to run)", "Image")
-    options = DockerOptions(
-        image=optional("Image", lambda v: _non_empty_string(v, "Image"), default_image or ""),
-        cmd=optional("Cmd", lambda v: _argv(v, "Cmd"), None),
-        entrypoint=optional("Entrypoint", lambda v: _argv(v, "Entrypoint"), None),
-        env=optional("Env", _env, {}),
-        labels=optional("Labels", _labels, {}),
-        network_mode=optional(
-            "NetworkMode", lambda v: _non_empty_string(v, "NetworkMode"), DEFAULT_NETWORK_MODE
-        ),
-        mounts=optional("Mounts", _mounts, ()),
-        privileged=optional("Privileged", lambda v: _bool(v, "Privileged"), False),
-        hostname=optional("Hostname", lambda v: _non_empty_string(v, "Hostname"), None),
-        memory=optional("Memory", _memory, None),
-        cpus=optional("CPUs", _cpus, None),
-        user=optional("User", lambda v: _non_empty_string(v, "User"), None),
-        working_dir=optional("WorkingDir", _working_dir, None),
-    )
-    faults.check()
-    return options
-
-
-def _labels(value: Any) -> dict[str, str]:
-    labels = string_map(value, "Labels")
-    faults = Faults()
-    for key in labels:
-        if not key or "\0" in key:
-            faults.add("not a valid label name", join_path("Labels", key))
-        elif key.startswith(PRIVATE_PREFIX):
-            faults.add(
-                f"labels starting with {PRIVATE_PREFIX!r} are the plugin's own",
-                join_path("Labels", key),
-            )
-    faults.check()
-    return labels
-
-
-def _cpus(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError("must be a number of CPUs, such as 0.5", path="CPUs")
-    if not math.isfinite(value) or value < 0.01:
-        raise ValidationError(f"must be at least 0.01, got {value}", path="CPUs")
-    return float(value)
-
-
-def _working_dir(value: Any) -> str:
-    working_dir = _non_empty_string(value, "WorkingDir")
-    if not working_dir.startswith("/"):
-        raise ValidationError("must be an absolute path", path="WorkingDir")
-    return working_dir
-
-
-def parse_memory(value: Any, path: str = "Memory") -> int:
-    """Bytes from a number or a string such as `"256m"`, `"1.5g"`, `"512MiB"` (binary units)."""
-    if isinstance(value, bool):
-        raise ValidationError("must be a number of bytes or a size such as '256m'", path=path)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        match = _MEMORY_RE.fullmatch(value)
-        if match is not None:
-            number, unit = match.groups()
-            return int(float(number) * _MEMORY_UNITS[unit.lower()])
-    raise ValidationError(
-        f"must be a number of bytes or a size such as '256m', got {value!r}", path=path
-    )
-
-
-def _memory(value: Any) -> int:
-    memory = parse_memory(value)
-    if memory < MIN_MEMORY:
-        raise ValidationError(
-            f"must be at least 6 MiB (Docker's minimum), got {memory} bytes", path="Memory"
-        )
-    if memory > MAX_MEMORY:
-        raise ValidationError(f"must be at most 1 PiB, got {memory} bytes", path="Memory")
-    return memory
-
-
-def _non_empty_string(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError("must be a non-empty string", path=path)
-    if "\0" in value:
-        raise ValidationError("must not contain a NUL character", path=path)
-    return value
-
-
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValidationError("must be true or false", path=path)
-    return value
-
-
-def _argv(value: Any, path: str) -> list[str]:
-    """A command: a list of strings, or one string split the way a shell would."""
-    if isinstance(value, str):
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            raise ValidationError(f"cannot split into arguments: {exc}", path=path) from None
-        if not argv:
-            raise ValidationError("must not be empty", path=path)
-    else:
-        if not isinstance(value, list):
-            raise ValidationError("must be a list of strings or a string", path=path)
-        argv = string_list(value, path, non_empty=True)
-    for i, arg in enumerate(argv):
-        if "\0" in arg:
-            raise ValidationError("must not contain a NUL character", path=f"{path}[{i}]")
-    return argv
-
-
-def _env(value: Any) -> dict[str, str]:
-    """`{"K": "V"}` or `["K=V", ...]` as a dict."""
-    env: dict[str, str] = {}
-    faults = Faults()
-    if isinstance(value, list):
-        for i, item in enumerate(string_list(value, "Env")):
-            key, sep, val = item.partition("=")
-            if not sep or not key or "\0" in item:
-                faults.add("must look like NAME=value", f"Env[{i}]")
-            env[key] = val
-    elif not isinstance(value, dict):
-        raise ValidationError("must be an object of strings or a list of NAME=value", path="Env")
-    else:
-        for key, val in string_map(value, "Env").items():
-            if not key or "=" in key or "\0" in key or "\0" in val:
-                faults.add("not a valid environment variable", join_path("Env", key))
-            env[key] = val
-    faults.check()
-    return env
-
-
-def _mounts(value: Any) -> tuple[MountOptions, ...]:
-    if not isinstance(value, list):
-        raise ValidationError("must be a list of mounts", path="Mounts")
-    faults = Faults()
-    mounts = [
-        faults.take(partial(_mount, item, f"Mounts[{i}]"), None) for i, item in enumerate(value)
-    ]
-    faults.check()
-    return tuple(mount for mount in mounts if mount is not None)
-
-
-def _mount(item: Any, path: str) -> MountOptions:
-    fields = object_fields(item, _MOUNT_FIELDS, path)
-    if fields.get("Target") is None:
-        raise ValidationError("is required", path=join_path(path, "Target"))
-    target = _non_empty_string(fields["Target"], join_path(path, "Target"))
-    if not target.startswith("/"):
-        raise ValidationError("must be an absolute path", path=join_path(path, "Target"))
-    source = fields.get("Source")
-    if source is not None:
-        source = _non_empty_string(source, join_path(path, "Source"))
-    kind = fields.get("Type")
-    if kind is None:
-        # As `docker run -v`: an absolute path is a bind mount, a name is a volume.
-        kind = "bind" if source is not None and source.startswith("/") else "volume"
-    elif not isinstance(kind, str) or kind.lower() not in _MOUNT_TYPES:
-        raise ValidationError(
-            f"must be one of {', '.join(_MOUNT_TYPES)}, got {kind!r}",
-            path=join_path(path, "Type"),
-        )
-    kind = kind.lower()
-    if kind == "bind" and (source is None or not source.startswith("/")):
-        raise ValidationError(
-            "a bind mount needs an absolute host path", path=join_path(path, "Source")
-        )
-    if kind == "tmpfs" and source is not None:
-        raise ValidationError("a tmpfs mount has no source", path=join_path(path, "Source"))
-    read_only = False
-    if fields.get("ReadOnly") is not None:
-        read_only = _bool(fields["ReadOnly"], join_path(path, "ReadOnly"))
-    return MountOptions(target=target, type=kind, source=source, read_only=read_only)
 
 
 def missing_image_message(image: str) -> str:
@@ -397,9 +130,7 @@ class DockerInstancePlugin(InstancePlugin, Watchable, Sweepable):
         self._lock = threading.Lock()  # guards _gone_since and _provisioning
         self._gone_since: dict[str, float] = {}  # container ID -> when first seen not running
         self._provisioning: set[str] = set()  # containers created here, not yet started
-        self._watcher = _EventWatcher(
-            self._events, self._lost, name=f"{type(self).__name__}-events"
-        )
+        self._watcher = EventWatcher(self._events, self._lost, name=f"{type(self).__name__}-events")
 
     # -- the instance SPI ------------------------------------------------------------------
 
@@ -741,154 +472,3 @@ def _explain(exc: Any) -> str:
     if explanation:
         return str(explanation)
     return str(exc)
-
-
-class _EventWatcher:
-    """One daemon thread that follows the engine's event stream and calls every subscriber
-    for each event that `matters`.
-
-    Started with the first subscriber and stopped with the last (closing the stream unblocks
-    the thread). A broken stream is reopened with backoff, and subscribers are called once on
-    reconnection, since events may have been missed. Callbacks run with no lock held; one that
-    raises is logged and ignored.
-    """
-
-    _FIRST_CONNECT_WAIT = 5.0
-    _JOIN_TIMEOUT = 5.0
-
-    def __init__(
-        self, open_stream: Callable[[], Any], matters: Callable[[Any], bool], name: str
-    ) -> None:
-        self._open = open_stream
-        self._matters = matters
-        self._name = name
-        self._lock = threading.Lock()
-        self._callbacks: dict[int, Callable[[], None]] = {}
-        self._ids = itertools.count()
-        self._session: _Session | None = None
-
-    def subscribe(self, callback: Callable[[], None]) -> Unsubscribe:
-        """Register `callback`; if it is the first, start following events and wait (a little)
-        for the stream to open, so that what happens after `subscribe` returns is seen."""
-        with self._lock:
-            token = next(self._ids)
-            self._callbacks[token] = callback
-            session = None
-            if self._session is None:
-                session = self._session = _Session()
-                session.thread = threading.Thread(
-                    target=self._run, args=(session,), name=self._name, daemon=True
-                )
-                session.thread.start()
-        if session is not None:
-            session.tried.wait(self._FIRST_CONNECT_WAIT)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._callbacks.pop(token, None)
-                if self._callbacks:
-                    return
-                session, self._session = self._session, None
-            if session is not None:
-                session.stop()
-
-        return unsubscribe
-
-    def close(self) -> None:
-        """Drop every subscriber and stop the thread (waiting a little for it to end)."""
-        with self._lock:
-            self._callbacks.clear()
-            session, self._session = self._session, None
-        if session is not None:
-            session.stop()
-            thread = session.thread
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(self._JOIN_TIMEOUT)
-
-    @property
-    def running(self) -> bool:
-        with self._lock:
-            session = self._session
-        return session is not None and session.thread is not None and session.thread.is_alive()
-
-    def _notify(self, session: _Session) -> None:
-        with self._lock:
-            if session.stopped.is_set():
-                return
-            callbacks = list(self._callbacks.values())
-        call_each(callbacks, self._name)
-
-    def _run(self, session: _Session) -> None:
-        delay = 0.1
-        connected_before = False
-        while not session.stopped.is_set():
-            try:
-                stream = self._open()
-            except Exception as exc:
-                log.warning("%s: cannot follow Docker events (retrying): %s", self._name, exc)
-                session.tried.set()
-                session.stopped.wait(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            if not session.attach(stream):
-                return
-            session.tried.set()
-            if connected_before:
-                self._notify(session)  # events may have been missed while disconnected
-            connected_before = True
-            try:
-                for event in stream:
-                    delay = 0.1
-                    if session.stopped.is_set():
-                        break
-                    if self._matters(event):
-                        self._notify(session)
-            except Exception as exc:
-                if not session.stopped.is_set():
-                    log.warning("%s: Docker event stream broke: %s", self._name, exc)
-            finally:
-                session.detach(stream)
-            if not session.stopped.is_set():
-                log.info("%s: Docker event stream ended; reconnecting", self._name)
-                session.stopped.wait(delay)
-                delay = min(delay * 2, 5.0)
-
-
-class _Session:
-    """One run of the watcher thread: its stop flag and the stream it is reading."""
-
-    def __init__(self) -> None:
-        self.stopped = threading.Event()
-        self.tried = threading.Event()  # the first attempt to open the stream is over
-        self.thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._stream: Any = None
-
-    def attach(self, stream: Any) -> bool:
-        """Note the open stream; False (and close it) if the session was stopped meanwhile."""
-        with self._lock:
-            if self.stopped.is_set():
-                _close_quietly(stream)
-                return False
-            self._stream = stream
-            return True
-
-    def detach(self, stream: Any) -> None:
-        with self._lock:
-            if self._stream is stream:
-                self._stream = None
-        _close_quietly(stream)
-
-    def stop(self) -> None:
-        """Stop the thread: set the flag and close the stream it may be blocked on."""
-        with self._lock:
-            self.stopped.set()
-            stream, self._stream = self._stream, None
-        if stream is not None:
-            _close_quietly(stream)
-        self.tried.set()
-
-
-def _close_quietly(stream: Any) -> None:
-    with contextlib.suppress(Exception):
-        stream.close()
