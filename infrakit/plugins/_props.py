@@ -39,7 +39,8 @@ def parse(model: type[M], properties: Any) -> M:
         raise ValidationError.of(jsonmodel.problems(error)) from None
 
 
-def _non_empty(value: Any) -> Any:
+def non_empty(value: Any) -> str:
+    """`value` if it is a string that is not empty; else `ValueError`."""
     if not isinstance(value, str) or not value:
         raise ValueError("must be a non-empty string")
     return value
@@ -72,9 +73,9 @@ def _env_names(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-NonEmpty = Annotated[str, BeforeValidator(_non_empty)]
+NonEmpty = Annotated[str, BeforeValidator(non_empty)]
 """A string that is not empty."""
-Text = Annotated[str, BeforeValidator(_non_empty), AfterValidator(_no_nul)]
+Text = Annotated[str, BeforeValidator(non_empty), AfterValidator(_no_nul)]
 """A string that is not empty and holds no NUL (it goes where C strings go: argv, a path)."""
 Arg = Annotated[str, AfterValidator(_no_nul)]
 """A string that holds no NUL, empty or not (a command's argument)."""

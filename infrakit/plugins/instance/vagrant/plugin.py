@@ -5,30 +5,7 @@ rendered `Vagrantfile`, the flavor's Init as `boot.sh` and the instance's tags a
 provisioning is `vagrant up`, destroying is `vagrant destroy -f` and removing the directory.
 Vagrant is driven through python-vagrant, offline (no version check, no box update check).
 
-Properties (keys case-insensitive, as Go's JSON):
-
-- `Provider`: the Vagrant provider, default `"docker"`; any other (`"virtualbox"`, `"libvirt"`...)
-  makes a VM from `Box` and runs `boot.sh` as a shell provisioner during `vagrant up`.
-- `Box`: the box name; required unless the provider is docker.
-- `CPUs` (default 2) and `Memory` in MB (default 512): the VM's size. With the docker provider
-  they become `--cpus`/`--memory` only when given explicitly.
-- `Docker`: the docker provider's settings, `{"Image" (required), "Cmd", "Name", "NetworkMode",
-  "Env", "Ports", "Volumes", "Privileged", "CreateArgs"}`. The container is the machine; it has
-  no SSH, so Vagrant cannot run a shell provisioner in it. Instead the container's command runs
-  `/vagrant/boot.sh` from the synced instance directory, writes its exit status to `boot.status`
-  there and keeps the machine up (as a VM stays up after provisioning). A `Cmd` of your own
-  replaces that command (it can run `/vagrant/boot.sh` itself). `Name` prefixes the container
-  name, `<Name>-<instance id>` (default `infrakit-<instance id>`), so a group's machines never
-  clash; `NetworkMode` is `docker run --network`.
-- `Template`: the path of a Vagrantfile template of your own, in Python `string.Template` syntax
-  (`$Name` or `${Name}`; `$$` for a literal `$`, which Ruby rarely needs). `{...}` is *not* a
-  placeholder: Ruby uses braces for blocks and hashes. Each placeholder becomes a Ruby literal:
-  `$Box` (a string, or `nil`), `$CPUs`, `$Memory` (integers), `$Hostname`, `$InstanceID`,
-  `$Provider` (strings), `$LogicalID` (a string or `nil`), `$Env` (a hash of the
-  `INFRAKIT_INSTANCE_ID` and `INFRAKIT_LOGICAL_ID` variables), `$NetworkOptions` (`, ip: '...'` when
-  the logical ID is an IPv4 address, else `, type: 'dhcp'`, for `config.vm.network
-  "private_network"$NetworkOptions`) and `$DockerProvider` (the whole `config.vm.provider "docker"`
-  block built from `Docker`, or nothing for another provider).
+Its properties are in `options.py`, its Vagrantfile in `vagrantfile.py`.
 
 `describe_instances` does not run `vagrant status` for docker-provider machines (each costs a
 second or more of Ruby start-up): it asks the Docker engine once, with `docker ps`, which
@@ -45,23 +22,20 @@ directories, containers and `vagrant global-status` entries.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import logging
 import os
 import random
-import re
 import secrets
 import shutil
-import string
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import vagrant
 
@@ -73,7 +47,6 @@ from infrakit.plugins._atomic import (
     remove_stale,
     write_json_atomic,
 )
-from infrakit.plugins._props import Faults, join_path, object_fields, string_list, string_map
 from infrakit.plugins.instance._dead import dead_for, seen_alive
 from infrakit.plugins.instance._proc import (
     ENV_INSTANCE_DIR,
@@ -83,7 +56,13 @@ from infrakit.plugins.instance._proc import (
     stop_carriers,
     token_alive,
 )
-from infrakit.spi.errors import PluginError, ValidationError
+from infrakit.plugins.instance.vagrant.options import DEFAULT_PROVIDER, parse_options
+from infrakit.plugins.instance.vagrant.vagrantfile import (
+    BOOT_SCRIPT,
+    INSTANCE_LABEL,
+    render_vagrantfile,
+)
+from infrakit.spi.errors import PluginError
 from infrakit.spi.instance import (
     Description,
     InstanceID,
@@ -94,58 +73,14 @@ from infrakit.spi.instance import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 ID_PREFIX = "vagrant-"
 VAGRANTFILE = "Vagrantfile"
-BOOT_SCRIPT = "boot.sh"
-BOOT_STATUS = "boot.status"  # docker provider: boot.sh's exit status, written by the container
 TAGS = "tags"
 RECORD = "instance.json"  # ID, LogicalID, Provider and Properties of the instance
 PROVISIONING_MARKER = "provisioning"  # while `vagrant up` runs: who runs it (<pid>-<start>)
 OUTPUT = "vagrant.log"  # what Vagrant printed, every command appended
 MACHINE = "default"
-SYNCED_DIR = "/vagrant"
-INSTANCE_LABEL = "infrakit.vagrant.instance"  # docker label on each machine's container
-
-DEFAULT_PROVIDER = "docker"
-DEFAULT_CPUS = 2
-DEFAULT_MEMORY = 512
-DEFAULT_NAME_PREFIX = "infrakit"
-
-# The docker machine's command: run boot.sh once, record how it ended, then stay up like a VM.
-BOOT_COMMAND = (
-    "trap 'exit 0' TERM INT; "
-    f"/bin/sh {SYNCED_DIR}/{BOOT_SCRIPT}; echo $? > {SYNCED_DIR}/{BOOT_STATUS}; "
-    "while :; do sleep 3600 & wait $!; done"
-)
-
-VM_TEMPLATE = """\
-# Made by infrakit's vagrant instance plugin for instance $InstanceID.
-Vagrant.configure("2") do |config|
-  config.vm.box = $Box
-  config.vm.hostname = $Hostname
-  config.vm.network "private_network"$NetworkOptions
-  config.vm.provision "shell", path: "boot.sh", env: $Env
-  config.vm.provider "virtualbox" do |vb|
-    vb.memory = $Memory
-    vb.cpus = $CPUs
-  end
-  config.vm.provider "libvirt" do |lv|
-    lv.memory = $Memory
-    lv.cpus = $CPUs
-  end
-end
-"""
-
-DOCKER_TEMPLATE = """\
-# Made by infrakit's vagrant instance plugin for instance $InstanceID.
-Vagrant.configure("2") do |config|
-  config.vm.hostname = $Hostname
-  config.vm.synced_folder ".", "/vagrant"
-$DockerProvider
-end
-"""
 
 # Set for every Vagrant run: work offline, plain output.
 _VAGRANT_ENV = {
@@ -174,270 +109,6 @@ _OUTPUT_TAIL_LINES = 12
 _STATUS_WORKERS = 8  # concurrent `vagrant status` runs in one describe
 _CLI_TIMEOUT = 30.0  # a `docker ps` or `vagrant global-status`
 _STOP_RUN_TIMEOUT = 10.0  # an orphaned `vagrant up`: SIGTERM, then SIGKILL after this
-
-_PROVIDER_RE = re.compile(r"[a-z][a-z0-9_-]*")
-_CONTAINER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-MAX_CPUS = 4096
-MAX_MEMORY_MB = 1 << 24  # 16 TiB
-
-
-@dataclass(frozen=True)
-class DockerOptions:
-    """The `Docker` property: settings of Vagrant's docker provider."""
-
-    image: str
-    cmd: tuple[str, ...] | None = None
-    name: str | None = None
-    network_mode: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    ports: tuple[str, ...] = ()
-    volumes: tuple[str, ...] = ()
-    privileged: bool = False
-    create_args: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class VagrantOptions:
-    """The instance properties this plugin understands (see the module's doc)."""
-
-    provider: str = DEFAULT_PROVIDER
-    box: str | None = None
-    cpus: int | None = None  # None: DEFAULT_CPUS for a VM, unset for a container
-    memory: int | None = None  # None: DEFAULT_MEMORY for a VM, unset for a container
-    template: Path | None = None
-    docker: DockerOptions | None = None
-
-
-def _positive_int(value: Any, path: str, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise ValidationError(f"must be a positive integer, at most {maximum}", path=path)
-    return value
-
-
-def _non_empty_string(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError("must be a non-empty string", path=path)
-    return value
-
-
-def _parse_docker(value: Any, path: str) -> DockerOptions:
-    faults = Faults()
-    fields = object_fields(
-        value,
-        (
-            "Image",
-            "Cmd",
-            "Name",
-            "NetworkMode",
-            "Env",
-            "Ports",
-            "Volumes",
-            "Privileged",
-            "CreateArgs",
-        ),
-        path,
-        faults,
-    )
-
-    def optional(key: str, parse: Callable[[Any, str], T], default: T) -> T:
-        return faults.optional(fields, key, lambda v: parse(v, join_path(path, key)), default)
-
-    if fields.get("Image") is None:
-        faults.add("is required", join_path(path, "Image"))
-    options = DockerOptions(
-        image=optional("Image", _non_empty_string, ""),
-        cmd=optional("Cmd", lambda v, p: tuple(string_list(v, p, non_empty=True)), None),
-        name=optional("Name", _container_name, None),
-        network_mode=optional("NetworkMode", _non_empty_string, None),
-        env=optional("Env", _env, {}),
-        ports=optional("Ports", lambda v, p: tuple(string_list(v, p)), ()),
-        volumes=optional("Volumes", lambda v, p: tuple(string_list(v, p)), ()),
-        privileged=optional("Privileged", _bool, False),
-        create_args=optional("CreateArgs", lambda v, p: tuple(string_list(v, p)), ()),
-    )
-    faults.check()
-    return options
-
-
-def _container_name(value: Any, path: str) -> str:
-    name = _non_empty_string(value, path)
-    if not _CONTAINER_NAME_RE.fullmatch(name):
-        raise ValidationError(
-            "must be letters, digits, '_', '.' or '-', starting with a letter or digit", path=path
-        )
-    return name
-
-
-def _env(value: Any, path: str) -> dict[str, str]:
-    env = string_map(value, path)
-    faults = Faults()
-    for key in env:
-        if not key or "=" in key:
-            faults.add("not a valid environment variable", join_path(path, key))
-    faults.check()
-    return env
-
-
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValidationError("must be true or false", path=path)
-    return value
-
-
-def parse_options(properties: Any) -> VagrantOptions:
-    """Check instance properties and return them parsed; faults (all of them) raise
-    `ValidationError`."""
-    faults = Faults()
-    fields = object_fields(
-        {} if properties is None else properties,
-        ("Box", "CPUs", "Memory", "Template", "Provider", "Docker"),
-        faults=faults,
-    )
-    provider = faults.optional(fields, "Provider", _provider, DEFAULT_PROVIDER)
-    box = faults.optional(fields, "Box", lambda v: _non_empty_string(v, "Box"), None)
-    cpus = faults.optional(fields, "CPUs", lambda v: _positive_int(v, "CPUs", MAX_CPUS), None)
-    memory = faults.optional(
-        fields, "Memory", lambda v: _positive_int(v, "Memory", MAX_MEMORY_MB), None
-    )
-    template = faults.optional(
-        fields,
-        "Template",
-        lambda v: Path(_non_empty_string(v, "Template")).expanduser(),
-        None,
-    )
-    docker = None
-    if provider == "docker":
-        if fields.get("Docker") is None:
-            faults.add('is required with Provider "docker"', join_path("Docker", "Image"))
-        else:
-            docker = faults.take(lambda: _parse_docker(fields["Docker"], "Docker"), None)
-    else:
-        if fields.get("Docker") is not None:
-            faults.add(f'is only used with Provider "docker", not {provider!r}', "Docker")
-        if box is None and fields.get("Box") is None:
-            faults.add(f"is required with Provider {provider!r}", "Box")
-    faults.check()
-    return VagrantOptions(
-        provider=provider, box=box, cpus=cpus, memory=memory, template=template, docker=docker
-    )
-
-
-def _provider(value: Any) -> str:
-    provider = _non_empty_string(value, "Provider")
-    if not _PROVIDER_RE.fullmatch(provider):
-        raise ValidationError("not a Vagrant provider name", path="Provider")
-    return provider
-
-
-# -- rendering the Vagrantfile --------------------------------------------------------------
-
-
-def ruby_string(value: str) -> str:
-    """A single-quoted Ruby string literal: no interpolation, only `\\\\` and `\\'` escapes."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _ruby_list(items: tuple[str, ...] | list[str]) -> str:
-    return "[" + ", ".join(ruby_string(i) for i in items) + "]"
-
-
-def _ruby_hash(items: Mapping[str, str]) -> str:
-    return "{" + ", ".join(f"{ruby_string(k)} => {ruby_string(v)}" for k, v in items.items()) + "}"
-
-
-def _ruby_optional(value: str | None) -> str:
-    return "nil" if value is None else ruby_string(value)
-
-
-def _docker_block(
-    docker: DockerOptions,
-    options: VagrantOptions,
-    instance_id: str,
-    env: Mapping[str, str],
-) -> str:
-    """The `config.vm.provider "docker"` block of the Vagrantfile."""
-    create_args: list[str] = []
-    if docker.network_mode is not None:
-        create_args += ["--network", docker.network_mode]
-    if options.cpus is not None:
-        create_args += ["--cpus", str(options.cpus)]
-    if options.memory is not None:
-        create_args += ["--memory", f"{options.memory}m"]
-    create_args += ["--label", f"{INSTANCE_LABEL}={instance_id}", *docker.create_args]
-    cmd = docker.cmd if docker.cmd is not None else ("/bin/sh", "-c", BOOT_COMMAND)
-    prefix = docker.name or DEFAULT_NAME_PREFIX
-    lines = [
-        '  config.vm.provider "docker" do |d|',
-        f"    d.image = {ruby_string(docker.image)}",
-        f"    d.name = {ruby_string(f'{prefix}-{instance_id}')}",
-        f"    d.cmd = {_ruby_list(cmd)}",
-        "    d.has_ssh = false",
-        "    d.remains_running = true",
-        f"    d.env = {_ruby_hash({**docker.env, **env})}",
-        f"    d.create_args = {_ruby_list(create_args)}",
-    ]
-    if docker.ports:
-        lines.append(f"    d.ports = {_ruby_list(docker.ports)}")
-    if docker.volumes:
-        lines.append(f"    d.volumes = {_ruby_list(docker.volumes)}")
-    if docker.privileged:
-        lines.append("    d.privileged = true")
-    lines.append("  end")
-    return "\n".join(lines)
-
-
-def _network_options(logical_id: str | None) -> str:
-    """InfraKit's: a logical ID that is an IP address is the machine's private address."""
-    if logical_id:
-        try:
-            return f", ip: {ruby_string(str(ipaddress.IPv4Address(logical_id)))}"
-        except ValueError:
-            pass
-    return ", type: 'dhcp'"
-
-
-def render_vagrantfile(
-    options: VagrantOptions, instance_id: str, logical_id: str | None = None
-) -> str:
-    """The Vagrantfile of one instance, from `Template` or the built-in template."""
-    env = {"INFRAKIT_INSTANCE_ID": instance_id, "INFRAKIT_LOGICAL_ID": logical_id or ""}
-    docker = options.docker
-    hostname: str | None = instance_id
-    if docker is not None and (docker.network_mode or "").split(":")[0] in ("host", "container"):
-        hostname = None  # Docker refuses a hostname in the host's or another container's network
-    fields = {
-        "Box": _ruby_optional(options.box),
-        "CPUs": str(options.cpus or DEFAULT_CPUS),
-        "Memory": str(options.memory or DEFAULT_MEMORY),
-        "Hostname": _ruby_optional(hostname),
-        "InstanceID": ruby_string(instance_id),
-        "LogicalID": _ruby_optional(logical_id),
-        "Provider": ruby_string(options.provider),
-        "Env": _ruby_hash(env),
-        "NetworkOptions": _network_options(logical_id),
-        "DockerProvider": (
-            _docker_block(docker, options, instance_id, env) if docker is not None else ""
-        ),
-    }
-    if options.template is not None:
-        try:
-            text = options.template.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"cannot read template: {exc}", path="Template") from exc
-    else:
-        text = DOCKER_TEMPLATE if docker is not None else VM_TEMPLATE
-    try:
-        return string.Template(text).substitute(fields)
-    except KeyError as exc:
-        known = ", ".join(f"${name}" for name in fields)
-        raise ValidationError(
-            f"unknown placeholder ${exc.args[0]} (known: {known})", path="Template"
-        ) from None
-    except ValueError as exc:
-        raise ValidationError(f"bad template: {exc}", path="Template") from None
-
-
-# -- the plugin -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
