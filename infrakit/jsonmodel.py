@@ -12,16 +12,18 @@ reports them with `Faults`, so that they get their own paths and do not stop oth
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidatorFunctionWrapHandler, model_validator
 from pydantic import ValidationError as PydanticError
 from pydantic_core import InitErrorDetails
 
 from actors.strict_json import MAX_PROBLEMS, join_key
+from infrakit.spi.errors import SpecError
 
 Problem = tuple[str, str]
 Loc = tuple[int | str, ...]
+M = TypeVar("M", bound="JsonModel")
 
 
 class Faults:
@@ -155,6 +157,22 @@ def _with_aliases(model: type[JsonModel], error: PydanticError, found: list[Any]
             detail["ctx"] = item["ctx"]
         details.append(detail)
     return PydanticError.from_exception_data(error.title, details)
+
+
+def parse(
+    model: type[M],
+    data: Any,
+    *,
+    source: str = "",
+    prefix: str = "",
+    context: Mapping[str, Any] | None = None,
+) -> M:
+    """`data` as `model`; a `SpecError` names every fault, its path under `prefix`. `context`
+    is for the validators (pydantic's validation context)."""
+    try:
+        return model.model_validate(data, context=context)
+    except PydanticError as error:
+        raise SpecError(problems(error, prefix), source) from None
 
 
 # -- faults in words ------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic import ValidationError as PydanticError
 
 from actors.strict_json import problems as json_problems
 from infrakit import jsondoc, jsonmodel
@@ -33,7 +32,7 @@ from infrakit.endpoints import exposed, wildcard
 from infrakit.jsonmodel import JsonModel as _Model  # the base of every model here
 from infrakit.jsonmodel import describe_type as _describe_type
 from infrakit.jsonmodel import shown as _shown
-from infrakit.plugins import offline
+from infrakit.plugins import offline, options_model
 from infrakit.spi.errors import SpecError as SpecError  # its home is the SPI; named here too
 from infrakit.spi.flavor import AllocationMethod
 
@@ -331,6 +330,21 @@ class PluginConfig(_Model):
     endpoint: str | None = Field(default=None, alias="Endpoint", min_length=1)
     launch: tuple[str, ...] | None = Field(default=None, alias="Launch")
 
+    @field_validator("kind")
+    @classmethod
+    def _builtin(cls, kind: str | None) -> str | None:
+        if kind is not None:
+            options_model(kind)  # a ValueError names the kinds there are
+        return kind
+
+    @field_validator("options")
+    @classmethod
+    def _options_of_kind(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("kind")
+        if kind is not None:
+            options_model(kind).model_validate(options)  # its faults, at Options' paths
+        return options
+
     @field_validator("launch", mode="before")
     @classmethod
     def _command(cls, value: Any) -> Any:
@@ -490,10 +504,8 @@ def parse_group(
     problems = json_problems(data, max_depth=jsondoc.MAX_DEPTH, prefix=path)
     if problems:
         raise SpecError(problems, source)
-    try:
-        spec = GroupSpec.model_validate(data, context={"max_group_size": max_group_size})
-    except PydanticError as error:
-        raise SpecError(jsonmodel.problems(error, path), source) from None
+    context = {"max_group_size": max_group_size}
+    spec = jsonmodel.parse(GroupSpec, data, source=source, prefix=path, context=context)
     # Keep the user's own Health/Update sections so the stored spec reads as they wrote it.
     folded = GroupSpec.fold_keys(dict(data))
     props = GroupProperties.fold_keys(dict(folded.get("Properties") or {}))
@@ -512,10 +524,7 @@ def parse_cluster(data: Any, source: str = "", extra_plugins: Iterable[str] = ()
     problems: list[tuple[str, str]] = json_problems(data, max_depth=jsondoc.MAX_DEPTH)
     if problems:
         raise SpecError(problems, source)
-    try:
-        config = ClusterConfig.model_validate(data)
-    except PydanticError as error:
-        raise SpecError(jsonmodel.problems(error), source) from None
+    config = jsonmodel.parse(ClusterConfig, data, source=source)
     names = {name for name, _ in DEFAULT_PLUGINS} | set(extra_plugins)
     kinds: dict[str, str | None] = dict(DEFAULT_PLUGINS)
     kinds.update({name: None for name in extra_plugins})

@@ -1,29 +1,58 @@
-"""The built-in plugin kinds and a factory that makes them from options."""
+"""The built-in plugin kinds, the options each takes (a cluster file's `Plugins[i].Options`, or
+`infrakit plugin start --option`), and a factory that makes them from options."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BeforeValidator, Field
+
+from infrakit import jsonmodel
+from infrakit.plugins._props import PropertiesModel, non_empty
 from infrakit.spi.flavor import FlavorPlugin
 from infrakit.spi.instance import InstancePlugin
 
-_OPTIONS: dict[str, tuple[str, ...]] = {
-    "file": ("Dir",),
-    "process": ("Dir",),
-    "docker": (),
-    "dind": (),
-    "vagrant": ("Dir",),
-    "vanilla": (),
-    "zookeeper": (),
-    "swarm": (),
+
+class NoOptions(PropertiesModel):
+    """The options of a kind that takes none."""
+
+
+def _directory(value: Any) -> Path:
+    return Path(non_empty(value)).expanduser()
+
+
+class DirOptions(PropertiesModel):
+    """The options of a kind that keeps its state in a directory: `Dir` (default: under the
+    home), `~` expanded."""
+
+    dir: Annotated[Path, BeforeValidator(_directory)] | None = Field(default=None, alias="Dir")
+
+
+_OPTIONS: dict[str, type[PropertiesModel]] = {
+    "file": DirOptions,
+    "process": DirOptions,
+    "docker": NoOptions,
+    "dind": NoOptions,
+    "vagrant": DirOptions,
+    "vanilla": NoOptions,
+    "zookeeper": NoOptions,
+    "swarm": NoOptions,
 }
 
 
 def builtin_kinds() -> list[str]:
     """The names of the plugin kinds that ship with infrakit."""
     return list(_OPTIONS)
+
+
+def options_model(kind: str) -> type[PropertiesModel]:
+    """The model of the options of plugin `kind`; `ValueError` for a kind that is not built in."""
+    model = _OPTIONS.get(kind)
+    if model is None:
+        raise ValueError(f"unknown plugin kind {kind!r}; built-in kinds: {', '.join(_OPTIONS)}")
+    return model
 
 
 def create_plugin(
@@ -33,21 +62,12 @@ def create_plugin(
 
     Plugins that talk to an outside engine (docker, dind, swarm) connect on first use.
 
-    Raises ValueError for an unknown kind or option, or an option of the wrong type.
+    Raises ValueError for an unknown kind, and `SpecError` (a ValueError) naming every fault of
+    the options (keys in any letter case).
     """
-    if kind not in _OPTIONS:
-        raise ValueError(f"unknown plugin kind {kind!r}; built-in kinds: {', '.join(_OPTIONS)}")
-    known = _OPTIONS[kind]
-    for key in options:
-        if key not in known:
-            allowed = ", ".join(known) if known else "none"
-            raise ValueError(
-                f"unknown option {key!r} for plugin kind {kind!r} (known options: {allowed})"
-            )
-    raw_dir = options.get("Dir")
-    if raw_dir is not None and (not isinstance(raw_dir, str) or not raw_dir):
-        raise ValueError(f"option 'Dir' of plugin kind {kind!r} must be a non-empty string")
-    directory = Path(raw_dir).expanduser() if raw_dir else None
+    source = f"options of plugin kind {kind!r}"
+    parsed = jsonmodel.parse(options_model(kind), options, source=source)
+    directory = parsed.dir if isinstance(parsed, DirOptions) else None
     if kind == "file":
         from infrakit.plugins.instance.file import FileInstancePlugin
 

@@ -179,7 +179,10 @@ def test_a_named_plugin_with_options_is_reached_by_socket_name(env: Env, tmp_pat
     assert (store / instance_id).exists()
     assert env.ok("instance", "--name", "disk", "validate", spec) == "valid\n"
     bad = env.run("plugin", "start", "file", "--name", "x", "--option", "Colour=red")
-    assert bad.returncode == 1 and bad.stderr.startswith("Error: unknown option 'Colour'")
+    assert bad.returncode == 1 and bad.stderr == (
+        "Error: options of plugin kind 'file': Colour: unknown key 'Colour'"
+        " (expected one of: Dir)\n"
+    )
 
 
 def test_the_vanilla_flavor_prepares_validates_and_judges_health(env: Env, tmp_path: Path) -> None:

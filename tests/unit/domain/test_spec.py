@@ -154,6 +154,32 @@ def test_cluster_faults_name_their_path() -> None:
     assert ("Manager.Leader.Kind", "must be one of 'file' or 'etcd', got 'zookeeper'") in found
 
 
+def test_plugin_kinds_and_their_options_are_checked_with_the_file() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_cluster(
+            {
+                "Plugins": [
+                    {"Name": "a", "Kind": "file", "Options": {"dir": "", "Colour": "red"}},
+                    {"Name": "b", "Kind": "dockr"},
+                    {"Name": "c", "Kind": "vanilla", "Options": {"Dir": "x"}},
+                ]
+            }
+        )
+    assert caught.value.problems == [
+        ("Plugins[0].Options.Colour", "unknown key 'Colour' (expected one of: Dir)"),
+        ("Plugins[0].Options.Dir", "must be a non-empty string"),
+        (
+            "Plugins[1].Kind",
+            "unknown plugin kind 'dockr'; built-in kinds: "
+            "file, process, docker, dind, vagrant, vanilla, zookeeper, swarm",
+        ),
+        ("Plugins[2].Options.Dir", "unknown key 'Dir' (expected none)"),
+    ]
+    # Keys of options match in any letter case, as everywhere else.
+    config = parse_cluster({"Plugins": [{"Name": "a", "Kind": "file", "Options": {"DIR": "/x"}}]})
+    assert config.plugins[0].options == {"DIR": "/x"}
+
+
 def test_cluster_groups_checked_against_known_plugins() -> None:
     data = json.loads(json.dumps(CATTLE))
     data["Properties"]["Instance"]["Plugin"] = "instance-aws"

@@ -10,6 +10,7 @@ from infrakit.plugins import builtin_kinds, create_plugin
 from infrakit.plugins.flavor.vanilla import VanillaFlavor
 from infrakit.plugins.instance.file import FileInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
+from infrakit.spec import SpecError
 from infrakit.spi import FlavorPlugin, InstancePlugin
 
 
@@ -59,16 +60,33 @@ def test_unknown_kind(tmp_path: Path) -> None:
     )
 
 
+def test_option_keys_match_in_any_letter_case(tmp_path: Path) -> None:
+    plugin = create_plugin("file", {"dir": str(tmp_path / "x")}, tmp_path / "home")
+    assert isinstance(plugin, FileInstancePlugin)
+    assert plugin.directory == tmp_path / "x"
+
+
 @pytest.mark.parametrize(
-    ("kind", "options"),
-    [("file", {"Bogus": 1}), ("process", {"dir": "x"}), ("vanilla", {"Dir": "x"})],
+    ("kind", "options", "expected"),
+    [
+        ("file", {"Bogus": 1}, "one of: Dir"),
+        ("process", {"Directory": "x"}, "one of: Dir"),
+        ("vanilla", {"Dir": "x"}, "none"),
+    ],
 )
-def test_unknown_option_is_named(tmp_path: Path, kind: str, options: dict[str, object]) -> None:
+def test_unknown_option_is_named(
+    tmp_path: Path, kind: str, options: dict[str, object], expected: str
+) -> None:
     key = next(iter(options))
-    with pytest.raises(ValueError, match=f"unknown option '{key}'"):
+    with pytest.raises(SpecError) as caught:
         create_plugin(kind, options, tmp_path)
+    assert caught.value.problems == [(key, f"unknown key {key!r} (expected {expected})")]
 
 
 def test_bad_dir_option(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'Dir'"):
-        create_plugin("file", {"Dir": 3}, tmp_path)
+    with pytest.raises(SpecError) as caught:
+        create_plugin("file", {"Dir": 3, "Colour": "red"}, tmp_path)
+    assert str(caught.value) == (
+        "options of plugin kind 'file': Colour: unknown key 'Colour' (expected one of: Dir);"
+        " Dir: must be a non-empty string"
+    )
