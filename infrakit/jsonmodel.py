@@ -227,6 +227,7 @@ _SAYS: dict[str, str] = {
     "greater_than_equal": "must be >= {ge}, got {shown}",
     "less_than_equal": "must be <= {le}, got {shown}",
     "too_short": "must not be empty",
+    "too_long": "must have at most {max_length} items, got {actual_length}",
     "string_too_short": "must not be blank",
     "string_too_long": "must be at most {max_length} characters, got {length}",
     "string_pattern_mismatch": "must be letters, digits, '.', '_' or '-', got {shown}",

@@ -277,7 +277,8 @@ def test_validate_runs_the_builtin_plugins_own_checks(tmp_path: Path) -> None:
         f"{tmp_path / 'spec.json'}: Properties.Instance.Properties.Cmd[0]: must be a string",
         f"{tmp_path / 'spec.json'}: Properties.Flavor.Properties.Helth: unknown key 'Helth'"
         " (expected one of: Init, Tags, Attachments, Health)",
-        f"{tmp_path / 'spec.json'}: Properties.Flavor.Properties.Init: must be a list of strings",
+        f"{tmp_path / 'spec.json'}: Properties.Flavor.Properties.Init: must be a list of strings,"
+        " got a number",
     ]
     cluster = validate(tmp_path, {"Groups": [spec]})
     assert cluster.returncode == 1

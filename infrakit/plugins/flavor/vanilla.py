@@ -14,12 +14,15 @@ import re
 import signal
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from infrakit.duration import parse_duration
-from infrakit.plugins._props import Faults, join_path, object_fields, string_list
-from infrakit.spi.errors import ValidationError
+from infrakit.jsonmodel import Faults
+from infrakit.plugins._props import PropertiesModel, Strings, parse
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health
 from infrakit.spi.instance import Attachment, Description, Spec
 
@@ -47,115 +50,108 @@ class HealthCheck:
     timeout: float = DEFAULT_HEALTH_TIMEOUT
 
 
-@dataclass(frozen=True)
-class VanillaOptions:
-    """Parsed vanilla flavor properties."""
-
-    init: tuple[str, ...] = ()
-    tags: dict[str, str] = dataclasses.field(default_factory=dict)
-    attachments: tuple[Attachment, ...] = ()
-    health: HealthCheck | None = None
-
-
-def parse_options(properties: Any) -> VanillaOptions:
-    """Check vanilla properties and return them parsed; faults (all of them) raise
-    `ValidationError`."""
-    if properties is None:
-        return VanillaOptions()
-    faults = Faults()
-    fields = object_fields(properties, ("Init", "Tags", "Attachments", "Health"), faults=faults)
-    init: list[str] = []
-    if fields.get("Init") is not None:
-        init = faults.take(lambda: _init(fields["Init"]), [])
-    tags: dict[str, str] = {}
-    if fields.get("Tags") is not None:
-        tags = faults.take(lambda: _tags(fields["Tags"]), {})
-    no_attachments: tuple[Attachment, ...] = ()
-    attachments = faults.take(lambda: _attachments(fields.get("Attachments") or []), no_attachments)
-    health = None
-    if fields.get("Health") is not None:
-        health = faults.take(lambda: _health(fields["Health"]), None)
-    faults.check()
-    return VanillaOptions(tuple(init), tags, attachments, health)
-
-
-def _init(value: Any) -> list[str]:
-    lines = string_list(value, "Init")
+def _init_lines(lines: list[str]) -> list[str]:
     faults = Faults()
     for i, line in enumerate(lines):
         if "\0" in line:
-            faults.add("must not contain a NUL character", f"Init[{i}]")
+            faults.add("must not contain a NUL character", i)
     size = sum(len(line.encode("utf-8", "replace")) + 1 for line in lines)
     if size > MAX_INIT_BYTES:
-        faults.add(f"must be at most {MAX_INIT_BYTES} bytes in all, got {size}", "Init")
+        faults.add(f"must be at most {MAX_INIT_BYTES} bytes in all, got {size}")
     faults.check()
     return lines
 
 
 def _tags(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise ValidationError("must be an object of strings", path="Tags")
+        raise ValueError("must be an object of strings")
     faults = Faults()
     if len(value) > MAX_TAGS:
-        faults.add(f"must be at most {MAX_TAGS} tags, got {len(value)}", "Tags")
+        faults.add(f"must be at most {MAX_TAGS} tags, got {len(value)}")
     for key, text in value.items():
-        where = join_path("Tags", key)
         if not key:
-            faults.add("a tag name must not be empty", "Tags")
+            faults.add("a tag name must not be empty")
         elif len(key) > MAX_TAG_NAME:
-            faults.add(f"a tag name must be at most {MAX_TAG_NAME} characters", where)
+            faults.add(f"a tag name must be at most {MAX_TAG_NAME} characters", key)
         elif "=" in key or _CONTROL.search(key):
-            faults.add("a tag name must not contain '=' or control characters", where)
+            faults.add("a tag name must not contain '=' or control characters", key)
         if not isinstance(text, str):
-            faults.add("must be a string", where)
+            faults.add("must be a string", key, value=text)
         elif len(text) > MAX_TAG_VALUE:
-            faults.add(f"must be at most {MAX_TAG_VALUE} characters, got {len(text)}", where)
+            faults.add(f"must be at most {MAX_TAG_VALUE} characters, got {len(text)}", key)
         elif "\0" in text:
-            faults.add("must not contain a NUL character", where)
+            faults.add("must not contain a NUL character", key)
     faults.check()
     return dict(value)
 
 
-def _attachments(value: Any) -> tuple[Attachment, ...]:
-    if not isinstance(value, list):
-        raise ValidationError("must be a list", path="Attachments")
-    if len(value) > MAX_ATTACHMENTS:
-        raise ValidationError(f"must be at most {MAX_ATTACHMENTS} attachments", "Attachments")
-    faults = Faults()
-    attachments = []
-    for i, item in enumerate(value):
-        path = f"Attachments[{i}]"
-        att = object_fields(item, ("ID", "Type"), path, faults)
-        for key, text in att.items():
-            if not isinstance(text, str):
-                faults.add("must be a string", f"{path}.{key}")
-            elif len(text) > MAX_TAG_VALUE or "\0" in text:
-                faults.add(f"must be at most {MAX_TAG_VALUE} characters, no NUL", f"{path}.{key}")
-        attachments.append(Attachment(id=str(att.get("ID", "")), type=str(att.get("Type", ""))))
-    faults.check()
-    return tuple(attachments)
+def _bounded(limit: int) -> Callable[[str], str]:
+    """A validator of a string of at most `limit` characters without NUL."""
+
+    def check(text: str) -> str:
+        if len(text) > limit or "\0" in text:
+            raise ValueError(f"must be at most {limit} characters, no NUL")
+        return text
+
+    return check
 
 
-def _health(value: Any) -> HealthCheck | None:
-    faults = Faults()
-    fields = object_fields(value, ("Command", "Timeout"), "Health", faults)
-    command = fields.get("Command")
-    if command is not None and not isinstance(command, str):
-        faults.add("must be a string", "Health.Command")
-    elif command is not None and (len(command) > MAX_INIT_BYTES or "\0" in command):
-        faults.add(f"must be at most {MAX_INIT_BYTES} characters, no NUL", "Health.Command")
-    timeout = DEFAULT_HEALTH_TIMEOUT
-    if fields.get("Timeout") is not None:
-        try:
-            timeout = parse_duration(
-                fields["Timeout"], minimum=MIN_HEALTH_TIMEOUT, maximum=MAX_HEALTH_TIMEOUT
-            )
-        except ValueError as exc:
-            faults.add(str(exc), "Health.Timeout")
-    faults.check()
-    if isinstance(command, str) and command:
-        return HealthCheck(command=command, timeout=timeout)
-    return None
+def _health_timeout(value: Any) -> float:
+    return parse_duration(value, minimum=MIN_HEALTH_TIMEOUT, maximum=MAX_HEALTH_TIMEOUT)
+
+
+AttachmentText = Annotated[str, AfterValidator(_bounded(MAX_TAG_VALUE))]
+
+
+class AttachmentOptions(PropertiesModel):
+    """One of `Attachments`: `{"ID", "Type"}`."""
+
+    id: AttachmentText = Field(default="", alias="ID")
+    type: AttachmentText = Field(default="", alias="Type")
+
+
+class HealthOptions(PropertiesModel):
+    """`Health`: `{"Command", "Timeout"}`; no command, no check."""
+
+    command: Annotated[str, AfterValidator(_bounded(MAX_INIT_BYTES))] | None = Field(
+        default=None, alias="Command"
+    )
+    timeout: Annotated[float, BeforeValidator(_health_timeout)] = Field(
+        default=DEFAULT_HEALTH_TIMEOUT, alias="Timeout"
+    )
+
+
+class VanillaOptions(PropertiesModel):
+    """Parsed vanilla flavor properties."""
+
+    init: Annotated[Strings, AfterValidator(_init_lines)] = Field(
+        default_factory=list, alias="Init"
+    )
+    tags: Annotated[dict[str, str], BeforeValidator(_tags)] = Field(
+        default_factory=dict, alias="Tags"
+    )
+    attachments_given: Annotated[list[AttachmentOptions], Field(max_length=MAX_ATTACHMENTS)] = (
+        Field(default_factory=list, alias="Attachments")
+    )
+    health_given: HealthOptions | None = Field(default=None, alias="Health")
+
+    @property
+    def attachments(self) -> tuple[Attachment, ...]:
+        return tuple(Attachment(id=a.id, type=a.type) for a in self.attachments_given)
+
+    @property
+    def health(self) -> HealthCheck | None:
+        """The health check, if there is a command to run."""
+        given = self.health_given
+        if given is None or not given.command:
+            return None
+        return HealthCheck(command=given.command, timeout=given.timeout)
+
+
+def parse_options(properties: Any) -> VanillaOptions:
+    """Check vanilla properties and return them parsed; every fault raises one
+    `ValidationError`, each with its JSON path."""
+    return parse(VanillaOptions, properties)
 
 
 def tag_env_name(tag: str) -> str:
