@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic import ValidationError as PydanticError
 
 from infrakit import jsonmodel
@@ -81,6 +81,8 @@ Arg = Annotated[str, AfterValidator(_no_nul)]
 """A string that holds no NUL, empty or not (a command's argument)."""
 Strings = Annotated[list[str], BeforeValidator(_list_of_strings)]
 """A list of strings."""
+Command = Annotated[list[Arg], Field(min_length=1), BeforeValidator(_list_of_strings)]
+"""A command and its arguments: a list of strings, not empty."""
 StringMap = Annotated[dict[str, str], BeforeValidator(_object_of_strings)]
 """An object of strings."""
 EnvMap = Annotated[dict[str, str], BeforeValidator(_object_of_strings), AfterValidator(_env_names)]

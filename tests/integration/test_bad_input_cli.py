@@ -274,7 +274,8 @@ def test_validate_runs_the_builtin_plugins_own_checks(tmp_path: Path) -> None:
     result = validate(tmp_path, spec)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"{tmp_path / 'spec.json'}: Properties.Instance.Properties.Cmd[0]: must be a string",
+        f"{tmp_path / 'spec.json'}: Properties.Instance.Properties.Cmd[0]: must be a string,"
+        " got a number",
         f"{tmp_path / 'spec.json'}: Properties.Flavor.Properties.Helth: unknown key 'Helth'"
         " (expected one of: Init, Tags, Attachments, Health)",
         f"{tmp_path / 'spec.json'}: Properties.Flavor.Properties.Init: must be a list of strings,"
@@ -319,7 +320,8 @@ def test_a_group_spec_names_builtin_plugins_unless_a_cluster_file_says_more(
     faulty = validate(tmp_path, spec, "--cluster", str(cluster))
     assert faulty.returncode == 1
     assert faulty.stderr.splitlines() == [
-        f"{tmp_path / 'spec.json'}: Properties.Instance.Properties.Cmd: must be a list of strings"
+        f"{tmp_path / 'spec.json'}: Properties.Instance.Properties.Cmd: must be a list of strings,"
+        " got a string"
     ]
 
 

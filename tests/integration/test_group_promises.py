@@ -356,7 +356,7 @@ def test_a_cluster_file_group_its_plugins_refuse_stops_the_start_and_changes_not
     with pytest.raises(SpecError) as refused:
         runtime.start()
     assert refused.value.problems == [
-        ("Groups[1].Properties.Instance.Properties.Cmd", "must be a list of strings"),
+        ("Groups[1].Properties.Instance.Properties.Cmd", "must be a list of strings, got a string"),
         ("Groups[1].Properties.Instance.Properties.Env.A=B", "not a valid environment variable"),
     ]
     assert not runtime.running

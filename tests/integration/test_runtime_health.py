@@ -95,7 +95,8 @@ def test_infrakit_run_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> 
     assert "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [
-        "Error: Groups[0].Properties.Instance.Properties.Cmd: must be a list of strings"
+        "Error: Groups[0].Properties.Instance.Properties.Cmd: must be a list of strings,"
+        " got a string"
     ]
 
 

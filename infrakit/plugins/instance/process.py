@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from infrakit.plugins._atomic import (
     PROVISIONING,
     build_dir,
@@ -34,7 +36,7 @@ from infrakit.plugins._atomic import (
     remove_stale,
     write_json_atomic,
 )
-from infrakit.plugins._props import Faults, join_path, object_fields, string_list, string_map
+from infrakit.plugins._props import Command, EnvMap, PropertiesModel, Text, parse
 from infrakit.plugins.instance._dead import DEAD_MARKER, dead_for
 from infrakit.plugins.instance._proc import (
     CHILDREN,
@@ -72,54 +74,18 @@ OUTPUT = "output.log"
 _KILL_WAIT = 5.0  # how long to wait for a SIGKILLed group to disappear
 
 
-@dataclass(frozen=True)
-class ProcessOptions:
+class ProcessOptions(PropertiesModel):
     """The instance properties this plugin understands: `{"Cmd", "Dir", "Env"}`, all optional."""
 
-    cmd: list[str] | None = None
-    dir: str | None = None
-    env: dict[str, str] | None = None
+    cmd: Command | None = Field(default=None, alias="Cmd")
+    dir: Text | None = Field(default=None, alias="Dir")
+    env: EnvMap | None = Field(default=None, alias="Env")
 
 
 def parse_options(properties: Any) -> ProcessOptions:
     """Check instance properties (keys case-insensitive, as Go's JSON) and return them parsed;
-    faults (all of them) raise `ValidationError`."""
-    if properties is None:
-        return ProcessOptions()
-    faults = Faults()
-    fields = object_fields(properties, ("Cmd", "Dir", "Env"), faults=faults)
-    cmd = fields.get("Cmd")
-    if cmd is not None:
-        cmd = faults.take(lambda: _command(fields["Cmd"]), None)
-    workdir = fields.get("Dir")
-    if workdir is not None and (not isinstance(workdir, str) or not workdir or "\0" in workdir):
-        faults.add("must be a non-empty string without NUL", "Dir")
-        workdir = None
-    env = fields.get("Env")
-    if env is not None:
-        env = faults.take(lambda: _env(fields["Env"]), None)
-    faults.check()
-    return ProcessOptions(cmd=cmd, dir=workdir, env=env)
-
-
-def _command(value: Any) -> list[str]:
-    cmd = string_list(value, "Cmd", non_empty=True)
-    faults = Faults()
-    for i, arg in enumerate(cmd):
-        if "\0" in arg:
-            faults.add("must not contain a NUL character", f"Cmd[{i}]")
-    faults.check()
-    return cmd
-
-
-def _env(value: Any) -> dict[str, str]:
-    env = string_map(value, "Env")
-    faults = Faults()
-    for key, text in env.items():
-        if not key or "=" in key or "\0" in key or "\0" in text:
-            faults.add("not a valid environment variable", join_path("Env", key))
-    faults.check()
-    return env
+    every fault raises one `ValidationError`, each with its JSON path."""
+    return parse(ProcessOptions, properties)
 
 
 @dataclass(frozen=True)

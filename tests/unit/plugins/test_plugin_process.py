@@ -295,7 +295,7 @@ def test_pid_reuse_guard(proc_plugin: ProcessInstancePlugin, wait_for: WaitFor) 
         ({"Env": {"A": 1}}, "Env.A", "must be a string"),
         ({"Env": {"A=B": "1"}}, "Env.A=B", "not a valid environment variable"),
         ({"Foo": 1}, "Foo", "unknown key 'Foo'"),
-        ({"Cmd": ["a"], "CMD": ["b"]}, "Cmd", "more than once"),
+        ({"Cmd": ["a"], "CMD": ["b"]}, "Cmd", "'Cmd' and 'CMD' are the same key"),
     ],
 )
 def test_validate_reports_the_path(

@@ -24,7 +24,15 @@ from docker.types import Mount
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from infrakit.jsonmodel import Faults, shown
-from infrakit.plugins._props import Arg, EnvMap, NonEmpty, PropertiesModel, StringMap, Text, parse
+from infrakit.plugins._props import (
+    Command,
+    EnvMap,
+    NonEmpty,
+    PropertiesModel,
+    StringMap,
+    Text,
+    parse,
+)
 
 DEFAULT_NETWORK_MODE = "none"
 # Private labels: the plugin's own memory, not shown as tags.
@@ -124,7 +132,7 @@ def _label_names(labels: dict[str, str]) -> dict[str, str]:
 
 
 Absolute = Annotated[Text, AfterValidator(_absolute)]
-Argv = Annotated[list[Arg], Field(min_length=1), BeforeValidator(_argv)]
+Argv = Annotated[Command, BeforeValidator(_argv)]
 
 
 class MountOptions(PropertiesModel):
