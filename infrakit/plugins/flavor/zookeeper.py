@@ -43,10 +43,11 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from infrakit.plugins._props import Faults, object_fields, string_list
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+
+from infrakit.plugins._props import PropertiesModel, Strings, Text, parse
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health, Reportable
 from infrakit.spi.instance import Description, Spec
@@ -73,40 +74,62 @@ _MAX_REPLY = 1 << 16
 _RECOMMENDED_MAX = 7
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
-_KEYS = (
-    "Host",
-    "ClientPort",
-    "PeerPort",
-    "ElectionPort",
-    "PortStride",
-    "DataDir",
-    "TickTime",
-    "InitLimit",
-    "SyncLimit",
-    "Java",
-    "JvmFlags",
-    "ZooKeeperHome",
-    "Classpath",
-)
+
+def _host(host: Any) -> str:
+    if not isinstance(host, str) or not (host == LOGICAL_ID_HOST or _HOST.fullmatch(host)):
+        raise ValueError(f"must be a host name, an IPv4 address or {LOGICAL_ID_HOST!r}")
+    return host
 
 
-@dataclass(frozen=True)
-class ZooKeeperOptions:
-    """Parsed zookeeper flavor properties."""
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    """A validator of an integer from `low` to `high`."""
 
-    host: str = "127.0.0.1"
-    client_port: int = 2181
-    peer_port: int = 2888
-    election_port: int = 3888
-    port_stride: int = 0
-    data_dir: str = "data"
-    tick_time: int = 2000
-    init_limit: int = 10
-    sync_limit: int = 5
-    java: str | None = None
-    jvm_flags: tuple[str, ...] = ("-Xmx256m",)
-    zookeeper_home: str | None = None
-    classpath: str | None = None
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be an integer from {low} to {high}")
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return check
+
+
+def _line(value: str) -> str:
+    if "\n" in value:
+        raise ValueError("must not contain a NUL or newline character")
+    return value
+
+
+Port = Annotated[int, BeforeValidator(_integer(1, 65535))]
+Ticks = Annotated[int, BeforeValidator(_integer(1, 1_000_000))]
+Line = Annotated[Text, AfterValidator(_line)]
+
+
+class ZooKeeperOptions(PropertiesModel):
+    """Parsed zookeeper flavor properties (see the module's doc)."""
+
+    host: Annotated[str, BeforeValidator(_host)] = Field(default="127.0.0.1", alias="Host")
+    client_port: Port = Field(default=2181, alias="ClientPort")
+    peer_port: Port = Field(default=2888, alias="PeerPort")
+    election_port: Port = Field(default=3888, alias="ElectionPort")
+    port_stride: Annotated[int, BeforeValidator(_integer(0, 10000))] = Field(
+        default=0, alias="PortStride"
+    )
+    data_dir: Line = Field(default="data", alias="DataDir")
+    tick_time: Ticks = Field(default=2000, alias="TickTime")
+    init_limit: Ticks = Field(default=10, alias="InitLimit")
+    sync_limit: Ticks = Field(default=5, alias="SyncLimit")
+    java: Line | None = Field(default=None, alias="Java")
+    jvm_flags: Strings = Field(default_factory=lambda: ["-Xmx256m"], alias="JvmFlags")
+    zookeeper_home: Line | None = Field(default=None, alias="ZooKeeperHome")
+    classpath: Line | None = Field(default=None, alias="Classpath")
+
+    @field_validator("classpath")
+    @classmethod
+    def _one_way(cls, classpath: str | None, info: ValidationInfo) -> str | None:
+        if classpath is not None and info.data.get("zookeeper_home") is not None:
+            raise ValueError("give ZooKeeperHome or Classpath, not both")
+        return classpath
 
 
 @dataclass(frozen=True)
@@ -131,71 +154,9 @@ class Member:
 
 
 def parse_options(properties: Any) -> ZooKeeperOptions:
-    """Check zookeeper properties and return them parsed; faults (all of them) raise
-    `ValidationError`."""
-    if properties is None:
-        return ZooKeeperOptions()
-    faults = Faults()
-    fields = object_fields(properties, _KEYS, faults=faults)
-    given = {k: v for k, v in fields.items() if v is not None}
-    options: dict[str, Any] = {}
-
-    def put(attr: str, key: str, parse: Callable[[Any], Any]) -> None:
-        if key in given:
-            value = faults.take(lambda: parse(given[key]), None)
-            if value is not None:
-                options[attr] = value
-
-    put("host", "Host", _host)
-    for key, attr in (
-        ("ClientPort", "client_port"),
-        ("PeerPort", "peer_port"),
-        ("ElectionPort", "election_port"),
-    ):
-        put(attr, key, partial(_integer, path=key, low=1, high=65535))
-    put("port_stride", "PortStride", partial(_integer, path="PortStride", low=0, high=10000))
-    for key, attr in (
-        ("TickTime", "tick_time"),
-        ("InitLimit", "init_limit"),
-        ("SyncLimit", "sync_limit"),
-    ):
-        put(attr, key, partial(_integer, path=key, low=1, high=1_000_000))
-    for key, attr in (
-        ("DataDir", "data_dir"),
-        ("Java", "java"),
-        ("ZooKeeperHome", "zookeeper_home"),
-        ("Classpath", "classpath"),
-    ):
-        put(attr, key, partial(_text, path=key))
-    put("jvm_flags", "JvmFlags", lambda v: tuple(string_list(v, "JvmFlags")))
-    if "ZooKeeperHome" in given and "Classpath" in given:
-        faults.add("give ZooKeeperHome or Classpath, not both", "Classpath")
-    faults.check()
-    return ZooKeeperOptions(**options)
-
-
-def _host(host: Any) -> str:
-    if not isinstance(host, str) or not (host == LOGICAL_ID_HOST or _HOST.fullmatch(host)):
-        raise ValidationError(
-            f"must be a host name, an IPv4 address or {LOGICAL_ID_HOST!r}", path="Host"
-        )
-    return host
-
-
-def _integer(value: Any, path: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"must be an integer from {low} to {high}", path=path)
-    if not low <= value <= high:
-        raise ValidationError(f"must be from {low} to {high}, got {value}", path=path)
-    return value
-
-
-def _text(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError("must be a non-empty string", path=path)
-    if "\0" in value or "\n" in value:
-        raise ValidationError("must not contain a NUL or newline character", path=path)
-    return value
+    """Check zookeeper properties and return them parsed; every fault raises one
+    `ValidationError`, each with its JSON path."""
+    return parse(ZooKeeperOptions, properties)
 
 
 def ensemble(options: ZooKeeperOptions, logical_ids: tuple[str, ...]) -> list[Member]:
@@ -242,15 +203,17 @@ def check_ensemble(options: ZooKeeperOptions, allocation: AllocationMethod) -> l
             _RECOMMENDED_MAX,
         )
     if options.host == LOGICAL_ID_HOST:
-        faults = Faults()
-        for i, lid in enumerate(ids):
-            if not _HOST.fullmatch(lid):
-                faults.add(
-                    f"with Host {LOGICAL_ID_HOST!r} every logical ID must be a host name or"
-                    f" IPv4 address, not {lid!r}",
-                    f"Allocation.LogicalIDs[{i}]",
-                )
-        faults.check()
+        not_hosts = [
+            (
+                f"Allocation.LogicalIDs[{i}]",
+                f"with Host {LOGICAL_ID_HOST!r} every logical ID must be a host name or"
+                f" IPv4 address, not {lid!r}",
+            )
+            for i, lid in enumerate(ids)
+            if not _HOST.fullmatch(lid)
+        ]
+        if not_hosts:
+            raise ValidationError.of(not_hosts)
     members = ensemble(options, ids)
     last = members[-1]
     for key, port in (
