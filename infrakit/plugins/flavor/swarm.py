@@ -33,10 +33,12 @@ import shlex
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from infrakit.plugins._props import Faults, object_fields, string_list
+from pydantic import BeforeValidator, Field
+
+from infrakit.jsonmodel import Faults, describe_type, shown
+from infrakit.plugins._props import PropertiesModel, parse
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health
 from infrakit.spi.instance import Description, Spec
@@ -109,66 +111,67 @@ _MERGE_LABEL = (
 )
 
 
-@dataclass(frozen=True)
-class SwarmOptions:
-    """Parsed swarm flavor properties."""
+def _type(kind: Any) -> Any:
+    if kind is None:
+        raise ValueError(f"required: one of {', '.join(TYPES)}")
+    if not isinstance(kind, str) or kind not in TYPES:
+        raise ValueError(f"must be one of {', '.join(TYPES)}, not {shown(kind)}")
+    return kind
 
-    type: str
-    restart_command: str = DEFAULT_RESTART_COMMAND
-    daemon_config: str = DEFAULT_DAEMON_CONFIG
-    init_script: str | None = None
+
+def _command(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ValueError("must be a non-empty string without NUL")
+    return value
+
+
+def _init_script(value: Any) -> Any:
+    """The script: a string, or a list of lines (each a string)."""
+    if isinstance(value, str):
+        script = value
+    else:
+        if not isinstance(value, list):
+            raise ValueError(f"must be a string or a list of strings, got {describe_type(value)}")
+        faults = Faults()
+        for i, line in enumerate(value):
+            if not isinstance(line, str):
+                faults.add(f"must be a string, got {describe_type(line)}", i, value=line)
+        faults.check()
+        script = "\n".join(value) + "\n"
+    if len(script.encode("utf-8", "replace")) > MAX_INIT_SCRIPT_BYTES:
+        raise ValueError(f"must be at most {MAX_INIT_SCRIPT_BYTES} bytes")
+    unknown = sorted(set(_PLACEHOLDER.findall(script)) - set(TEMPLATE_VARIABLES))
+    if unknown:
+        raise ValueError(
+            "unknown placeholder(s) "
+            + ", ".join("{{." + name + "}}" for name in unknown)
+            + f" (known: {', '.join(TEMPLATE_VARIABLES)})"
+        )
+    return script
+
+
+ShellText = Annotated[str, BeforeValidator(_command)]
+
+
+class SwarmOptions(PropertiesModel):
+    """Parsed swarm flavor properties (see the module's doc)."""
+
+    type: Annotated[str, BeforeValidator(_type)] = Field(
+        default=None, alias="Type", validate_default=True
+    )
+    restart_command: ShellText = Field(
+        default=DEFAULT_RESTART_COMMAND, alias="DockerRestartCommand"
+    )
+    daemon_config: ShellText = Field(default=DEFAULT_DAEMON_CONFIG, alias="DaemonConfig")
+    init_script: Annotated[str, BeforeValidator(_init_script)] | None = Field(
+        default=None, alias="InitScript"
+    )
 
 
 def parse_options(properties: Any) -> SwarmOptions:
-    """Check swarm flavor properties and return them parsed; faults (all of them) raise
-    `ValidationError`."""
-    faults = Faults()
-    fields = object_fields(
-        {} if properties is None else properties,
-        ("Type", "DockerRestartCommand", "DaemonConfig", "InitScript"),
-        faults=faults,
-    )
-    kind = fields.get("Type")
-    if kind is None:
-        faults.add(f"required: one of {', '.join(TYPES)}", "Type")
-    elif not isinstance(kind, str) or kind not in TYPES:
-        faults.add(f"must be one of {', '.join(TYPES)}, not {kind!r}", "Type")
-    restart = faults.take(
-        lambda: _non_empty_string(fields, "DockerRestartCommand", DEFAULT_RESTART_COMMAND), ""
-    )
-    daemon_config = faults.take(
-        lambda: _non_empty_string(fields, "DaemonConfig", DEFAULT_DAEMON_CONFIG), ""
-    )
-    init_script = faults.optional(fields, "InitScript", _init_script, None)
-    faults.check()
-    return SwarmOptions(str(kind), restart, daemon_config, init_script)
-
-
-def _init_script(raw_script: Any) -> str:
-    if isinstance(raw_script, str):
-        init_script = raw_script
-    else:
-        init_script = "\n".join(string_list(raw_script, "InitScript")) + "\n"
-    if len(init_script.encode("utf-8", "replace")) > MAX_INIT_SCRIPT_BYTES:
-        raise ValidationError(f"must be at most {MAX_INIT_SCRIPT_BYTES} bytes", "InitScript")
-    unknown = sorted(set(_PLACEHOLDER.findall(init_script)) - set(TEMPLATE_VARIABLES))
-    if unknown:
-        raise ValidationError(
-            "unknown placeholder(s) "
-            + ", ".join("{{." + name + "}}" for name in unknown)
-            + f" (known: {', '.join(TEMPLATE_VARIABLES)})",
-            path="InitScript",
-        )
-    return init_script
-
-
-def _non_empty_string(fields: Mapping[str, Any], key: str, default: str) -> str:
-    value = fields.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, str) or not value.strip() or "\0" in value:
-        raise ValidationError("must be a non-empty string without NUL", path=key)
-    return value
+    """Check swarm flavor properties and return them parsed; every fault raises one
+    `ValidationError`, each with its JSON path."""
+    return parse(SwarmOptions, properties)
 
 
 def validate_allocation(options: SwarmOptions, allocation: AllocationMethod) -> None:
