@@ -70,7 +70,7 @@ def validate(file: Path, cluster_file: Path | None) -> None:
 
 def _validate(file: Path, cluster_file: Path | None, warnings: list[str]) -> str:
     data: Any = load_json(file)
-    if isinstance(data, dict) and any(str(k).lower() == "properties" for k in data):
+    if isinstance(data, dict) and "Properties" in GroupSpec.fold_keys(data):
         return _validate_group(data, file, cluster_file, warnings)
     if cluster_file is not None:
         raise SpecError([("", "--cluster goes with a group spec, and this is a cluster file")])
@@ -100,7 +100,7 @@ def _validate_cluster(data: Any, file: Path, warnings: list[str]) -> str:
         problems.extend(error.problems)
         config = _salvage(data)
     plugins = _plugin_table(config.plugins)
-    raw_groups = data.get(_key(data, "Groups"), []) if isinstance(data, dict) else []
+    raw_groups = ClusterConfig.fold_keys(data).get("Groups", []) if isinstance(data, dict) else []
     for index, raw in enumerate(raw_groups if isinstance(raw_groups, list) else []):
         try:
             spec = parse_group(raw, max_group_size=config.limits.max_group_size)
@@ -111,7 +111,7 @@ def _validate_cluster(data: Any, file: Path, warnings: list[str]) -> str:
                 problems.append(problem)
     if problems:
         raise SpecError(problems, str(file))
-    names = ", ".join(str(g.get(_key(g, "ID"))) for g in config.groups) or "no groups"
+    names = ", ".join(str(GroupSpec.fold_keys(g).get("ID")) for g in config.groups) or "no groups"
     return f"a valid cluster file ({names})"
 
 
@@ -161,21 +161,23 @@ def _salvage(data: Any) -> ClusterConfig:
     properties anyway (every fault at once)."""
     if not isinstance(data, dict):
         return ClusterConfig()
+    folded = ClusterConfig.fold_keys(data)
     plugins = []
-    raw_plugins = data.get(_key(data, "Plugins"))
+    raw_plugins = folded.get("Plugins")
     for raw in raw_plugins if isinstance(raw_plugins, list) else []:
-        try:
-            PluginConfig.model_validate(raw)
-        except ValueError:
+        if not isinstance(raw, dict):
             continue
-        plugins.append(raw)
-    limits = data.get(_key(data, "Limits"))
+        # A plugin whose only fault is in its options still names a plugin of its kind.
+        without_options = {k: v for k, v in PluginConfig.fold_keys(raw).items() if k != "Options"}
+        for candidate in (raw, without_options):
+            try:
+                PluginConfig.model_validate(candidate)
+            except ValueError:
+                continue
+            plugins.append(candidate)
+            break
+    limits = folded.get("Limits")
     try:
         return ClusterConfig.model_validate({"Plugins": plugins, "Limits": limits or {}})
     except ValueError:
         return ClusterConfig.model_validate({"Plugins": plugins})
-
-
-def _key(data: Mapping[str, Any], name: str) -> str:
-    """The key of `data` that matches `name` in any letter case (or `name`)."""
-    return next((key for key in data if str(key).lower() == name.lower()), name)

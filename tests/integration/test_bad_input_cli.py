@@ -286,6 +286,21 @@ def test_validate_runs_the_builtin_plugins_own_checks(tmp_path: Path) -> None:
     assert "Groups[0].Properties.Flavor.Properties.Init: must be a list" in cluster.stderr
 
 
+def test_validate_checks_plugin_options_in_any_letter_case(tmp_path: Path) -> None:
+    spec = file_group("g", 1)
+    spec["Properties"]["Instance"]["Plugin"] = "disk"
+    spec["Properties"]["Flavor"]["Properties"] = {"init": 3}
+    plugin = {"name": "disk", "kind": "file", "options": {"dir": str(tmp_path), "Colour": "red"}}
+    result = validate(tmp_path, {"plugins": [plugin], "groups": [spec]})
+    assert result.returncode == 1
+    where = tmp_path / "spec.json"
+    assert result.stderr.splitlines() == [  # the group's plugin is still known to be a file one
+        f"{where}: Plugins[0].Options.Colour: unknown key 'Colour' (expected one of: Dir)",
+        f"{where}: Groups[0].Properties.Flavor.Properties.Init: must be a list of strings,"
+        " got a number",
+    ]
+
+
 def test_a_misspelt_plugin_name_gets_a_suggestion(tmp_path: Path) -> None:
     spec = file_group("g", 1)
     spec["Properties"]["Flavor"]["Plugin"] = "flavor-vanila"
