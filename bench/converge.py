@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def measure(size: int, interval: str, steady: float, heals_wanted: int) -> dict[
         plugin = runtime.plugins["instance-file"]
         assert isinstance(plugin, FileInstancePlugin)
         heals = [_heal_one(runtime, plugin, n) for n in range(heals_wanted)]
+    shutil.rmtree(home, ignore_errors=True)  # N instance files: leave none behind
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "size": size,

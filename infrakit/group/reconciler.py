@@ -51,7 +51,7 @@ LOOK_SOON = 0.05
 # reports it first (the plugin often sees our own provisions before the actor reports them).
 UNKNOWN_GRACE = 0.5
 
-_NEEDS_NEWS = frozenset({Phase.PENDING, Phase.FAILING, Phase.UNHEALTHY})
+_NEEDS_NEWS = frozenset({Phase.FAILING, Phase.UNHEALTHY})
 _UNDER_WAY = frozenset({Phase.PROVISIONING, Phase.STARTING, Phase.REPLACING, Phase.RETIRING})
 
 
@@ -409,9 +409,10 @@ class Reconciler(SupervisedActor):
         self._finish_destroy(spec.id)
         self._tick_cost = time.thread_time() - cpu
         # Until converged, look every Interval, but never so often that looking crowds out
-        # the work it looks at; once converged, as `every` says.
+        # the work it looks at (actors report what needs deciding, and the look that says
+        # "converged" comes as soon as the last one runs); once converged, as `every` says.
         if not converged:
-            every = max(spec.properties.health.interval, 3 * self._tick_cost)
+            every = max(spec.properties.health.interval, 10 * self._tick_cost)
         self._schedule(every)
 
     def _start(self, plan: planner.Plan, spec: GroupSpec, started: float) -> None:
@@ -434,7 +435,9 @@ class Reconciler(SupervisedActor):
             ref = self.refs.get(lid)
             if ref is None or report is None:
                 continue
-            # An actor hears the same news once, unless it waits on news (pending, failing).
+            # An actor hears the same news once, unless it waits on news (failing, unhealthy).
+            # A pending one that was given this very observation when it started (or since)
+            # has it: 10,000 new actors are not told again what they were made with.
             if report.phase not in _NEEDS_NEWS and self._sent.get(lid) == observation:
                 continue
             self._sent[lid] = observation
