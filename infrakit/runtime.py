@@ -353,7 +353,8 @@ class Runtime:
         return group_id in self.views.records()
 
     def is_leader(self) -> bool:
-        return self._manager is not None and self.views.leading
+        # Not the cached manager ref: one that crashed as the runtime started has none yet.
+        return self._root is not None and self.views.leading
 
     def leader_location(self) -> str | None:
         """Where the leading runtime can be reached (its first listen endpoint)."""
@@ -430,7 +431,7 @@ class Runtime:
         getattr(self._manager_ref().proxy(), method)(*args)
 
     def _require_leading(self) -> None:
-        if self._manager is None:
+        if self._root is None:
             raise RuntimeError("the runtime is not running; call start() first")
         if not self.views.leading:
             raise not_leader(self.leader_location())

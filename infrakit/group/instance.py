@@ -273,7 +273,7 @@ class InstanceActor(PooledActor):
         owned = self.owned
         if owned is None or owned.id != instance_id or self.retiring:
             return
-        if self.phase in (Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY):
+        if self.phase in _LIVE:
             self._missing()
             self._report()
 
@@ -340,7 +340,7 @@ class InstanceActor(PooledActor):
         owned = self.owned
         if generation != self._generation or owned is None or self._checking:
             return
-        if self.retiring or self.phase not in (Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY):
+        if self.retiring or self.phase not in _LIVE:
             return
         self._checking = True
         props = self._made_with(owned).properties.flavor.properties
@@ -360,7 +360,7 @@ class InstanceActor(PooledActor):
         owned = self.owned
         if owned is None or self.retiring:
             return
-        if self.phase not in (Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY):
+        if self.phase not in _LIVE:
             return
         error = message.outcome.error
         health = message.outcome.value if error is None else Health.UNKNOWN
