@@ -229,9 +229,12 @@ class Reconciler(SupervisedActor):
         elif isinstance(message, PluginSaid):
             self._look_soon(0.005)
         elif isinstance(message, _Unknowns):
-            if self._unknown:
-                self._unknown.clear()
+            # While the group converges, what appears is most likely its own actors' work
+            # (the plugin often names it before the actor reports it), and the look that
+            # says "converged" will see the rest: only a converged group looks at once.
+            if self._unknown and self.converged:
                 self._look_soon(0.0)
+            self._unknown.clear()
         elif isinstance(message, InstanceUp):
             self._instance_up(message)
         elif isinstance(message, Children):
