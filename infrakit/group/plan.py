@@ -8,7 +8,7 @@ should own, and which instances to replace now for a rolling update or for ill h
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as dataclass_replace
 from enum import StrEnum
@@ -197,7 +197,9 @@ def plan(
         rollout = None  # made for another configuration: start over
     started = dict(rollout.in_flight) if rollout is not None else {}
     in_flight = {
-        lid: at for lid, at in started.items() if lid in by_lid and not _settled(lid, status, spec)
+        lid: at
+        for lid, at in started.items()
+        if lid in by_lid and not _settled(lid, status, spec) and not _lost(lid, status, stale)
     }
     stale_lids = [lid for lid in wanted if stale(lid) and lid not in in_flight]
     if rollout is None and (stale_lids or in_flight):
@@ -285,6 +287,19 @@ def plan(
         failed=failed,
         converged=converged,
     )
+
+
+def _lost(
+    lid: LogicalID, status: Mapping[LogicalID, SlotStatus], stale: Callable[[LogicalID], bool]
+) -> bool:
+    """A replacement the rollout says began, but that its actor is not making: the slot still
+    holds a stale instance and is not replacing it (a crash came between the rollout being
+    stored and the actor being told). It is chosen again, not waited on until it times out."""
+    report = status.get(lid)
+    return stale(lid) and (report is None or report.phase in _NOT_REPLACING)
+
+
+_NOT_REPLACING = frozenset({Phase.PENDING, Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY})
 
 
 def _settled(lid: LogicalID, status: Mapping[LogicalID, SlotStatus], spec: GroupSpec) -> bool:

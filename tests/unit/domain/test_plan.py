@@ -425,3 +425,19 @@ def test_a_rollout_restarted_from_its_stored_form_resumes_and_replaces_no_slot_t
     assert result is not None and result.converged
     assert sorted(replaced) == sorted(old.logical_ids())  # each slot rolled exactly once
     assert all(m.tags[TAG_CONFIG_HASH] == world.spec.config_hash for m in world.instances.values())
+
+
+def test_a_replacement_lost_in_a_crash_is_made_again() -> None:
+    """Killed after the rollout stored a replacement as begun but before the actor was told:
+    after the restart the slot still runs its old instance. It must be replaced again, not
+    waited on until HealthyTimeout pauses the update."""
+    old, new = group(2, note="v1"), group(2, note="v2")
+    members = [member("a", "g-0", old), member("b", "g-1", old)]
+    status = {
+        "g-0": SlotStatus(Phase.RUNNING, "a", old.config_hash),
+        "g-1": SlotStatus(Phase.RUNNING, "b", old.config_hash),
+    }
+    stored = Rollout(target=new.config_hash, total=2, in_flight=MappingProxyType({"g-0": 90.0}))
+    result = plan(new, members, status, now=100.0, rollout=stored)
+    assert result.replace == (("g-0", REASON_UPDATE),)
+    assert result.rollout is not None and result.rollout.done == 0
