@@ -728,6 +728,7 @@ def test_a_call_in_flight_when_the_peer_dies_fails_at_once_with_peer_down(
         "from actors.remote import RpcServer\n"
         "hang = threading.Event()\n"
         "def slow(p):\n"
+        "    print('called', flush=True)\n"
         "    hang.wait()\n"
         "server = RpcServer(sys.argv[1], {'Slow.Provision': slow, 'Slow.Describe': slow})\n"
         "server.start()\n"
@@ -741,7 +742,9 @@ def test_a_call_in_flight_when_the_peer_dies_fails_at_once_with_peer_down(
         assert process.stdout is not None and process.stdout.readline().strip() == "ready"
         with RemoteRef(endpoint, timeout=60.0, heartbeat=0.2) as ref:
             provision = ref.call_async("Slow.Provision", {})
-            wait_for(lambda: ref.alive, what="the connection")
+            # In flight: the server has it (killed before that, it would be a call never sent,
+            # which waits for the server to come back, as it should).
+            assert process.stdout.readline().strip() == "called"
             process.kill()
             process.wait(10)
             with pytest.raises(PeerDown, match="may or may not have taken effect"):
