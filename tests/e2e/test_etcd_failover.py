@@ -5,12 +5,14 @@ runtimes (one process-plugin state directory, as hosts would share a cloud), che
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 import uuid
 from collections import Counter
@@ -27,6 +29,8 @@ from infrakit.plugins.instance.process import ProcessInstancePlugin
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 ETCD = "http://127.0.0.1:2379"
+# Held while a test has etcd frozen: two runs at once must not thaw each other's.
+ETCD_FREEZE_LOCK = Path(tempfile.gettempdir()) / "infrakit-test-etcd-freeze.lock"
 
 
 def etcd_up() -> bool:
@@ -252,16 +256,20 @@ def test_etcd_frozen_then_back_leaves_one_leader_and_the_same_instances(
         lambda: cluster.call(first, "Manager.Status")["Groups"][0]["Converged"], what="converged"
     )
     before = sorted(json.dumps(t, sort_keys=True) for t in cluster.members())
-    os.kill(pids[0], signal.SIGSTOP)
-    try:
-        wait_for(
-            lambda: cluster.call(first, "Manager.IsLeader") == {"Leader": False},
-            timeout=20,
-            what="the leader to stand down while etcd is away",
-        )
-        assert cluster.leader() is None  # nobody leads without etcd
-    finally:
-        os.kill(pids[0], signal.SIGCONT)
+    # etcd is one for the whole machine: another run's copy of this test would let it go
+    # (SIGCONT) while this one waits for it to be away. Runs take turns at freezing it.
+    with open(ETCD_FREEZE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        os.kill(pids[0], signal.SIGSTOP)
+        try:
+            wait_for(
+                lambda: cluster.call(first, "Manager.IsLeader") == {"Leader": False},
+                timeout=20,
+                what="the leader to stand down while etcd is away",
+            )
+            assert cluster.leader() is None  # nobody leads without etcd
+        finally:
+            os.kill(pids[0], signal.SIGCONT)
     (settled,) = wait_for(
         lambda: (i,) if (i := cluster.leader()) is not None else None,
         timeout=30,
