@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,6 +80,36 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+ETCD = "http://127.0.0.1:2379"
+"""The machine's etcd, started by scripts/services.sh."""
+
+
+def etcd_up() -> bool:
+    """Whether the machine's etcd answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{ETCD}/health", timeout=1) as answer:
+            return b"true" in answer.read()
+    except OSError:
+        return False
+
+
+def etcd_cluster(shared: Path, prefix: str, port: int) -> dict[str, Any]:
+    """A cluster file for one of several runtimes on the machine's etcd: leader key and store
+    under `prefix`, the process plugin's state in `shared` (as hosts share a cloud), the Group
+    API on 127.0.0.1:`port`."""
+    return {
+        "Plugins": [
+            {"Name": "instance-process", "Kind": "process", "Options": {"Dir": str(shared)}}
+        ],
+        "Manager": {
+            "Leader": {"Kind": "etcd", "Endpoints": [ETCD], "TTL": "2s", "Key": f"{prefix}/leader"},
+            "Store": {"Kind": "etcd", "Endpoints": [ETCD], "Prefix": f"{prefix}/groups/"},
+            "LeaderPoll": "500ms",
+            "Listen": [f"tcp://127.0.0.1:{port}"],
+        },
+    }
 
 
 def recorded_pids(state_dir: Path) -> dict[str, int]:

@@ -9,11 +9,9 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -21,30 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import kill_all, require, wait_for
+from support import ETCD, etcd_cluster, etcd_up, free_port, kill_all, require, wait_for
 
 from actors.remote import RemoteRef
 from actors.rpc_errors import RemoteError, RpcTimeout
 from infrakit.plugins.instance.process import ProcessInstancePlugin
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
-ETCD = "http://127.0.0.1:2379"
 # Held while a test has etcd frozen: two runs at once must not thaw each other's.
 ETCD_FREEZE_LOCK = Path(tempfile.gettempdir()) / "infrakit-test-etcd-freeze.lock"
-
-
-def etcd_up() -> bool:
-    try:
-        with urllib.request.urlopen(f"{ETCD}/health", timeout=1) as answer:
-            return b"true" in answer.read()
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Cluster:
@@ -58,26 +41,7 @@ class Cluster:
         self.processes: list[subprocess.Popen[bytes] | None] = [None, None, None]
         self.configs = []
         for index, port in enumerate(self.ports):
-            config = {
-                "Plugins": [
-                    {
-                        "Name": "instance-process",
-                        "Kind": "process",
-                        "Options": {"Dir": str(self.shared)},
-                    }
-                ],
-                "Manager": {
-                    "Leader": {
-                        "Kind": "etcd",
-                        "Endpoints": [ETCD],
-                        "TTL": "2s",
-                        "Key": f"{prefix}/leader",
-                    },
-                    "Store": {"Kind": "etcd", "Endpoints": [ETCD], "Prefix": f"{prefix}/groups/"},
-                    "LeaderPoll": "500ms",
-                    "Listen": [f"tcp://127.0.0.1:{port}"],
-                },
-            }
+            config = etcd_cluster(self.shared, prefix, port)
             path = root / f"cluster-{index}.json"
             path.write_text(json.dumps(config))
             self.configs.append(path)

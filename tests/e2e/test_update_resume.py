@@ -15,7 +15,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +23,16 @@ from typing import Any
 
 import pytest
 from conftest import Cli
-from support import environments, free_port, kill_all, require, wait_for
+from support import (
+    ETCD,
+    environments,
+    etcd_cluster,
+    etcd_up,
+    free_port,
+    kill_all,
+    require,
+    wait_for,
+)
 
 from actors.remote import RemoteRef
 from actors.rpc_errors import RemoteError, RpcTimeout
@@ -38,7 +46,6 @@ HASH = "infrakit.config.hash"
 LOGICAL = "infrakit.logical_id"
 MORE_CHECKS = 10  # checks of the broken instance, after the restart, in which nothing may happen
 CHANGES = ("replacing", "destroyed", "provisioned", "gone")
-ETCD = "http://127.0.0.1:2379"
 
 
 class Gate:
@@ -350,14 +357,6 @@ def test_a_paused_update_is_still_paused_after_a_restart(
 # -- 6: ... and across an etcd leader change -----------------------------------------------------
 
 
-def etcd_up() -> bool:
-    try:
-        with urllib.request.urlopen(f"{ETCD}/health", timeout=1) as answer:
-            return b"true" in answer.read()
-    except OSError:
-        return False
-
-
 class Pair:
     """Two runtimes on the real etcd (a private key prefix) sharing one instance directory, as
     hosts share a cloud; each serves the Group API on its own TCP port."""
@@ -367,22 +366,8 @@ class Pair:
         prefix = f"/infrakit-test-{uuid.uuid4().hex[:8]}"
         self.ports = [free_port(), free_port()]
         self.runs = []
-        options = {"Dir": str(self.shared)}
         for index, port in enumerate(self.ports):
-            config = {
-                "Plugins": [{"Name": "instance-process", "Kind": "process", "Options": options}],
-                "Manager": {
-                    "Leader": {
-                        "Kind": "etcd",
-                        "Endpoints": [ETCD],
-                        "TTL": "2s",
-                        "Key": f"{prefix}/leader",
-                    },
-                    "Store": {"Kind": "etcd", "Endpoints": [ETCD], "Prefix": f"{prefix}/groups/"},
-                    "LeaderPoll": "500ms",
-                    "Listen": [f"tcp://127.0.0.1:{port}"],
-                },
-            }
+            config = etcd_cluster(self.shared, prefix, port)
             cluster = root / f"cluster-{index}.json"
             cluster.write_text(json.dumps(config))
             self.runs.append(Run(root / f"home-{index}", cluster, root / f"run-{index}.log"))
