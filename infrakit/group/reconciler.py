@@ -175,7 +175,6 @@ class Reconciler(SupervisedActor):
         self._sent: dict[str, Observation] = {}
         self._owner: dict[str, str] = {}  # instance ID -> logical ID, from the actors' reports
         self._unknown: dict[str, float] = {}  # appeared unasked -> when
-        self._healing: set[str] = set()  # slots being put back since the group converged
         self._dirty = True  # something happened since the last plan
         self._running = 0  # how many of `status` are RUNNING
         self.converged = False
@@ -316,8 +315,7 @@ class Reconciler(SupervisedActor):
             self._unknown.pop(message.status.instance_id, None)
         phase = message.status.phase
         if phase is Phase.RUNNING:
-            self._healing.discard(lid)
-            if not self.converged and not self._healing:
+            if not self.converged:
                 if self._running == len(self.status):
                     self._look_soon(spaced=False)  # perhaps the last one: say so promptly
                 elif self.rollout is not None:
@@ -329,7 +327,6 @@ class Reconciler(SupervisedActor):
             if self.converged:
                 self.converged = False
                 self._publish_view()
-                self._healing.add(lid)
         else:
             self._look_soon()  # unhealthy, failing, pending: a decision to make
 
@@ -386,7 +383,6 @@ class Reconciler(SupervisedActor):
         self._describe_failing = None
         members = self._ours(described)
         self._unknown.clear()
-        self._healing.clear()
         if self.converged and not self._dirty and members == self.members:
             # Nothing happened and nothing changed: nothing to plan or tell (a plugin returns
             # the same description objects for unchanged instances, so this is cheap).

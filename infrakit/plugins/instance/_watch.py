@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from infrakit.spi.instance import Changes, Unsubscribe
@@ -122,14 +123,7 @@ class PollingWatcher:
                 callbacks = list(self._callbacks.values())
                 diffs = list(self._diff_callbacks.values())
             call_each(callbacks, self._name)
-            call_each([_bind(diff, before, current) for diff in diffs], self._name)
-
-
-def _bind(callback: Callable[[Any, Any], None], before: Any, after: Any) -> Callable[[], None]:
-    def call() -> None:
-        callback(before, after)
-
-    return call
+            call_each([partial(diff, before, current) for diff in diffs], self._name)
 
 
 class DirectoryWatcher:
@@ -231,7 +225,7 @@ class DirectoryWatcher:
                 changes = Changes(frozenset(appeared), frozenset(gone), whole)
                 with self._lock:
                     callbacks = list(self._callbacks.values()) if not stop.is_set() else []
-                call_each([_bind_changes(cb, changes) for cb in callbacks], self._name)
+                call_each([partial(cb, changes) for cb in callbacks], self._name)
         finally:
             inotify.close()
 
@@ -247,10 +241,3 @@ def _open_inotify(directory: str) -> Any:
         inotify.close()
         raise
     return inotify
-
-
-def _bind_changes(callback: Callable[[Changes], None], changes: Changes) -> Callable[[], None]:
-    def call() -> None:
-        callback(changes)
-
-    return call
