@@ -383,34 +383,30 @@ class Reconciler(SupervisedActor):
         self._describe_failing = None
         members = self._ours(described)
         self._unknown.clear()
-        if self.converged and not self._dirty and members == self.members:
-            # Nothing happened and nothing changed: nothing to plan or tell (a plugin returns
-            # the same description objects for unchanged instances, so this is cheap).
-            self._looked(started, publish=False)
-            self._finish_destroy(spec.id)  # a failed sweep is tried again at every look
-            self._tick_cost = time.thread_time() - cpu
-            # Resyncs take no more than 5 % of a core, however large the group.
-            self._schedule(max(every, 20 * self._tick_cost))
-            return
-        self._dirty = False
-        self.members = members
-        plan = planner.plan(spec, members, self.status, now=time.time(), rollout=self.rollout)
-        self._start(plan, spec, started)
-        self._dispatch(plan, started)
-        self._follow_rollout(spec, plan)
-        self._track_health(plan)
-        converged = plan.converged
-        if converged and not self.converged:
-            what = "destroyed" if self.destroying else f"{len(members)} instances"
-            self._event(events.CONVERGED, f"converged: {what}")
-        self.converged = converged
-        self._looked(started)
-        self._finish_destroy(spec.id)
+        # Nothing happened and nothing changed: nothing to plan or tell (a plugin returns the
+        # same description objects for unchanged instances, so this is cheap).
+        quiet = self.converged and not self._dirty and members == self.members
+        if not quiet:
+            self._dirty = False
+            self.members = members
+            plan = planner.plan(spec, members, self.status, now=time.time(), rollout=self.rollout)
+            self._start(plan, spec, started)
+            self._dispatch(plan, started)
+            self._follow_rollout(spec, plan)
+            self._track_health(plan)
+            if plan.converged and not self.converged:
+                what = "destroyed" if self.destroying else f"{len(members)} instances"
+                self._event(events.CONVERGED, f"converged: {what}")
+            self.converged = plan.converged
+        self._looked(started, publish=not quiet)
+        self._finish_destroy(spec.id)  # a failed sweep is tried again at every look
         self._tick_cost = time.thread_time() - cpu
-        # Until converged, look every Interval, but never so often that looking crowds out
-        # the work it looks at (actors report what needs deciding, and the look that says
-        # "converged" comes as soon as the last one runs); once converged, as `every` says.
-        if not converged:
+        if quiet:
+            every = max(every, 20 * self._tick_cost)  # resyncs: at most 5 % of a core
+        elif not self.converged:
+            # Look every Interval, but never so often that looking crowds out the work it
+            # looks at (actors report what needs deciding, and the look that says "converged"
+            # comes as soon as the last one runs).
             every = max(spec.properties.health.interval, 10 * self._tick_cost)
         self._schedule(every)
 
