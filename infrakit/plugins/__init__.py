@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Field
 
 from infrakit import jsonmodel
 from infrakit.plugins._props import PropertiesModel, non_empty
+from infrakit.plugins.instance.gcp.config import GcpPluginOptions
 from infrakit.spi.flavor import FlavorPlugin
 from infrakit.spi.instance import InstancePlugin
 
@@ -36,6 +37,7 @@ _OPTIONS: dict[str, type[PropertiesModel]] = {
     "docker": NoOptions,
     "dind": NoOptions,
     "vagrant": DirOptions,
+    "gcp": GcpPluginOptions,
     "vanilla": NoOptions,
     "zookeeper": NoOptions,
     "swarm": NoOptions,
@@ -88,6 +90,11 @@ def create_plugin(
         from infrakit.plugins.instance.vagrant import VagrantInstancePlugin
 
         return VagrantInstancePlugin(directory or Path(home) / "instances" / "vagrant")
+    if kind == "gcp":
+        from infrakit.plugins.instance.gcp import create
+
+        assert isinstance(parsed, GcpPluginOptions)
+        return create(parsed)
     if kind == "zookeeper":
         from infrakit.plugins.flavor.zookeeper import ZooKeeperFlavor
 
