@@ -16,6 +16,7 @@ from infrakit.plugins.flavor.vanilla import VanillaFlavor
 from infrakit.plugins.flavor.zookeeper import ZooKeeperFlavor
 from infrakit.plugins.instance.dind import DindInstancePlugin
 from infrakit.plugins.instance.docker import DockerInstancePlugin
+from infrakit.plugins.instance.gcp import GcpInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
 from infrakit.plugins.instance.vagrant import VagrantInstancePlugin
 from infrakit.spi import AllocationMethod, ValidationError
@@ -42,6 +43,10 @@ CASES: dict[str, tuple[Any, set[str]]] = {
         {"CPUs": 0, "Memory": "lots", "Docker": {"Name": "bad name\n", "Privileged": 1}},
         {"CPUs", "Memory", "Docker.Image", "Docker.Name", "Docker.Privileged"},
     ),
+    "gcp": (
+        {"MachineType": "E2", "Disks": [{"Boot": False}, {"Source": "d", "SizeGb": 9}], "Zone": 1},
+        {"MachineType", "Disks[0].SizeGb", "Disks[1].SizeGb", "Zone"},
+    ),
     "vanilla": (
         {"Init": 42, "Helth": {}, "Tags": {"": "v", "k": 1}, "Health": {"Timeout": "1000h"}},
         {"Init", "Helth", "Tags", "Tags.k", "Health.Timeout"},
@@ -66,6 +71,7 @@ def plugins(tmp_path: Path) -> dict[str, Callable[[Any], None]]:
         "dind": DindInstancePlugin().validate,
         "process": ProcessInstancePlugin(tmp_path / "process").validate,
         "vagrant": VagrantInstancePlugin(tmp_path / "vagrant").validate,
+        "gcp": GcpInstancePlugin(environ={}).validate,
         "vanilla": lambda p: vanilla.validate(p, SIZE),
         "zookeeper": lambda p: zookeeper.validate(p, ENSEMBLE),
         "swarm": lambda p: swarm.validate(p, SIZE),

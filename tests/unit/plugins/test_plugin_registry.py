@@ -21,6 +21,7 @@ def test_builtin_kinds() -> None:
         "docker",
         "dind",
         "vagrant",
+        "gcp",
         "vanilla",
         "zookeeper",
         "swarm",
@@ -56,7 +57,7 @@ def test_unknown_kind(tmp_path: Path) -> None:
         create_plugin("x", {}, tmp_path)
     assert str(caught.value) == (
         "unknown plugin kind 'x'; built-in kinds: "
-        "file, process, docker, dind, vagrant, vanilla, zookeeper, swarm"
+        "file, process, docker, dind, vagrant, gcp, vanilla, zookeeper, swarm"
     )
 
 

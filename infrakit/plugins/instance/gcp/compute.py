@@ -233,7 +233,12 @@ class Compute:
 
 
 def explain(error: Any) -> str:
-    """An API error in words: GCP's message, and its HTTP status."""
-    message = getattr(error, "message", "") or str(error)
+    """An API error in words: GCP's message and the details it gives (a failed operation's
+    message alone may be just "NOT FOUND"), and the HTTP status."""
+    message = str(getattr(error, "message", "") or error)
+    for detail in getattr(error, "errors", None) or ():
+        text = detail.get("message") if isinstance(detail, dict) else getattr(detail, "message", "")
+        if text and str(text) not in message:
+            message = f"{message}: {text}"
     code = getattr(error, "code", None)
-    return f"{message} (HTTP {code})" if code else str(message)
+    return f"{message} (HTTP {code})" if code else message
