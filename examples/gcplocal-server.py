@@ -13,16 +13,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gcplocal.server import start_server
+from gcplocal.server import GCPLocalServer
 from gcplocal.state import StateStore
 
-_create_operation = StateStore.create_operation
 
+def fix_operation_ids(store: StateStore) -> None:
+    """Make the operations that `store` creates carry numeric IDs, as the Compute API's do."""
+    create = store.create_operation
 
-def _numeric_id(self: StateStore, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    operation: dict[str, Any] = _create_operation(self, *args, **kwargs)
-    operation["id"] = str(int(operation["id"], 16))  # the stored operation is this same dict
-    return operation
+    def create_operation(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        operation: dict[str, Any] = create(*args, **kwargs)
+        operation["id"] = str(int(operation["id"], 16))  # the stored operation is this dict
+        return operation
+
+    store.create_operation = create_operation  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -30,8 +34,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8400, help="port to listen on (8400)")
     args = parser.parse_args()
-    StateStore.create_operation = _numeric_id  # type: ignore[method-assign]
-    start_server(host=args.host, port=args.port)
+    store = StateStore()
+    fix_operation_ids(store)
+    GCPLocalServer(host=args.host, port=args.port, state=store).start()
 
 
 if __name__ == "__main__":

@@ -425,3 +425,20 @@ def test_an_operation_past_its_deadline_is_a_plugin_error() -> None:
     running = operation(status=compute_v1.Operation.Status.RUNNING)
     with pytest.raises(PluginError, match=r"did not delete instance vm-1 within 100ms"):
         compute._wait(running, "delete instance vm-1")
+
+
+def test_without_credentials_the_plugin_says_how_to_get_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over https the plugin uses Google's default credentials; a credentials file that is not
+    there fails at once (before any request) with words saying what to do."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    plugin = GcpInstancePlugin(
+        project="my-project", zone="us-central1-a", endpoint="https://127.0.0.1:9", environ={}
+    )
+    with pytest.raises(PluginError) as caught:
+        plugin.describe_instances({TAG_GROUP: "web"})
+    assert str(caught.value).startswith("no usable Google credentials for Compute Engine:")
+    assert "missing.json" in str(caught.value) and "GOOGLE_APPLICATION_CREDENTIALS" in str(
+        caught.value
+    )
