@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, Field
 from infrakit import jsonmodel
 from infrakit.plugins._props import PropertiesModel, non_empty
 from infrakit.plugins.instance.gcp.config import GcpPluginOptions
+from infrakit.plugins.instance.terraform.options import TerraformOptions
 from infrakit.spi.flavor import FlavorPlugin
 from infrakit.spi.instance import InstancePlugin
 
@@ -41,6 +42,7 @@ _OPTIONS: dict[str, type[PropertiesModel]] = {
     "vanilla": NoOptions,
     "zookeeper": NoOptions,
     "swarm": NoOptions,
+    "terraform": TerraformOptions,
 }
 
 
@@ -95,6 +97,11 @@ def create_plugin(
 
         assert isinstance(parsed, GcpPluginOptions)
         return create(parsed)
+    if kind == "terraform":
+        from infrakit.plugins.instance.terraform import TerraformInstancePlugin
+
+        assert isinstance(parsed, TerraformOptions)
+        return TerraformInstancePlugin.from_options(parsed, home)
     if kind == "zookeeper":
         from infrakit.plugins.flavor.zookeeper import ZooKeeperFlavor
 
