@@ -39,10 +39,10 @@ _OPTIONS: dict[str, type[PropertiesModel]] = {
     "dind": NoOptions,
     "vagrant": DirOptions,
     "gcp": GcpPluginOptions,
+    "terraform": TerraformOptions,
     "vanilla": NoOptions,
     "zookeeper": NoOptions,
     "swarm": NoOptions,
-    "terraform": TerraformOptions,
 }
 
 

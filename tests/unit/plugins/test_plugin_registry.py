@@ -25,6 +25,7 @@ def test_builtin_kinds() -> None:
         "vanilla",
         "zookeeper",
         "swarm",
+        "terraform",
     ]
 
 
@@ -57,7 +58,7 @@ def test_unknown_kind(tmp_path: Path) -> None:
         create_plugin("x", {}, tmp_path)
     assert str(caught.value) == (
         "unknown plugin kind 'x'; built-in kinds: "
-        "file, process, docker, dind, vagrant, gcp, vanilla, zookeeper, swarm"
+        "file, process, docker, dind, vagrant, gcp, terraform, vanilla, zookeeper, swarm"
     )
 
 

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
 from infrakit.duration import parse_duration
 from infrakit.jsonmodel import Faults, describe_type, shown
@@ -87,12 +87,14 @@ class TerraformProperties(PropertiesModel):
     """An instance's properties: the resource's `Type` and body (`Value`), and the attributes
     of the body where the plugin puts the instance's tags and its Init."""
 
+    # `Value` is checked last, against the others (a field validator: its faults are reported
+    # with those of the keys around it).
     type: Name = Field(default=None, alias="Type", validate_default=True)
+    given_tags_attribute: Attribute | None = Field(default=None, alias="TagsAttribute")
+    given_init_attribute: str | None = Field(default=None, alias="InitAttribute")
     value: Annotated[dict[str, Any], BeforeValidator(_object)] = Field(
         default_factory=dict, alias="Value"
     )
-    given_tags_attribute: Attribute | None = Field(default=None, alias="TagsAttribute")
-    given_init_attribute: str | None = Field(default=None, alias="InitAttribute")
 
     @field_validator("type", mode="before")
     @classmethod
@@ -108,32 +110,37 @@ class TerraformProperties(PropertiesModel):
             return value  # the Init is dropped, on purpose
         return _attribute(_name(value))
 
-    @model_validator(mode="after")
-    def _body_fits(self) -> TerraformProperties:
+    @field_validator("value")
+    @classmethod
+    def _body_fits(cls, body: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         faults = Faults()
         for key in _MANY:
-            if key in self.value:
-                faults.add(f"an instance is one resource: {key!r} is not allowed", "Value", key)
-        tags = self.value.get(self.tags_attribute)
+            if key in body:
+                faults.add(f"an instance is one resource: {key!r} is not allowed", key)
+        resource_type = info.data.get("type")
+        if resource_type is None:  # faulty: reported at Type
+            faults.check()
+            return body
+        where_tags = info.data.get("given_tags_attribute") or default_tags_attribute(resource_type)
+        tags = body.get(where_tags)
         if tags is not None and not isinstance(tags, dict):
             faults.add(
-                f"must be an object: the instance's tags go there (TagsAttribute), "
+                "must be an object: the instance's tags go there (TagsAttribute), "
                 f"got {describe_type(tags)}",
-                "Value",
-                self.tags_attribute,
+                where_tags,
             )
-        init = self.init_attribute
-        if init and init != self.tags_attribute:
-            current = self.value.get(init)
-            if current is not None and not isinstance(current, str):
-                faults.add(
-                    f"must be a string: the Init is added to it (InitAttribute), "
-                    f"got {describe_type(current)}",
-                    "Value",
-                    init,
-                )
+        where_init = info.data.get("given_init_attribute")
+        if where_init is None:
+            where_init = default_init_attribute(resource_type, where_tags)
+        current = body.get(where_init) if where_init and where_init != where_tags else None
+        if current is not None and not isinstance(current, str):
+            faults.add(
+                "must be a string: the Init is added to it (InitAttribute), "
+                f"got {describe_type(current)}",
+                where_init,
+            )
         faults.check()
-        return self
+        return body
 
     @property
     def tags_attribute(self) -> str:
