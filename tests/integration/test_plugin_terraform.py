@@ -62,7 +62,8 @@ def plugin(terraform: tuple[Path, Path], tmp_path: Path) -> Iterator[TerraformIn
 
 def resources(directory: Path) -> dict[str, dict[str, Any]]:
     """Resource name -> `primary` of every resource in the directory's state (which terraform
-    rewrites in place: a read can catch half of it, and is then made again)."""
+    rewrites in place: a read can catch half of it, and is then made again). A resource being
+    destroyed shows an empty ID for a moment: it is left out."""
 
     def whole() -> tuple[Any] | None:
         try:
@@ -76,7 +77,8 @@ def resources(directory: Path) -> dict[str, dict[str, Any]]:
     found = {}
     for module in data["modules"]:
         for address, entry in module["resources"].items():
-            found[address.split(".", 1)[1]] = entry["primary"]
+            if entry["primary"]["id"]:
+                found[address.split(".", 1)[1]] = entry["primary"]
     return found
 
 

@@ -46,12 +46,13 @@ def parse(text: str) -> dict[str, Resource]:
 
 def _resource(address: str, resource: Any) -> Resource | None:
     """A managed resource of one instance (`type.name`; data sources and `count`ed resources,
-    which are no instance's, are left out)."""
+    which are no instance's, are left out). One whose ID is empty is not there: Terraform
+    writes it so while it destroys it."""
     parts = address.split(".")
     if len(parts) != 2 or not isinstance(resource, dict):
         return None
     primary = resource.get("primary")
-    if not isinstance(primary, dict):
+    if not isinstance(primary, dict) or not primary.get("id"):
         return None
     attributes = primary.get("attributes")
     return Resource(
