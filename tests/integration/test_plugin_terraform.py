@@ -126,7 +126,7 @@ def test_provision_describe_label_destroy(plugin: TerraformInstancePlugin) -> No
         plugin.label(instance_id, {"extra": "no"})
 
 
-def test_ten_provisions_at_once_share_a_few_applies(
+def test_ten_provisions_at_once_share_a_few_applies_then_refreshes_run(
     terraform: tuple[Path, Path], tmp_path: Path
 ) -> None:
     binary, providers = terraform
@@ -134,7 +134,9 @@ def test_ten_provisions_at_once_share_a_few_applies(
     wrapper = tmp_path / "terraform-counting"
     wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{calls}"\nexec "{binary}" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    plugin = TerraformInstancePlugin(tmp_path / "tf", terraform=wrapper, plugin_dir=providers)
+    plugin = TerraformInstancePlugin(
+        tmp_path / "tf", terraform=wrapper, plugin_dir=providers, refresh=0.2
+    )
     made: list[str] = []
     failed: list[BaseException] = []
     start = threading.Barrier(10)
@@ -151,11 +153,15 @@ def test_ten_provisions_at_once_share_a_few_applies(
         thread.start()
     for thread in threads:
         thread.join(300)
-    plugin.close()
     assert failed == [] and len(set(made)) == 10
     assert set(live(plugin.directory)) == set(made)
     applies = calls.read_text().split().count("apply")
     assert 1 <= applies < 10, f"{applies} applies for 10 provisions"
+    # Left alone, the plugin refreshes the state (which a refresh of null_resources keeps).
+    wait_for(lambda: "refresh" in calls.read_text().split(), what="a terraform refresh")
+    plugin.close()
+    assert calls.read_text().split().count("apply") == applies
+    assert set(live(plugin.directory)) == set(made)
 
 
 @pytest.mark.parametrize(

@@ -140,18 +140,24 @@ def test_an_init_with_no_place_is_refused_unless_dropped_on_purpose() -> None:
 
 def test_plugin_options_parse_with_paths() -> None:
     options = jsonmodel.parse(
-        TerraformOptions, {"dir": "~/tf", "ApplyTimeout": "90s", "PluginDir": "/opt/p"}
+        TerraformOptions,
+        {"dir": "~/tf", "ApplyTimeout": "90s", "PluginDir": "/opt/p", "refresh": 0},
     )
     assert options.dir == Path("~/tf").expanduser()
-    assert (options.apply_timeout, options.plugin_dir, options.terraform) == (
+    assert (options.apply_timeout, options.plugin_dir, options.terraform, options.refresh) == (
         90.0,
         Path("/opt/p"),
         None,
+        0.0,
     )
+    assert jsonmodel.parse(TerraformOptions, {}).refresh == 60.0
     with pytest.raises(SpecError) as caught:
-        jsonmodel.parse(TerraformOptions, {"ApplyTimeout": "0s", "Terraform": "", "X": 1})
+        jsonmodel.parse(
+            TerraformOptions, {"ApplyTimeout": "0s", "Terraform": "", "Refresh": "1ms", "X": 1}
+        )
     assert sorted(path for path, _ in caught.value.problems) == [
         "ApplyTimeout",
+        "Refresh",
         "Terraform",
         "X",
     ]

@@ -2,13 +2,15 @@
 apply runs is served by the next one, together, so ten provisions make two applies, not ten.
 
 A caller makes its change (writes or removes its file), then `request`s an apply and waits on
-the batch it got: that batch's apply starts after the change, so it includes it.
+the batch it got: that batch's apply starts after the change, so it includes it. When nothing
+has been applied for a while, the same thread runs an idle task (`terraform refresh`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -47,10 +49,19 @@ class Batch(Generic[T]):
 class Applier(Generic[T]):
     """Runs `apply` on a daemon thread of its own, one call at a time, never with a lock held:
     each call serves every `request` made before it started and after the previous one did.
-    The thread starts with the first request."""
+    `idle` runs on the same thread when neither has run for `idle_every` seconds (0: never).
+    The thread starts with the first request, or `start`."""
 
-    def __init__(self, apply: Callable[[], T], name: str) -> None:
+    def __init__(
+        self,
+        apply: Callable[[], T],
+        name: str,
+        idle: Callable[[], object] | None = None,
+        idle_every: float = 0.0,
+    ) -> None:
         self._apply = apply
+        self._idle = idle
+        self._idle_every = idle_every if idle is not None else 0.0
         self._name = name
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -69,10 +80,19 @@ class Applier(Generic[T]):
             if self._pending is None:
                 self._pending = Batch()
                 self._wake.notify()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-                self._thread.start()
+            self._start()
             return self._pending
+
+    def start(self) -> None:
+        """Start the thread now (for the idle task) if it has not started; nothing once closed."""
+        with self._lock:
+            if not self._closed:
+                self._start()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+            self._thread.start()
 
     @property
     def busy(self) -> bool:
@@ -94,23 +114,49 @@ class Applier(Generic[T]):
             thread.join(_JOIN_TIMEOUT)
 
     def _loop(self) -> None:
+        last = time.monotonic()
         while True:
             with self._lock:
                 while self._pending is None and not self._closed:
-                    self._wake.wait()
+                    if not self._idle_every:
+                        self._wake.wait()
+                        continue
+                    left = last + self._idle_every - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(left)
                 if self._closed:
                     return
                 batch, self._pending = self._pending, None
                 self._running = True
-            assert batch is not None
-            try:
-                result = self._apply()
-            except Exception as error:  # reported to every waiter; the thread carries on
-                log.warning("%s: apply raised %s", self._name, error, exc_info=True)
-                batch.finish(None, error)
-            else:
-                batch.finish(result, None)
-            finally:
-                with self._lock:
-                    self._running = False
+            last = self._run(batch)
+
+    def _run(self, batch: Batch[T] | None) -> float:
+        """Apply for `batch`, or run the idle task if there is none, with no lock held; return
+        the time it ended."""
+        try:
+            if batch is not None:
+                self._serve(batch)
+            elif self._idle is not None:
+                self._run_idle(self._idle)
+        finally:
+            with self._lock:
+                self._running = False
+                if batch is not None:
                     self.applies += 1
+        return time.monotonic()
+
+    def _serve(self, batch: Batch[T]) -> None:
+        try:
+            result = self._apply()
+        except Exception as error:  # reported to every waiter; the thread carries on
+            log.warning("%s: apply raised %s", self._name, error, exc_info=True)
+            batch.finish(None, error)
+        else:
+            batch.finish(result, None)
+
+    def _run_idle(self, idle: Callable[[], object]) -> None:
+        try:
+            idle()
+        except Exception as error:  # logged; the thread carries on
+            log.warning("%s: idle task raised %s", self._name, error, exc_info=True)

@@ -135,6 +135,11 @@ class Terraform:
             "apply", "-auto-approve", "-input=false", "-no-color", f"-lock-timeout={LOCK_TIMEOUT}"
         )
 
+    def refresh(self) -> Outcome:
+        """`terraform refresh`: update the state from what exists (a resource deleted out of
+        band leaves it)."""
+        return self.run("refresh", "-input=false", "-no-color", f"-lock-timeout={LOCK_TIMEOUT}")
+
     def run(self, *args: str) -> Outcome:
         """Run `terraform ARGS` in the directory, in a process group of its own. At the timeout
         it is interrupted (terraform then stops and saves its state), killed if it lingers."""

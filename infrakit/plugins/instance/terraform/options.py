@@ -6,7 +6,7 @@
                  "TagsAttribute": "tags",           where the tags go (default: see below)
                  "InitAttribute": "user_data"}      where the Init goes (default: see below)
     options:    {"Dir": "~/tf", "Terraform": "/usr/bin/terraform", "PluginDir": "/opt/providers",
-                 "ApplyTimeout": "10m"}
+                 "ApplyTimeout": "10m", "Refresh": "1m"}
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ DEFAULT_INIT_ATTRIBUTES = {
     "ibm_compute_vm_instance": "user_metadata",
 }
 DEFAULT_APPLY_TIMEOUT = 600.0
+DEFAULT_REFRESH = 60.0
 _MAX_APPLY_TIMEOUT = 24 * 3600.0
 
 
@@ -181,12 +182,22 @@ def _apply_timeout(value: Any) -> float:
     return parse_duration(value, minimum=1.0, maximum=_MAX_APPLY_TIMEOUT)
 
 
+def _refresh(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"must be a duration like '1m' (or 0: never), got {shown(value)}")
+    seconds = parse_duration(value, maximum=_MAX_APPLY_TIMEOUT)
+    if 0 < seconds < 0.1:
+        raise ValueError(f"must be 0 (never) or at least 100ms, got {shown(value)}")
+    return seconds
+
+
 Directory = Annotated[Path, BeforeValidator(_directory)]
 
 
 class TerraformOptions(PropertiesModel):
     """The plugin's options: its working directory, the terraform binary, the providers'
-    directory and how long one `terraform apply` may take (see docs/plugins/terraform.md)."""
+    directory, how long one terraform command may take, and how often the state is refreshed
+    when nothing is applied (see docs/plugins/terraform.md)."""
 
     dir: Directory | None = Field(default=None, alias="Dir")
     terraform: Annotated[Path, BeforeValidator(_directory)] | None = Field(
@@ -195,4 +206,7 @@ class TerraformOptions(PropertiesModel):
     plugin_dir: Directory | None = Field(default=None, alias="PluginDir")
     apply_timeout: Annotated[float, BeforeValidator(_apply_timeout)] = Field(
         default=DEFAULT_APPLY_TIMEOUT, alias="ApplyTimeout"
+    )
+    refresh: Annotated[float, BeforeValidator(_refresh)] = Field(
+        default=DEFAULT_REFRESH, alias="Refresh"
     )

@@ -9,7 +9,9 @@ Describe answers from the files and `terraform.tfstate`: an instance is live whi
 is in the state and not tainted, or while a call of this plugin is still applying it. A file
 whose resource is missing from the state or tainted once its apply is over (it failed, was
 tainted, or `terraform state rm`ed) is no instance: its file is removed at once, so the next
-apply destroys what is left instead of making it again beside the group's replacement.
+apply destroys what is left instead of making it again beside the group's replacement. When
+nothing has been applied for `refresh` seconds, `terraform refresh` brings the state up to date
+with what exists (a resource deleted out of band leaves it).
 
 One plugin (one process) per directory: terraform's own state lock guards the state, but a
 second plugin would take the first's files in flight for dead ones.
@@ -42,6 +44,7 @@ from infrakit.plugins.instance.terraform.cli import (
 )
 from infrakit.plugins.instance.terraform.options import (
     DEFAULT_APPLY_TIMEOUT,
+    DEFAULT_REFRESH,
     TerraformOptions,
     TerraformProperties,
     parse_properties,
@@ -85,7 +88,8 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
 
     `terraform` is the binary (default: see `cli.find_terraform`), `plugin_dir` the providers'
     directory given to `terraform init -plugin-dir` (default: beside the real binary, if any
-    are there), `apply_timeout` how long one terraform command may run. Raises
+    are there), `apply_timeout` how long one terraform command may run, `refresh` how long
+    the plugin goes without applying before it refreshes the state (0: never). Raises
     FileNotFoundError if there is no terraform to run or `plugin_dir` is not a directory.
     """
 
@@ -96,6 +100,7 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         terraform: Path | None = None,
         plugin_dir: Path | None = None,
         apply_timeout: float = DEFAULT_APPLY_TIMEOUT,
+        refresh: float = DEFAULT_REFRESH,
     ) -> None:
         binary = find_terraform(terraform)
         if plugin_dir is not None and not plugin_dir.is_dir():
@@ -106,7 +111,9 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         self.terraform = Terraform(binary, self._dir, providers, apply_timeout)
         # A change waits for the apply that runs, then for its own.
         self._wait_timeout = 2 * (_COMMANDS_PER_APPLY * apply_timeout + INTERRUPT_GRACE)
-        self._applier: Applier[Applied] = Applier(self._apply, name=f"terraform-apply:{self._dir}")
+        self._applier: Applier[Applied] = Applier(
+            self._apply, f"terraform-apply:{self._dir}", idle=self._refresh, idle_every=refresh
+        )
         self._initialised = False  # only the applier's thread uses it
         self._lock = threading.Lock()  # guards the fields below; never held across I/O
         self._busy: Counter[str] = Counter()  # instances a call is applying
@@ -123,6 +130,7 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
             terraform=options.terraform,
             plugin_dir=options.plugin_dir,
             apply_timeout=options.apply_timeout,
+            refresh=options.refresh,
         )
 
     @property
@@ -195,6 +203,7 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         """Every live instance whose tags include all of `tags`: from the files, and the state
         (files and state are parsed again only when they changed)."""
         wanted = {str(k): str(v) for k, v in tags.items()}
+        self._applier.start()  # refreshes the state from now on
         files = self._scan()  # first, then what is in flight: see `_applying`
         with self._lock:
             busy = set(self._busy)
@@ -306,6 +315,17 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
             return Applied(outcome, state.read(self._dir))
         except (OSError, ValueError):
             return Applied(outcome, None)
+
+    def _refresh(self) -> None:
+        """Refresh the state (on the applier's thread, when it has not applied for a while),
+        once terraform has been initialised and there is a state."""
+        if not (self._dir / state.STATE_FILE).exists():
+            return
+        if not self._initialised and self._init() is not None:
+            return
+        outcome = self.terraform.refresh()
+        if not outcome.ok:
+            log.warning("terraform refresh in %s failed: %s", self._dir, outcome.errors())
 
     def _init(self) -> Outcome | None:
         """Run `terraform init`; None once it succeeded, else its outcome."""
