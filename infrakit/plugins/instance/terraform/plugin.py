@@ -49,6 +49,7 @@ from infrakit.plugins.instance.terraform.options import (
     TerraformProperties,
     parse_properties,
 )
+from infrakit.plugins.instance.terraform.workdir import WorkDir
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.instance import (
     Description,
@@ -68,8 +69,6 @@ PLACEHOLDER = "infrakit.tf.json"
 # appeared since the last init.
 _COMMANDS_PER_APPLY = 4
 
-_FileKey = tuple[int, int, int]  # (mtime_ns, size, inode)
-
 
 @dataclass(frozen=True)
 class Applied:
@@ -77,10 +76,6 @@ class Applied:
 
     outcome: Outcome
     resources: dict[str, state.Resource] | None
-
-
-def _key(st: os.stat_result) -> _FileKey:
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class TerraformInstancePlugin(InstancePlugin, Sweepable):
@@ -115,10 +110,9 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
             self._apply, f"terraform-apply:{self._dir}", idle=self._refresh, idle_every=refresh
         )
         self._initialised = False  # only the applier's thread uses it
-        self._lock = threading.Lock()  # guards the fields below; never held across I/O
+        self._workdir = WorkDir(self._dir)
+        self._lock = threading.Lock()  # guards `_busy`; never held across I/O
         self._busy: Counter[str] = Counter()  # instances a call is applying
-        self._files: dict[str, tuple[_FileKey, resource.InstanceFile | None]] = {}
-        self._state: tuple[_FileKey | None, dict[str, state.Resource]] = (None, {})
         self._write_lock = threading.Lock()  # serialises the read-modify-write of `label`
 
     @classmethod
@@ -159,7 +153,7 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         instance_id = f"{resource.FILE_PREFIX}{secrets.token_hex(8)}"
         document = resource.render(properties, spec, instance_id)
         address = f"{properties.type}.{instance_id}"
-        path = self._path(instance_id)
+        path = self._workdir.path(instance_id)
         with self._applying(instance_id):
             try:
                 write_json_atomic(path, document)
@@ -183,11 +177,11 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         """Remove the instance's file and wait for the apply that destroys its resource. An
         instance that is already gone is not an error."""
         self._check_id(instance_id)
-        path = self._path(instance_id)
+        path = self._workdir.path(instance_id)
         try:
             path.unlink()
         except FileNotFoundError:
-            if instance_id not in self._state_now()[0]:
+            if instance_id not in self._workdir.state()[0]:
                 return
         except OSError as error:
             raise PluginError(f"cannot remove {path}: {error}") from None
@@ -204,10 +198,10 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         (files and state are parsed again only when they changed)."""
         wanted = {str(k): str(v) for k, v in tags.items()}
         self._applier.start()  # refreshes the state from now on
-        files = self._scan()  # first, then what is in flight: see `_applying`
+        files = self._workdir.files()  # first, then what is in flight: see `_applying`
         with self._lock:
             busy = set(self._busy)
-        resources, whole = self._state_now()
+        resources, whole = self._workdir.state()
         live: list[Description] = []
         dead: list[tuple[str, state.Resource | None]] = []
         for instance_id, declared in files.items():
@@ -226,7 +220,7 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         """Merge `labels` into the instance's tags in its file and apply (which may replace
         the resource: a null_resource's triggers force a new one)."""
         self._check_id(instance_id)
-        path = self._path(instance_id)
+        path = self._workdir.path(instance_id)
         with self._applying(instance_id):
             with self._write_lock:
                 try:
@@ -256,10 +250,10 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         left in the state; return the IDs of the instances swept."""
         wanted = {str(k): str(v) for k, v in tags.items()}
         remove_stale(self._dir)
-        files = self._scan()
+        files = self._workdir.files()
         with self._lock:
             busy = set(self._busy)
-        resources, whole = self._state_now()
+        resources, whole = self._workdir.state()
         if not whole:
             raise PluginError(f"cannot read {self._dir / state.STATE_FILE} whole; try again")
         swept = []
@@ -268,7 +262,7 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
             alive = made is not None and not made.tainted
             if instance_id not in busy and not alive and tags_match(declared.tags, wanted):
                 with contextlib.suppress(FileNotFoundError):
-                    self._path(instance_id).unlink()
+                    self._workdir.path(instance_id).unlink()
                 swept.append(instance_id)
         kept = set(files) - set(swept)
         orphans = {
@@ -336,7 +330,7 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         return None
 
     def _resources(self, applied: Applied) -> dict[str, state.Resource]:
-        return applied.resources if applied.resources is not None else self._state_now()[0]
+        return applied.resources if applied.resources is not None else self._workdir.state()[0]
 
     @contextlib.contextmanager
     def _applying(self, instance_id: str) -> Iterator[None]:
@@ -357,8 +351,8 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         """Give up an instance whose apply failed: remove its file; what was made of it (a
         tainted resource) is destroyed by the next apply, requested now."""
         with contextlib.suppress(FileNotFoundError):
-            self._path(instance_id).unlink()
-        if instance_id in self._state_now()[0]:
+            self._workdir.path(instance_id).unlink()
+        if instance_id in self._workdir.state()[0]:
             with contextlib.suppress(PluginError):
                 self._applier.request()
 
@@ -368,7 +362,7 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
         destroy = False
         for instance_id, made in dead:
             try:
-                self._path(instance_id).unlink()
+                self._workdir.path(instance_id).unlink()
             except FileNotFoundError:
                 continue  # removed meanwhile (a failed provision, a destroy)
             except OSError as error:
@@ -386,7 +380,7 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
             with contextlib.suppress(PluginError):
                 self._applier.request()
 
-    # -- files and state -------------------------------------------------------------------
+    # -- checks ----------------------------------------------------------------------------
 
     def _properties(self, properties: Any) -> TerraformProperties:
         parsed = parse_properties(properties)
@@ -401,73 +395,10 @@ class TerraformInstancePlugin(InstancePlugin, Sweepable):
             )
         return parsed
 
-    def _path(self, instance_id: str) -> Path:
-        return self._dir / resource.file_name(instance_id)
-
     @staticmethod
     def _check_id(instance_id: InstanceID) -> None:
         if not resource.is_instance_id(instance_id):
             raise PluginError(f"not an instance of the terraform plugin: {instance_id!r}")
-
-    def _scan(self) -> dict[str, resource.InstanceFile]:
-        """Instance ID -> what its file declares, for every readable instance file; a file is
-        parsed again only when it changed."""
-        try:
-            with os.scandir(self._dir) as it:
-                named = [(resource.instance_of(e.name), e) for e in it]
-        except OSError as error:
-            raise PluginError(f"cannot list {self._dir}: {error}") from None
-        found: dict[str, tuple[_FileKey, resource.InstanceFile | None]] = {}
-        with self._lock:
-            cached = dict(self._files)
-        for instance_id, entry in named:
-            if instance_id is None:
-                continue
-            try:
-                key = _key(entry.stat(follow_symlinks=False))
-            except FileNotFoundError:
-                continue
-            known = cached.get(instance_id)
-            if known is not None and known[0] == key:
-                found[instance_id] = known
-                continue
-            found[instance_id] = (key, self._read_file(instance_id, Path(entry.path)))
-        with self._lock:
-            self._files = found
-        return {k: declared for k, (_, declared) in found.items() if declared is not None}
-
-    def _read_file(self, instance_id: str, path: Path) -> resource.InstanceFile | None:
-        try:
-            return resource.read(json.loads(path.read_text(encoding="utf-8")), instance_id)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as error:
-            log.warning("ignoring %s: %s", path, error)
-            return None
-
-    def _state_now(self) -> tuple[dict[str, state.Resource], bool]:
-        """The resources in the state, and whether they were read whole just now (else they
-        are the last ones read whole: terraform is rewriting its state in place)."""
-        path = self._dir / state.STATE_FILE
-        try:
-            key: _FileKey | None = _key(path.stat())
-        except FileNotFoundError:
-            key = None
-        except OSError as error:
-            raise PluginError(f"cannot read {path}: {error}") from None
-        with self._lock:
-            cached_key, cached = self._state
-        if key == cached_key:
-            return cached, True
-        try:
-            resources = state.read(self._dir)
-        except ValueError:
-            return cached, False
-        except OSError as error:
-            raise PluginError(f"cannot read {path}: {error}") from None
-        with self._lock:
-            self._state = (key, resources)
-        return resources, True
 
 
 def _describe(declared: resource.InstanceFile, made: state.Resource | None) -> Description:
