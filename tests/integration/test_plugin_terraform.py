@@ -189,6 +189,23 @@ def test_a_failed_apply_is_a_clear_error_and_leaves_nothing(
     assert set(live(plugin.directory)) == {good}
 
 
+def test_an_apply_that_hangs_is_stopped_at_its_timeout(
+    terraform: tuple[Path, Path], tmp_path: Path
+) -> None:
+    binary, providers = terraform
+    hanging = tmp_path / "terraform-hanging"
+    hanging.write_text(f'#!/bin/sh\n[ "$1" = apply ] && exec sleep 600\nexec "{binary}" "$@"\n')
+    hanging.chmod(hanging.stat().st_mode | stat.S_IXUSR)
+    plugin = TerraformInstancePlugin(
+        tmp_path / "tf", terraform=hanging, plugin_dir=providers, apply_timeout=1.0
+    )
+    with pytest.raises(PluginError) as caught:
+        plugin.provision(Spec(properties=NULL))
+    plugin.close()
+    assert "terraform apply did not finish in time and was stopped" in str(caught.value)
+    assert instance_files(plugin.directory) == set()
+
+
 def test_a_missing_provider_is_refused_before_anything_runs(
     plugin: TerraformInstancePlugin,
 ) -> None:
