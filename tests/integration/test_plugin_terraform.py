@@ -107,7 +107,7 @@ def test_provision_describe_label_destroy(plugin: TerraformInstancePlugin) -> No
     assert not made["tainted"]
     assert made["attributes"]["triggers.note"] == "a ${literal}"
     assert made["attributes"][f"triggers.{TAG_INIT}"] == "echo ${HOME}"
-    ((described,),) = [plugin.describe_instances({TAG_GROUP: "round"})]
+    (described,) = plugin.describe_instances({TAG_GROUP: "round"})
     assert described.id == instance_id and described.logical_id == "round-0"
     assert described.tags == {**tags, TAG_LOGICAL_ID: "round-0"}
     assert described.properties["Address"] == f"null_resource.{instance_id}"
