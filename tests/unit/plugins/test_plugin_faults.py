@@ -18,6 +18,7 @@ from infrakit.plugins.instance.dind import DindInstancePlugin
 from infrakit.plugins.instance.docker import DockerInstancePlugin
 from infrakit.plugins.instance.gcp import GcpInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
+from infrakit.plugins.instance.terraform import TerraformInstancePlugin
 from infrakit.plugins.instance.vagrant import VagrantInstancePlugin
 from infrakit.spi import AllocationMethod, ValidationError
 from infrakit.wire.plugin import connect_plugin, plugin_handlers
@@ -47,6 +48,10 @@ CASES: dict[str, tuple[Any, set[str]]] = {
         {"MachineType": "E2", "Disks": [{"Boot": False}, {"Source": "d", "SizeGb": 9}], "Zone": 1},
         {"MachineType", "Disks[0].SizeGb", "Disks[1].SizeGb", "Zone"},
     ),
+    "terraform": (
+        {"Type": "", "Value": [], "TagsAttribute": 3, "Colour": "red"},
+        {"Type", "Value", "TagsAttribute", "Colour"},
+    ),
     "vanilla": (
         {"Init": 42, "Helth": {}, "Tags": {"": "v", "k": 1}, "Health": {"Timeout": "1000h"}},
         {"Init", "Helth", "Tags", "Tags.k", "Health.Timeout"},
@@ -72,6 +77,7 @@ def plugins(tmp_path: Path) -> dict[str, Callable[[Any], None]]:
         "process": ProcessInstancePlugin(tmp_path / "process").validate,
         "vagrant": VagrantInstancePlugin(tmp_path / "vagrant").validate,
         "gcp": GcpInstancePlugin(environ={}).validate,
+        "terraform": TerraformInstancePlugin(tmp_path / "terraform").validate,
         "vanilla": lambda p: vanilla.validate(p, SIZE),
         "zookeeper": lambda p: zookeeper.validate(p, ENSEMBLE),
         "swarm": lambda p: swarm.validate(p, SIZE),

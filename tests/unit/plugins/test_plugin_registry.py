@@ -22,10 +22,10 @@ def test_builtin_kinds() -> None:
         "dind",
         "vagrant",
         "gcp",
+        "terraform",
         "vanilla",
         "zookeeper",
         "swarm",
-        "terraform",
     ]
 
 
