@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Field
 
 from infrakit import jsonmodel
 from infrakit.plugins._props import PropertiesModel, non_empty
+from infrakit.plugins.instance.aws.settings import AwsOptions
 from infrakit.plugins.instance.gcp.config import GcpPluginOptions
 from infrakit.plugins.instance.terraform.options import TerraformOptions
 from infrakit.spi.flavor import FlavorPlugin
@@ -39,6 +40,7 @@ _OPTIONS: dict[str, type[PropertiesModel]] = {
     "dind": NoOptions,
     "vagrant": DirOptions,
     "gcp": GcpPluginOptions,
+    "aws": AwsOptions,
     "terraform": TerraformOptions,
     "vanilla": NoOptions,
     "zookeeper": NoOptions,
@@ -96,6 +98,11 @@ def create_plugin(
         from infrakit.plugins.instance.gcp import create
 
         assert isinstance(parsed, GcpPluginOptions)
+        return create(parsed)
+    if kind == "aws":
+        from infrakit.plugins.instance.aws import create
+
+        assert isinstance(parsed, AwsOptions)
         return create(parsed)
     if kind == "terraform":
         from infrakit.plugins.instance.terraform import TerraformInstancePlugin

@@ -13,7 +13,7 @@ from typing import Any
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.flavor import AllocationMethod
 
-INSTANCE_KINDS = ("file", "process", "docker", "dind", "vagrant", "gcp", "terraform")
+INSTANCE_KINDS = ("file", "process", "docker", "dind", "vagrant", "gcp", "aws", "terraform")
 FLAVOR_KINDS = ("vanilla", "zookeeper", "swarm")
 _ENGINE_TIMEOUT = 5  # seconds for the Docker engine to answer an offline check
 
@@ -81,6 +81,10 @@ def _check(kind: str, properties: Any, allocation: AllocationMethod) -> None:
         from infrakit.plugins.instance.gcp import parse_properties
 
         parse_properties(properties)
+    elif kind == "aws":
+        from infrakit.plugins.instance import aws
+
+        aws.parse_options(properties)
     elif kind == "terraform":
         from infrakit.plugins.instance import terraform
 
