@@ -14,6 +14,7 @@ from infrakit.plugins import builtin_kinds, offline
 from infrakit.plugins.flavor.swarm import SwarmFlavor
 from infrakit.plugins.flavor.vanilla import VanillaFlavor
 from infrakit.plugins.flavor.zookeeper import ZooKeeperFlavor
+from infrakit.plugins.instance.aws import AwsInstancePlugin
 from infrakit.plugins.instance.dind import DindInstancePlugin
 from infrakit.plugins.instance.docker import DockerInstancePlugin
 from infrakit.plugins.instance.gcp import GcpInstancePlugin
@@ -48,6 +49,10 @@ CASES: dict[str, tuple[Any, set[str]]] = {
         {"MachineType": "E2", "Disks": [{"Boot": False}, {"Source": "d", "SizeGb": 9}], "Zone": 1},
         {"MachineType", "Disks[0].SizeGb", "Disks[1].SizeGb", "Zone"},
     ),
+    "aws": (
+        {"ImageId": "ubuntu", "MinCount": 2, "Tags": {"aws:x": "y"}, "Colour": "red"},
+        {"ImageId", "MinCount", "Tags.aws:x", "Colour"},
+    ),
     "terraform": (
         {"Type": "", "Value": [], "TagsAttribute": 3, "Colour": "red"},
         {"Type", "Value", "TagsAttribute", "Colour"},
@@ -77,6 +82,7 @@ def plugins(tmp_path: Path) -> dict[str, Callable[[Any], None]]:
         "process": ProcessInstancePlugin(tmp_path / "process").validate,
         "vagrant": VagrantInstancePlugin(tmp_path / "vagrant").validate,
         "gcp": GcpInstancePlugin(environ={}).validate,
+        "aws": AwsInstancePlugin(region="us-east-1").validate,
         "terraform": TerraformInstancePlugin(tmp_path / "terraform").validate,
         "vanilla": lambda p: vanilla.validate(p, SIZE),
         "zookeeper": lambda p: zookeeper.validate(p, ENSEMBLE),

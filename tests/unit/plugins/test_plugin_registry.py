@@ -22,6 +22,7 @@ def test_builtin_kinds() -> None:
         "dind",
         "vagrant",
         "gcp",
+        "aws",
         "terraform",
         "vanilla",
         "zookeeper",
@@ -58,7 +59,7 @@ def test_unknown_kind(tmp_path: Path) -> None:
         create_plugin("x", {}, tmp_path)
     assert str(caught.value) == (
         "unknown plugin kind 'x'; built-in kinds: "
-        "file, process, docker, dind, vagrant, gcp, terraform, vanilla, zookeeper, swarm"
+        "file, process, docker, dind, vagrant, gcp, aws, terraform, vanilla, zookeeper, swarm"
     )
 
 
