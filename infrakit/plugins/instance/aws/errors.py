@@ -13,6 +13,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from infrakit.spi.errors import PluginError
 
@@ -79,6 +80,12 @@ def plugin_error(error: Exception, doing: str, endpoint: str) -> PluginError:
         )
     if isinstance(error, _UNREACHABLE):
         return PluginError(f"cannot reach EC2 at {endpoint} to {doing}: {error}")
+    if isinstance(error, ResponseParserError):
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return PluginError(
+            f"EC2 at {endpoint} gave an unreadable answer to {doing} (retried; an HTTP proxy "
+            f"or a failing server in the way?): {first}"
+        )
     if isinstance(error, BotoCoreError):
         return PluginError(f"EC2 at {endpoint} failed to {doing}: {error}")
     return PluginError(f"cannot {doing} (EC2 at {endpoint}): {error}")

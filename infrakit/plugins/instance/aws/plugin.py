@@ -36,6 +36,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from botocore.parsers import ResponseParserError
 
 from infrakit.jsonmodel import json_path
 from infrakit.plugins.instance.aws.errors import error_code, plugin_error
@@ -254,7 +255,7 @@ class AwsInstancePlugin(InstancePlugin, Sweepable):
         except ClientError as exc:
             if not ignore or error_code(exc) != ignore:
                 raise plugin_error(exc, doing, self.endpoint) from None
-        except BotoCoreError as exc:
+        except (BotoCoreError, ResponseParserError) as exc:
             raise plugin_error(exc, doing, self.endpoint) from None
 
     def _list(
