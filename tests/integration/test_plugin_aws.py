@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import free_port, require, run_cli, wait_for
+from support import INFRAKIT, cli_env, free_port, require, run_cli, wait_for
 
 from infrakit import Runtime
 from infrakit.events import Event
@@ -312,6 +312,51 @@ def test_an_ip_address_logical_id_is_the_private_ip(
         Spec(properties={"ImageId": AMI}, tags={TAG_GROUP: group}, logical_id="zk1")
     )
     assert instance_of(ec2, named)["PrivateIpAddress"] != "zk1"
+
+
+def test_the_plugin_served_by_the_cli(ec2: Any, emulator: str, token: str, tmp_path: Path) -> None:
+    """`infrakit plugin start aws --option ...` serves the plugin on its socket, and
+    `infrakit instance` validates, provisions, describes and destroys through it."""
+    group = f"cli-{token}"
+    env = {**cli_env(tmp_path / "home"), "INFRAKIT_PLUGINS_DIR": str(tmp_path / "plugins")}
+    options = [f"Region={REGION}", f"Endpoint={emulator}", "MaxAttempts=2"]
+    command = [*INFRAKIT, "plugin", "start", "aws", *(f"--option={o}" for o in options)]
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*INFRAKIT, "instance", "--name", "instance-aws", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith("Listening at: ipc://")
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({"ImageId": "ami-0123456789abcdef0", "MinCount": 2}))
+        refused = cli("validate", str(bad))
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert "MinCount: not accepted" in refused.stderr
+        spec = tmp_path / "spec.json"
+        spec.write_text(
+            json.dumps({"Properties": {"ImageId": AMI}, "Tags": {TAG_GROUP: group}, "Init": "hi"})
+        )
+        made = cli("provision", str(spec))
+        assert made.returncode == 0, made.stderr
+        instance_id = made.stdout.strip()
+        assert set(live(ec2, **{TAG_GROUP: group})) == {instance_id}
+        listed = cli("describe", "--tags", f"{TAG_GROUP}={group}", "-q")
+        assert listed.stdout.split() == [instance_id]
+        assert cli("destroy", instance_id).returncode == 0
+        assert cli("describe", "--tags", f"{TAG_GROUP}={group}", "-q").stdout.split() == []
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 # -- groups through the runtime ----------------------------------------------------------------

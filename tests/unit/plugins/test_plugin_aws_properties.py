@@ -257,6 +257,8 @@ def test_region_and_endpoint_come_from_options_or_boto3s_chain(
     monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", "http://127.0.0.1:2")
     assert plugin.client().meta.endpoint_url == "http://127.0.0.1:2"
     plugin.close()
+    # `infrakit plugin start aws --option MaxAttempts=3` gives strings.
+    assert isinstance(create_plugin("aws", {"MaxAttempts": "3"}, tmp_path), AwsInstancePlugin)
     with pytest.raises(ValueError, match="profile 'nobody' is not in the AWS config files"):
         create_plugin("aws", {"Profile": "nobody"}, tmp_path)
 
@@ -268,6 +270,8 @@ def test_region_and_endpoint_come_from_options_or_boto3s_chain(
         ({"Region": ""}, "Region"),
         ({"Endpoint": "127.0.0.1:5000"}, "Endpoint"),
         ({"MaxAttempts": 0}, "MaxAttempts"),
+        ({"MaxAttempts": "many"}, "MaxAttempts"),
+        ({"MaxAttempts": 2.5}, "MaxAttempts"),
         ({"Credentials": {"Key": "x"}}, "Credentials"),
     ],
 )

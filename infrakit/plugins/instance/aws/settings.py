@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from infrakit.plugins._props import PropertiesModel, Text
 
@@ -20,6 +20,11 @@ def _region(value: str) -> str:
     if not _REGION_RE.match(value):
         raise ValueError(f"must be an AWS region such as 'us-east-1', got {value!r}")
     return value
+
+
+def _count(value: Any) -> Any:
+    """A whole number, or one written in digits (`--option MaxAttempts=3` gives a string)."""
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
 
 
 def _endpoint(value: str) -> str:
@@ -41,7 +46,7 @@ class AwsOptions(PropertiesModel):
         default=None, alias="Endpoint"
     )
     profile: Text | None = Field(default=None, alias="Profile")
-    max_attempts: Annotated[int, Field(ge=1, le=20)] = Field(
+    max_attempts: Annotated[int, Field(ge=1, le=20), BeforeValidator(_count)] = Field(
         default=DEFAULT_MAX_ATTEMPTS, alias="MaxAttempts"
     )
 
