@@ -171,7 +171,7 @@ def test_plugin_kinds_and_their_options_are_checked_with_the_file() -> None:
         (
             "Plugins[1].Kind",
             "unknown plugin kind 'dockr'; built-in kinds: "
-            "file, process, docker, dind, vagrant, gcp, terraform, vanilla, zookeeper, swarm",
+            "file, process, docker, dind, vagrant, gcp, aws, terraform, vanilla, zookeeper, swarm",
         ),
         ("Plugins[2].Options.Dir", "unknown key 'Dir' (expected none)"),
     ]
