@@ -100,10 +100,10 @@ def create_plugin(
         assert isinstance(parsed, GcpPluginOptions)
         return create(parsed)
     if kind == "aws":
-        from infrakit.plugins.instance.aws import create
+        from infrakit.plugins.instance.aws import create as create_aws
 
         assert isinstance(parsed, AwsOptions)
-        return create(parsed)
+        return create_aws(parsed)
     if kind == "terraform":
         from infrakit.plugins.instance.terraform import TerraformInstancePlugin
 
