@@ -39,6 +39,7 @@ class _Call:
 
     __slots__ = (
         "attempts",
+        "blind",
         "body",
         "deadline",
         "done",
@@ -66,6 +67,7 @@ class _Call:
         self.deadline = 0.0
         self.attempts = 0
         self.sent = False
+        self.blind = False  # sent after a drop, before the new connection was known
         self.done = False
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
@@ -192,6 +194,7 @@ class _DirectConnection:
     def __init__(self, endpoint: str, heartbeat: float, curve: CurveClientConfig | None) -> None:
         self.sock, self.monitor = _connect(endpoint, heartbeat, curve)
         self.up = False
+        self.drops = 0  # connections lost so far: a request sent before one was lost with it
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self.monitor, zmq.POLLIN)
@@ -208,6 +211,7 @@ class _DirectConnection:
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.up = True
             elif kind != zmq.EVENT_CONNECT_RETRIED:
+                self.drops += self.up
                 self.up = False
 
     def close(self) -> None:
@@ -477,6 +481,7 @@ class RemoteRef:
             direct.sock.send(call.body, zmq.NOBLOCK)
         except zmq.Again:
             return False
+        drops = direct.drops
         retry = call.method in self.idempotent
         attempts = 1
         deadline = time.monotonic() + call.timeout
@@ -488,7 +493,8 @@ class RemoteRef:
                 return True
             if direct.sock in ready and self._read_direct(direct, call):
                 return True
-            if direct.monitor in ready and not direct.check():  # never answered now
+            # Lost with its connection (even if a new one is up already): never answered now.
+            if direct.monitor in ready and (not direct.check() or direct.drops != drops):
                 if retry:
                     call.attempts = attempts
                     return False  # the I/O thread sends it again when its connection is up
@@ -602,6 +608,7 @@ class RemoteRef:
                 except zmq.Again:  # not connected (IMMEDIATE) or queue full: wait for POLLOUT
                     return
                 call.sent = True
+                call.blind = self._state is False  # after a drop: maybe into its dead pipe
                 if call.notification:
                     call.done = True
             backlog.popleft()
@@ -666,6 +673,7 @@ class RemoteRef:
                 return
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._set_state(True, f"connected to {self.endpoint}")
+                self._unseen(pending, backlog)
             elif kind == zmq.EVENT_DISCONNECTED:
                 self._set_state(False, f"disconnected from {self.endpoint}")
                 self._orphaned(pending, deadlines, backlog)
@@ -691,6 +699,17 @@ class RemoteRef:
             pending.pop(call.id, None)
             deadlines.remove(call)
             call.finish(error=self._peer_down_error(call, call.attempts))
+
+    def _unseen(self, pending: dict[int, _Call], backlog: collections.deque[_Call]) -> None:
+        """Once connected again, send again the idempotent calls sent after the connection
+        dropped and before this: such a send may have gone into the dropped connection's pipe
+        (the socket learns of the drop after its monitor does), and be lost without a word.
+        Sent twice at worst, with one id, so one reply completes the call. The others may have
+        reached the new peer; they keep their deadline."""
+        for call in pending.values():
+            if call.sent and call.blind and call.method in self.idempotent:
+                call.sent = call.blind = False
+                backlog.append(call)
 
     def _set_state(self, up: bool, reason: str) -> None:
         if self._state is up:
