@@ -4,17 +4,19 @@ real processes that process-instance groups leave running (by design) after a te
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 
@@ -93,6 +95,33 @@ def etcd_up() -> bool:
             return b"true" in answer.read()
     except OSError:
         return False
+
+
+# The machine's etcd is shared by every suite that runs on it. A test that freezes it
+# (SIGSTOP) holds this file's lock exclusively; every other test that needs etcd answering
+# holds it shared, so that two suites at once never freeze etcd under each other's feet.
+ETCD_LOCK = Path(tempfile.gettempdir()) / "infrakit-test-etcd.lock"
+
+
+@contextlib.contextmanager
+def etcd_in_use() -> Iterator[IO[str]]:
+    """Hold the machine's etcd for a test (shared with other suites' tests that only use it);
+    `freeze_etcd` on the same lock makes it exclusive."""
+    with open(ETCD_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield lock
+
+
+@contextlib.contextmanager
+def etcd_frozen(lock: IO[str], pid: int) -> Iterator[None]:
+    """Freeze etcd (process `pid`) while no other suite's test uses it; thaw it after."""
+    fcntl.flock(lock, fcntl.LOCK_EX)  # not atomic: the shared hold is dropped, then waited for
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        fcntl.flock(lock, fcntl.LOCK_SH)
 
 
 def etcd_cluster(shared: Path, prefix: str, port: int) -> dict[str, Any]:

@@ -5,29 +5,35 @@ runtimes (one process-plugin state directory, as hosts would share a cloud), che
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
-from support import ETCD, etcd_cluster, etcd_up, free_port, kill_all, require, wait_for
+from support import (
+    ETCD,
+    etcd_cluster,
+    etcd_frozen,
+    etcd_in_use,
+    etcd_up,
+    free_port,
+    kill_all,
+    require,
+    wait_for,
+)
 
 from actors.remote import RemoteRef
 from actors.rpc_errors import RemoteError, RpcTimeout
 from infrakit.plugins.instance.process import ProcessInstancePlugin
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
-# Held while a test has etcd frozen: two runs at once must not thaw each other's.
-ETCD_FREEZE_LOCK = Path(tempfile.gettempdir()) / "infrakit-test-etcd-freeze.lock"
 
 
 class Cluster:
@@ -108,8 +114,15 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    require("etcd", etcd_up(), f"nothing answers at {ETCD}")
+def etcd(tmp_path: Path) -> Iterator[IO[str]]:
+    """The machine's etcd, held for this test (see `support.etcd_in_use`)."""
+    with etcd_in_use() as lock:  # first: another suite may have it frozen for a while
+        require("etcd", etcd_up(), f"nothing answers at {ETCD}")
+        yield lock
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, etcd: IO[str]) -> Iterator[Cluster]:
     running = Cluster(tmp_path)
     try:
         yield running
@@ -201,7 +214,7 @@ def test_a_frozen_leader_stands_down_without_acting(cluster: Cluster) -> None:
 
 
 def test_etcd_frozen_then_back_leaves_one_leader_and_the_same_instances(
-    cluster: Cluster,
+    cluster: Cluster, etcd: IO[str]
 ) -> None:
     """etcd stops answering for longer than the TTL (SIGSTOP: like a network cut), then comes
     back: the leader stands down, leadership settles on exactly one runtime again, and no
@@ -220,20 +233,14 @@ def test_etcd_frozen_then_back_leaves_one_leader_and_the_same_instances(
         lambda: cluster.call(first, "Manager.Status")["Groups"][0]["Converged"], what="converged"
     )
     before = sorted(json.dumps(t, sort_keys=True) for t in cluster.members())
-    # etcd is one for the whole machine: another run's copy of this test would let it go
-    # (SIGCONT) while this one waits for it to be away. Runs take turns at freezing it.
-    with open(ETCD_FREEZE_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        os.kill(pids[0], signal.SIGSTOP)
-        try:
-            wait_for(
-                lambda: cluster.call(first, "Manager.IsLeader") == {"Leader": False},
-                timeout=20,
-                what="the leader to stand down while etcd is away",
-            )
-            assert cluster.leader() is None  # nobody leads without etcd
-        finally:
-            os.kill(pids[0], signal.SIGCONT)
+    # etcd is one for the whole machine: other suites' tests wait while it is frozen.
+    with etcd_frozen(etcd, pids[0]):
+        wait_for(
+            lambda: cluster.call(first, "Manager.IsLeader") == {"Leader": False},
+            timeout=20,
+            what="the leader to stand down while etcd is away",
+        )
+        assert cluster.leader() is None  # nobody leads without etcd
     (settled,) = wait_for(
         lambda: (i,) if (i := cluster.leader()) is not None else None,
         timeout=30,

@@ -27,6 +27,7 @@ from support import (
     ETCD,
     environments,
     etcd_cluster,
+    etcd_in_use,
     etcd_up,
     free_port,
     kill_all,
@@ -398,14 +399,15 @@ class Pair:
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Pair]:
-    require("etcd", etcd_up(), f"nothing answers at {ETCD}")
-    running = Pair(tmp_path)
-    try:
-        yield running
-    finally:
-        for run in running.runs:
-            run.stop()
-        kill_all(running.shared)
+    with etcd_in_use():  # first: another suite may have it frozen for a while
+        require("etcd", etcd_up(), f"nothing answers at {ETCD}")
+        running = Pair(tmp_path)
+        try:
+            yield running
+        finally:
+            for run in running.runs:
+                run.stop()
+            kill_all(running.shared)
 
 
 def test_a_paused_update_is_still_paused_after_a_leader_change(pair: Pair, tmp_path: Path) -> None:

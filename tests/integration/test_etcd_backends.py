@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from etcd3gw.client import Etcd3Client
-from support import require, wait_for
+from support import etcd_in_use, require, wait_for
 
 from actors.election import Election
 from actors.election.etcd import EtcdConnection, EtcdElection
@@ -47,10 +47,11 @@ def raw_client() -> Etcd3Client:
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    require("etcd", etcd_healthy(), f"no healthy etcd at {ENDPOINT}")
     prefix = f"/infrakit-test/{uuid.uuid4().hex}/"
-    yield prefix
-    raw_client().delete_prefix(prefix)
+    with etcd_in_use():  # first: another suite may have it frozen for a while
+        require("etcd", etcd_healthy(), f"no healthy etcd at {ENDPOINT}")
+        yield prefix
+        raw_client().delete_prefix(prefix)
 
 
 @pytest.fixture
