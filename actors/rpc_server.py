@@ -56,7 +56,7 @@ from actors.zmq_io import BATCH, logger, set_heartbeat
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["BUILTINS", "Handler", "RpcServer", "serve_actor"]
+__all__ = ["BUILTINS", "Handler", "LogLimiter", "RpcServer", "answer", "serve_actor"]
 
 Handler = Callable[[dict[str, Any]], Any]
 """Takes the request's params object, returns a JSON-serialisable result."""
@@ -66,7 +66,7 @@ HARD_LIMIT_FACTOR = 4
 """ZeroMQ drops a message over this many times `max_message_bytes`, and its connection."""
 
 
-class _LogLimiter:
+class LogLimiter:
     """Logs at most `burst` records per `period` seconds; the rest go to debug, counted."""
 
     def __init__(self, burst: int = 10, period: float = 10.0) -> None:
@@ -159,7 +159,7 @@ class RpcServer:
         self._ipc_inode: int | None = None
         self._lock = threading.Lock()
         self._serving: LeaderFollowers[_Job] | None = None
-        self._log = _LogLimiter()
+        self._log = LogLimiter()
 
     @property
     def endpoint(self) -> str:
@@ -358,29 +358,35 @@ class RpcServer:
         return None if body is None else [*job.envelope, body]
 
     def _answer(self, job: _Job) -> bytes | None:
-        request = job.request
-        try:
-            result = job.handler(request.params)
-        except RpcError as error:
-            logger.info("%s: %s failed: %s", self.name, request.method, _text(error))
-            if request.notification:
-                return None
-            return _encode_error(request.id, error.code, error.message, error.data)
-        except BaseException as error:  # a handler must not take a worker down with it
-            kind = type(error).__name__
-            self._log.error("%s: %s raised %s", self.name, request.method, kind, exc_info=True)
-            if request.notification:
-                return None
-            message = _text(error) or kind
-            return _encode_error(request.id, APPLICATION_ERROR, message, {"type": kind})
+        return answer(job.request, job.handler, self.name, self._log)
+
+
+def answer(request: Request, handler: Handler, name: str, log: LogLimiter) -> bytes | None:
+    """Run `handler` for `request` and encode its reply (None for a notification): an
+    `RpcError` is sent as it is, any other exception as APPLICATION_ERROR, a result that is
+    not JSON as INTERNAL_ERROR. Shared by every transport that serves handlers."""
+    try:
+        result = handler(request.params)
+    except RpcError as error:
+        logger.info("%s: %s failed: %s", name, request.method, _text(error))
         if request.notification:
             return None
-        try:
-            return encode_result(request.id, result)
-        except (TypeError, ValueError, RecursionError) as error:
-            message = f"result of {request.method} is not JSON-serialisable: {error}"
-            self._log.error("%s: %s", self.name, message, exc_info=True)
-            return _encode_error(request.id, INTERNAL_ERROR, message)
+        return _encode_error(request.id, error.code, error.message, error.data)
+    except BaseException as error:  # a handler must not take a worker down with it
+        kind = type(error).__name__
+        log.error("%s: %s raised %s", name, request.method, kind, exc_info=True)
+        if request.notification:
+            return None
+        message = _text(error) or kind
+        return _encode_error(request.id, APPLICATION_ERROR, message, {"type": kind})
+    if request.notification:
+        return None
+    try:
+        return encode_result(request.id, result)
+    except (TypeError, ValueError, RecursionError) as error:
+        message = f"result of {request.method} is not JSON-serialisable: {error}"
+        log.error("%s: %s", name, message, exc_info=True)
+        return _encode_error(request.id, INTERNAL_ERROR, message)
 
 
 def _text(error: BaseException) -> str:
