@@ -362,8 +362,15 @@ class PluginConfig(_Model):
             raise ValueError("Launch must not be empty")
         if any("\0" in part for part in (self.launch or ())) or "\0" in (self.endpoint or ""):
             raise ValueError("Launch and Endpoint must not contain a NUL character")
-        if self.endpoint and not self.endpoint.startswith(("ipc://", "tcp://")):
-            raise ValueError(f"Endpoint must be ipc:// or tcp://, got {self.endpoint!r}")
+        if self.endpoint and not self.endpoint.startswith(("ipc://", "tcp://", "unix://")):
+            raise ValueError(
+                f"Endpoint must be ipc://, tcp:// (ZeroMQ) or unix:// (HTTP), got {self.endpoint!r}"
+            )
+        if self.endpoint and self.endpoint.startswith("unix://") and not self.endpoint[7:8] == "/":
+            raise ValueError(
+                f"a unix:// Endpoint needs an absolute socket path (unix:///path), got"
+                f" {self.endpoint!r}"
+            )
         return self
 
 

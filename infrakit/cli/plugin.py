@@ -14,13 +14,14 @@ import signal
 import stat
 import sys
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
 import click
 
+from actors.http_rpc import probe_http
 from actors.remote import RemoteRef, RpcServer
 from actors.rpc_errors import AddressInUse, RemoteError
 from infrakit import paths
@@ -153,10 +154,12 @@ def serve(name: str, served: Any) -> None:
 @plugin.command(name="ls")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the names of live plugins.")
 def ls(quiet: bool) -> None:
-    """List the plugins in the plugins directory: name, interfaces and endpoint.
+    """List the plugins in the plugins directory: name, interfaces, transport and endpoint.
 
-    Every socket is asked for its interfaces (`Handshake.Implements`) at once; one that does
-    not answer within a second is marked `(stale)` (its server died without cleaning up).
+    Every socket is asked for its interfaces at once, first over HTTP (`Plugin.Implements`:
+    Go InfraKit's plugins, TRANSPORT http), then over ZeroMQ (`Handshake.Implements`, zmq);
+    one that answers neither within a second is marked `(stale)` (its server died without
+    cleaning up).
     """
     directory = plugins_dir()
     try:
@@ -169,7 +172,10 @@ def ls(quiet: bool) -> None:
         names = []
     except OSError as error:
         raise click.ClickException(f"cannot list {directory}: {error}") from None
-    answers = handshake_all({name: f"ipc://{directory / name}" for name in names})
+    http = probe_all({name: directory / name for name in names})
+    zmq = [name for name in names if name not in http]
+    answers: dict[str, list[str] | None] = dict(http)
+    answers.update(handshake_all({name: f"ipc://{directory / name}" for name in zmq}))
     if quiet:
         for name in names:
             if answers[name] is not None:
@@ -179,8 +185,26 @@ def ls(quiet: bool) -> None:
     for name in names:
         apis = answers[name]
         interfaces = "(stale)" if apis is None else ", ".join(apis) or "-"
-        rows.append((name, interfaces, f"ipc://{directory / name}"))
-    print_table(("NAME", "INTERFACES", "LISTEN"), rows)
+        if name in http:
+            rows.append((name, interfaces, "http", f"unix://{directory / name}"))
+        else:
+            transport = "-" if apis is None else "zmq"
+            rows.append((name, interfaces, transport, f"ipc://{directory / name}"))
+    print_table(("NAME", "INTERFACES", "TRANSPORT", "LISTEN"), rows)
+
+
+def probe_all(paths: dict[str, Path]) -> dict[str, list[str] | None]:
+    """The sockets that answer an HTTP `Plugin.Implements` (Go InfraKit's wire) within
+    `LS_TIMEOUT`, asked concurrently: name -> `["Instance/0.1.0", ...]`. A ZeroMQ socket
+    drops the HTTP request at once, so this costs the others next to nothing."""
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(paths)))) as pool:
+        futures = {name: pool.submit(probe_http, path, LS_TIMEOUT) for name, path in paths.items()}
+        found: dict[str, list[str] | None] = {}
+        for name, future in futures.items():
+            apis = future.result()
+            if apis is not None:
+                found[name] = [f"{a.get('Name')}/{a.get('Version')}" for a in apis]
+        return found
 
 
 def handshake_all(endpoints: dict[str, str]) -> dict[str, list[str] | None]:

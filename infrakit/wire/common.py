@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from actors.http_rpc import HttpRef
 from actors.remote import RemoteRef
 from actors.rpc_errors import METHOD_NOT_FOUND, RemoteError, RpcClosed, RpcError, RpcTimeout
 from infrakit.spi.errors import PluginError, SpecError, ValidationError
@@ -118,9 +119,10 @@ def spec_problems(error: RemoteError) -> list[tuple[str, str]]:
 
 
 class Client:
-    """The base of the typed clients: a `RemoteRef`, the server's handshake (asked once), and
-    calls whose failures are raised as the SPI's errors: `ValidationError` with every fault,
-    `Unsupported`, `Unreachable` or `PluginError`, their messages after `label` if given.
+    """The base of the typed clients: a `RemoteRef` (or an `HttpRef`), the server's handshake
+    (asked once), and calls whose failures are raised as the SPI's errors: `ValidationError`
+    with every fault, `Unsupported`, `Unreachable` or `PluginError`, their messages after
+    `label` if given.
 
     `IDEMPOTENT` names the calls a client may resend when a reply is lost (its `RemoteRef`
     needs them).
@@ -128,7 +130,7 @@ class Client:
 
     IDEMPOTENT: ClassVar[frozenset[str]] = frozenset({HANDSHAKE, "Plugin.Implements"})
 
-    def __init__(self, ref: RemoteRef, label: str = "") -> None:
+    def __init__(self, ref: RemoteRef | HttpRef, label: str = "") -> None:
         self.ref = ref
         self._label = label
         self._apis: list[dict[str, str]] | None = None

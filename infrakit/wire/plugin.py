@@ -4,9 +4,11 @@ process that can stand in either role (its handshake says which it really serves
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
+from actors.http_rpc import HttpRef, probe_http, socket_path
 from actors.remote import RemoteRef
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin
 from infrakit.spi.instance import InstancePlugin
@@ -41,7 +43,7 @@ class RemotePlugin(InstanceClient, FlavorClient):
 
     IDEMPOTENT = InstanceClient.IDEMPOTENT | FlavorClient.IDEMPOTENT
 
-    def __init__(self, name: str, ref: RemoteRef) -> None:
+    def __init__(self, name: str, ref: RemoteRef | HttpRef) -> None:
         super().__init__(ref, f"plugin {name!r}")
         self.name = name
 
@@ -59,17 +61,45 @@ def connect_plugin(
     timeout: float = 30.0,
     on_change: Callable[[bool, str], None] | None = None,
 ) -> RemotePlugin:
-    """A `RemotePlugin` for the plugin served at `endpoint`.
+    """A `RemotePlugin` for the plugin served at `endpoint`: ZeroMQ for `ipc://`/`tcp://`,
+    HTTP JSON-RPC for `unix://` and for an `ipc://` socket that answers HTTP (`http_endpoint`).
 
     `on_change(up, reason)` hears when the connection to the plugin is lost or back (ZMTP
     heartbeats notice a peer that stops answering); it must return at once.
     """
-    ref = RemoteRef(
-        endpoint,
-        timeout=timeout,
-        idempotent=RemotePlugin.IDEMPOTENT,
-        name=f"plugin-{name}",
-        on_down=(lambda reason: on_change(False, reason)) if on_change else None,
-        on_up=(lambda reason: on_change(True, reason)) if on_change else None,
-    )
+    on_down = (lambda reason: on_change(False, reason)) if on_change else None
+    on_up = (lambda reason: on_change(True, reason)) if on_change else None
+    http = http_endpoint(endpoint)
+    ref: RemoteRef | HttpRef
+    if http is not None:
+        ref = HttpRef(
+            http,
+            timeout=timeout,
+            idempotent=RemotePlugin.IDEMPOTENT,
+            name=f"plugin-{name}",
+            on_down=on_down,
+            on_up=on_up,
+        )
+    else:
+        ref = RemoteRef(
+            endpoint,
+            timeout=timeout,
+            idempotent=RemotePlugin.IDEMPOTENT,
+            name=f"plugin-{name}",
+            on_down=on_down,
+            on_up=on_up,
+        )
     return RemotePlugin(name, ref)
+
+
+def http_endpoint(endpoint: str) -> str | None:
+    """The `unix://` endpoint to reach `endpoint` over HTTP JSON-RPC (Go InfraKit's wire), or
+    None for ZeroMQ: `unix://` always means HTTP; an `ipc://` socket (a plugin found by name in
+    the plugins directory) is HTTP if it answers an HTTP `Plugin.Implements` right now."""
+    if endpoint.startswith("unix://"):
+        return endpoint
+    if endpoint.startswith("ipc://"):
+        path = endpoint[len("ipc://") :]
+        if os.path.exists(path) and probe_http(path) is not None:
+            return f"unix://{socket_path(path)}"
+    return None

@@ -116,8 +116,8 @@ def test_a_started_plugin_is_listed_and_serves_instances(env: Env, tmp_path: Pat
     assert stat.S_IMODE(env.plugins.stat().st_mode) == 0o700
 
     listing = env.ok("plugin", "ls").splitlines()
-    assert listing[0].split() == ["NAME", "INTERFACES", "LISTEN"]
-    assert listing[1].split() == ["instance-file", "Instance/0.1.0", f"ipc://{socket_path}"]
+    assert listing[0].split() == ["NAME", "INTERFACES", "TRANSPORT", "LISTEN"]
+    assert listing[1].split() == ["instance-file", "Instance/0.1.0", "zmq", f"ipc://{socket_path}"]
     assert env.ok("plugin", "ls", "-q") == "instance-file\n"
 
     spec = write(tmp_path / "spec.json", {"Tags": {"role": "web"}, "LogicalID": "web-1"})
