@@ -72,7 +72,7 @@ class PluginProcess:
 @pytest.fixture
 def plugin(cli: Cli, tmp_path: Path) -> Iterator[PluginProcess]:
     cli.plugins.mkdir(parents=True, exist_ok=True)
-    served = PluginProcess(cli.plugins / "instance-http", tmp_path / "files", 0.3)
+    served = PluginProcess(cli.plugins / "instance-http", tmp_path / "files", 1.0)
     yield served
     served.kill()
 
@@ -132,7 +132,7 @@ def test_killed_mid_convergence_then_back_nothing_duplicated(
     spec = tmp_path / "herd.json"
     spec.write_text(json.dumps(group(SIZE)))
     cli("group", "commit", str(spec))
-    wait_for(lambda: len(tags_on_disk(plugin.files)) >= 2, what="the first instances")
+    wait_for(lambda: len(tags_on_disk(plugin.files)) >= 1, what="the first instances")
     plugin.kill()
     assert len(tags_on_disk(plugin.files)) < SIZE  # killed mid-convergence
     plugin.delay = 0.0
