@@ -9,6 +9,10 @@ that its ratio shows what the rest of our code costs. Latency: one call at a tim
 Throughput: 64 calls in flight from one thread (a window of futures for ours).
 Figures are medians of --rounds interleaved runs.
 
+The "http" rows are the HTTP transport (Go InfraKit's wire): HttpRef -> HttpRpcServer on a
+unix socket, same handler; throughput there is 16 threads making blocking calls (HttpRef
+has no async calls).
+
     .venv/bin/python bench/rpc.py [--calls 20000] [--latency-calls 3000] [--rounds 3]
 """
 
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -30,6 +35,7 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from actors.http_rpc import HttpRef, HttpRpcServer
 from actors.remote import RemoteRef, RpcServer
 
 PARAMS = {"Type": "Flavor", "Instance": {"ID": "i-0123456789", "Tags": {"group": "workers"}}}
@@ -45,6 +51,36 @@ def serve_ours(endpoint: str) -> None:
     with RpcServer(endpoint, {"Flavor.Healthy": healthy}) as server:
         print(server.endpoint, flush=True)
         sys.stdin.read()  # until the parent closes our stdin
+
+
+def serve_http(path: str) -> None:
+    with HttpRpcServer(path, {"Flavor.Healthy": healthy}, workers=16) as server:
+        print(server.endpoint, flush=True)
+        sys.stdin.read()
+
+
+def bench_http(
+    endpoint: str, latency_calls: int, calls: int, kind: str
+) -> tuple[float, float, float]:
+    with HttpRef(endpoint, timeout=30, pool=16) as ref:
+        for _ in range(300):
+            ref.call("Flavor.Healthy", PARAMS)
+        samples = []
+        for _ in range(latency_calls):
+            started = time.perf_counter()
+            ref.call("Flavor.Healthy", PARAMS)
+            samples.append(time.perf_counter() - started)
+        threads = 16
+
+        def run(count: int) -> None:
+            for _ in range(count):
+                ref.call("Flavor.Healthy", PARAMS)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(run, [calls // threads] * threads))
+        elapsed = time.perf_counter() - started
+    return (*percentiles(samples), (calls // threads) * threads / elapsed)
 
 
 def codec(kind: str) -> tuple[Any, Any]:
@@ -177,6 +213,8 @@ def main() -> None:
         kind, endpoint = args.serve
         if kind == "ours":
             serve_ours(endpoint)
+        elif kind == "http":
+            serve_http(endpoint)
         else:
             serve_bare(endpoint, kind)
         return
@@ -207,6 +245,18 @@ def main() -> None:
             bare = figures[kind]
             ratios = (ours[0] / bare[0], ours[1] / bare[1], ours[2] / bare[2])
             rows.append((transport, f"ours/{kind}", *ratios))
+
+    runs_http = []
+    for _ in range(args.rounds):
+        process, endpoint = start_server("http", f"{directory}/http.sock")
+        try:
+            runs_http.append(bench_http(endpoint, args.latency_calls, args.calls, "http"))
+        finally:
+            stop_server(process)
+    http = tuple(statistics.median(run[i] for run in runs_http) for i in range(3))
+    rows.append(("http", "ours-http", *http))
+    ipc_ours = next(row[2:] for row in rows if row[:2] == ("ipc", "ours"))
+    rows.append(("http", "http/ipc-ours", *(h / z for h, z in zip(http, ipc_ours, strict=True))))
 
     print(f"{'transport':<10}{'server':<18}{'p50 us':>10}{'p99 us':>10}{'calls/s':>12}")
     for transport, kind, p50, p99, throughput in rows:
