@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+GROUP_SOCKET = "group"
+"""The manager's socket in the plugins directory: where InfraKit's CLI looks for it."""
+GROUP_ZMQ_SOCKET = "group.zmq"
+"""Where the manager's ZeroMQ endpoint moves when `Manager.HTTP` gives `group` to HTTP."""
+
 
 def default_home() -> Path:
     """`$INFRAKIT_HOME`, else `~/.infrakit`: where the runtime keeps everything it writes."""

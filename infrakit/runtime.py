@@ -30,6 +30,7 @@ from actors.curve import server_file_problems
 from actors.election import Election
 from actors.election.file import FileElection
 from actors.pooled import ActorPool, default_pool
+from actors.http_rpc import HttpRpcServer
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
 from actors.workpool import WorkPool
 from infrakit import events
@@ -40,7 +41,13 @@ from infrakit.manager.actor import CALL_TIMEOUT, ManagerActor
 from infrakit.manager.store import Store
 from infrakit.manager.store.file import FileStore
 from infrakit.manager.validation import validate_with_plugins
-from infrakit.paths import default_home, plugin_endpoint, plugins_dir
+from infrakit.paths import (
+    GROUP_SOCKET,
+    GROUP_ZMQ_SOCKET,
+    default_home,
+    plugin_endpoint,
+    plugins_dir,
+)
 from infrakit.pidfile import Launcher
 from infrakit.plugins import create_plugin
 from infrakit.publisher import EventPublisher
@@ -58,6 +65,7 @@ from infrakit.spi import FlavorPlugin, InstancePlugin
 from infrakit.spi.flavor import Reportable
 from infrakit.spi.group import GroupID, GroupNotFoundError, GroupPlugin, not_leader
 from infrakit.views import GroupRecord, GroupView, Views
+from infrakit.wire.go_group import go_group_handlers
 from infrakit.wire.group import group_handlers
 from infrakit.wire.plugin import RemotePlugin, connect_plugin
 
@@ -95,8 +103,10 @@ class Runtime:
         home: str | os.PathLike[str] | None = None,
         location: str = "",
         plugins: Mapping[str, InstancePlugin | FlavorPlugin] | None = None,
+        http_group: bool | None = None,
     ) -> None:
-        """`plugins` adds plugin objects of your own, by name, beside the cluster's."""
+        """`plugins` adds plugin objects of your own, by name, beside the cluster's;
+        `http_group` overrides the cluster file's `Manager.HTTP`."""
         extra = dict(plugins or {})
         if config is None:
             config = ClusterConfig()
@@ -105,7 +115,16 @@ class Runtime:
         self.config = config
         self.home = Path(home) if home is not None else default_home()
         self.plugins_dir = plugins_dir(self.home)
-        self.listen = config.manager.listen or (f"ipc://{self.plugins_dir / 'group'}",)
+        # With HTTP, Go InfraKit's CLI gets `plugins/group` and ZeroMQ moves to `group.zmq`.
+        self.http_group = config.manager.http if http_group is None else http_group
+        self.http_path = self.plugins_dir / GROUP_SOCKET if self.http_group else None
+        socket = GROUP_ZMQ_SOCKET if self.http_group else GROUP_SOCKET
+        self.listen = config.manager.listen or (f"ipc://{self.plugins_dir / socket}",)
+        if self.http_path is not None and f"ipc://{self.http_path}" in self.listen:
+            raise ValueError(
+                f"Manager.Listen: ipc://{self.http_path} is where Manager.HTTP serves Go"
+                f" InfraKit's CLI; listen at ipc://{self.plugins_dir / GROUP_ZMQ_SOCKET} instead"
+            )
         # Where followers and clients are told to find the leader: never a wildcard bind.
         self._location_given = bool(location or config.manager.advertise)
         self.location = location or config.manager.advertise or connectable(self.listen[0])
@@ -129,6 +148,7 @@ class Runtime:
         # home must not take the leader's sockets); tcp:// ones run all the time.
         self._servers: list[RpcServer] = []
         self._leader_servers: list[RpcServer] = []
+        self._http_server: HttpRpcServer | None = None
         self._publisher: EventPublisher | None = None
         self._unsubscribe: Any = None
         self._unpublish: Any = None
@@ -599,6 +619,14 @@ class Runtime:
                     self._leader_servers.append(self._serve(endpoint))
                 except OSError as error:
                     log.error("cannot serve the Group API at %s: %s", endpoint, error)
+        if self.http_path is not None:
+            handlers = go_group_handlers(self.group_plugin)
+            try:
+                self._http_server = HttpRpcServer(self.http_path, handlers, name="manager-http")
+                self._http_server.start()
+            except OSError as error:
+                log.error("cannot serve the Group API over HTTP at %s: %s", self.http_path, error)
+                self._http_server = None
         try:
             self._publisher = EventPublisher(self.events_endpoint).start()
         except Exception as error:
@@ -611,6 +639,9 @@ class Runtime:
         for server in self._leader_servers:
             server.stop()
         self._leader_servers.clear()
+        http, self._http_server = self._http_server, None
+        if http is not None:
+            http.stop()
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
             self._unpublish()

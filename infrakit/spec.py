@@ -429,6 +429,9 @@ class ManagerConfig(_Model):
         default=(), alias="Listen"
     )
     advertise: str | None = Field(default=None, alias="Advertise")
+    http: bool = Field(default=False, alias="HTTP")
+    """Serve the Group API to Go InfraKit's CLI: JSON-RPC over HTTP at `<plugins dir>/group`,
+    the ZeroMQ endpoint moving to `<plugins dir>/group.zmq` (docs/protocol.md)."""
 
     @field_validator("listen", mode="before")
     @classmethod

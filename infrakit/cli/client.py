@@ -1,5 +1,5 @@
 """`infrakit group ...`: talk to a running `infrakit run` over its Group API (by default at
-ipc://<plugins dir>/group)."""
+ipc://<plugins dir>/group, or group.zmq when the runtime gives `group` to Go's CLI)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from infrakit.cli.remote import (
     curve_options,
     pretty,
     print_descriptions,
+    ipc_listening,
     print_table,
     read_json,
 )
-from infrakit.paths import plugins_dir
+from infrakit.paths import GROUP_SOCKET, GROUP_ZMQ_SOCKET, plugins_dir
 from infrakit.spi.group import NotLeaderError
 from infrakit.wire.common import Unsupported, param
 from infrakit.wire.group import GroupClient
@@ -30,8 +31,13 @@ T = TypeVar("T")
 
 
 def default_endpoint() -> str:
-    """Where a runtime serves the Group API by default: `ipc://<plugins dir>/group`."""
-    return f"ipc://{plugins_dir() / 'group'}"
+    """Where a runtime serves the Group API by default: `ipc://<plugins dir>/group.zmq` if
+    something listens there (a runtime with `Manager.HTTP`, whose `group` speaks HTTP to Go
+    InfraKit's CLI), else `ipc://<plugins dir>/group`."""
+    moved = plugins_dir() / GROUP_ZMQ_SOCKET
+    if moved.exists() and ipc_listening(f"ipc://{moved}"):
+        return f"ipc://{moved}"
+    return f"ipc://{plugins_dir() / GROUP_SOCKET}"
 
 
 def manager_options(function: F) -> F:
@@ -41,7 +47,7 @@ def manager_options(function: F) -> F:
         "--endpoint",
         envvar="INFRAKIT_ENDPOINT",
         default=default_endpoint,
-        show_default="ipc://<plugins dir>/group; env INFRAKIT_ENDPOINT",
+        show_default="ipc://<plugins dir>/group (group.zmq if served); env INFRAKIT_ENDPOINT",
         help="Where the runtime serves the Group API (ipc://PATH or tcp://HOST:PORT).",
     )(function)
     return function

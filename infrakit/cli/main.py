@@ -79,7 +79,13 @@ def main() -> None:
     help="How much to log.",
 )
 @click.option("--json-logs", is_flag=True, help="Log one JSON object per line.")
-def run(cluster: Path, log_level: str, json_logs: bool) -> None:
+@click.option(
+    "--http-group",
+    is_flag=True,
+    help="Serve the Group API to Go InfraKit's CLI over HTTP at <plugins dir>/group (ZeroMQ"
+    " moves to group.zmq), as the cluster file's Manager.HTTP does.",
+)
+def run(cluster: Path, log_level: str, json_logs: bool, http_group: bool) -> None:
     """Run the groups of CLUSTER (a cluster file) in the foreground.
 
     Ctrl-C or SIGTERM stops the runtime cleanly and leaves the instances running; the next
@@ -92,7 +98,7 @@ def run(cluster: Path, log_level: str, json_logs: bool) -> None:
 
     configure(log_level, json_logs)
     try:
-        runtime = Runtime.from_file(cluster)
+        runtime = Runtime.from_file(cluster, http_group=True if http_group else None)
     except (SpecError, OSError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     stop = threading.Event()
