@@ -29,8 +29,8 @@ from actors.child import start_child_actor
 from actors.curve import server_file_problems
 from actors.election import Election
 from actors.election.file import FileElection
-from actors.pooled import ActorPool, default_pool
 from actors.http_rpc import HttpRpcServer
+from actors.pooled import ActorPool, default_pool
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
 from actors.workpool import WorkPool
 from infrakit import events

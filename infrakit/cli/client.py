@@ -15,9 +15,9 @@ from infrakit.cli.remote import (
     connect,
     curve_config,
     curve_options,
+    ipc_listening,
     pretty,
     print_descriptions,
-    ipc_listening,
     print_table,
     read_json,
 )
