@@ -61,7 +61,7 @@ class GoCli:
             connection.close()
 
     def call(self, method: str, params: dict[str, Any]) -> Any:
-        request = {"jsonrpc": "2.0", "method": method, "params": params}
+        request: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
         request["id"] = random.getrandbits(63)
         reply = self.post(json.dumps(request).encode())
         assert reply["id"] == request["id"]
@@ -75,7 +75,7 @@ class GoCli:
             apis = self.call("Plugin.Implements", {})["APIs"]
         except OSError:
             return False
-        return {"Name": "Group", "Version": "0.1.0"} in apis
+        return {"Name": "Group", "Version": "0.1.0"} in list(apis)
 
 
 def group_spec(size: int) -> dict[str, Any]:
