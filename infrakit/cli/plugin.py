@@ -26,11 +26,18 @@ from actors.remote import RemoteRef, RpcServer
 from actors.rpc_errors import AddressInUse, RemoteError
 from infrakit import paths
 from infrakit.cli.logs import configure
-from infrakit.cli.remote import Reached, connect, ipc_listening, parse_pairs, print_table
+from infrakit.cli.remote import (
+    Reached,
+    connect,
+    connect_http,
+    ipc_listening,
+    parse_pairs,
+    print_table,
+)
 from infrakit.pidfile import read_pid_file, write_pid_file
 from infrakit.plugins import builtin_kinds, create_plugin
 from infrakit.wire.common import HANDSHAKE, Client
-from infrakit.wire.plugin import implements, plugin_handlers
+from infrakit.wire.plugin import http_endpoint, implements, plugin_handlers
 
 LS_TIMEOUT = 1.0
 """Seconds `plugin ls` gives each plugin to answer the handshake."""
@@ -53,6 +60,9 @@ def connect_to_plugin(name: str, kind: type[C]) -> Reached[C]:
     """A client of `kind` for plugin `name`, or one clear error line if it does not run."""
     endpoint = plugin_endpoint(name)
     unreachable = f"no plugin answers at {endpoint} (is `infrakit plugin start` running?)"
+    http = http_endpoint(endpoint)  # Go InfraKit's wire: `unix://`, or a socket answering HTTP
+    if http is not None:
+        return connect_http(http, unreachable, kind)
     return connect(endpoint, unreachable, kind)
 
 

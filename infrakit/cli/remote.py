@@ -12,6 +12,7 @@ from typing import IO, Any, Generic, Self, TypeVar
 
 import click
 
+from actors.http_rpc import HttpRef, probe_http, socket_path
 from actors.remote import CurveClientConfig, RemoteRef, load_keypair
 from infrakit import jsondoc
 from infrakit.spi.errors import PluginError, SpecError, ValidationError
@@ -153,6 +154,17 @@ def connect(
             raise click.ClickException(f"cannot talk to {endpoint}: {failures[-1]}")
         raise click.ClickException(unreachable)
     return Reached(kind(ref), unreachable, curve)
+
+
+def connect_http(
+    endpoint: str, unreachable: str, kind: type[C], call_timeout: float = CALL_TIMEOUT
+) -> Reached[C]:
+    """A client of `kind` for the HTTP JSON-RPC server (Go InfraKit's wire) at `unix://`
+    `endpoint`, once it has answered a handshake; `click.ClickException(unreachable)` if not."""
+    if probe_http(socket_path(endpoint), timeout=CONNECT_TIMEOUT) is None:
+        raise click.ClickException(unreachable)
+    ref = HttpRef(endpoint, timeout=call_timeout, retries=1, idempotent=kind.IDEMPOTENT, name="cli")
+    return Reached(kind(ref), unreachable)
 
 
 def curve_config(curve_key: Path | None, server_key: Path | None) -> CurveClientConfig | None:

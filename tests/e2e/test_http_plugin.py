@@ -121,6 +121,10 @@ def test_converges_heals_and_is_listed_as_http(
     rows = {line.split()[0]: line.split() for line in listing[1:]}
     assert rows["instance-http"][1:] == ["Instance/0.1.0", "http", f"unix://{plugin.socket}"]
     assert rows["group"][-2:] == ["zmq", f"ipc://{cli.plugins / 'group'}"]
+
+    # The CLI reaches it by name too, as it reaches a ZeroMQ plugin.
+    listed = cli("instance", "--name", "instance-http", "describe", "-q").split()
+    assert sorted(listed) == sorted(p.name for p in plugin.files.iterdir() if p.name[0] != ".")
     assert runtime.poll() is None
 
 
