@@ -150,3 +150,22 @@ def test_killed_mid_convergence_then_back_nothing_duplicated(
     endpoint = f"unix://{plugin.socket}"
     assert f"plugin instance-http at {endpoint} is down" in logged
     assert f"plugin instance-http at {endpoint} is back" in logged
+
+
+def test_a_plugin_may_start_after_the_runtime(
+    cli: Cli, plugin: PluginProcess, tmp_path: Path
+) -> None:
+    """Its socket appears after the runtime started: the runtime says it is back, and a group
+    on it converges."""
+    plugin.delay = 0.0
+    runtime = start_runtime(cli, tmp_path, plugin.socket)
+    plugin.start()
+    spec = tmp_path / "herd.json"
+    spec.write_text(json.dumps(group(3)))
+    cli("group", "commit", str(spec))
+    wait_for(lambda: converged(cli, 3) and exactly_once(plugin.files, 3), what="convergence")
+    assert runtime.poll() is None
+
+    assert runtime.stdout is not None
+    logged = runtime.stdout.read() or ""
+    assert f"plugin instance-http at unix://{plugin.socket} is back" in logged
