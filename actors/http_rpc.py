@@ -46,6 +46,7 @@ from actors.rpc_errors import (
     too_large_message,
 )
 from actors.rpc_server import BUILTINS, Handler, LogLimiter, answer
+from actors.unix_socket import accepting, release_stale
 from actors.zmq_io import logger
 
 if TYPE_CHECKING:
@@ -264,21 +265,11 @@ class HttpRpcServer:
 
     def _claim_path(self) -> None:
         """Refuse a path a live process listens on; unlink a stale socket file."""
-        if not os.path.lexists(self.path):
-            return
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.settimeout(0.5)
         try:
-            probe.connect(str(self.path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            logger.info("%s: taking over stale socket file %s", self.name, self.path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-            return
+            if release_stale(str(self.path), 0.5, self.name):
+                return
         except OSError as error:
             raise AddressInUse(self.endpoint, f"cannot probe it: {error}") from error
-        finally:
-            probe.close()
         raise AddressInUse(self.endpoint, "a process listens there")
 
     def _admit(self, conn: socket.socket) -> bool:
@@ -605,17 +596,15 @@ class HttpRef:
                 self._wake.clear()
                 delay = 0.1
                 continue
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            probe.settimeout(1.0)
             try:
-                probe.connect(self.path)
+                up, why = accepting(self.path, 1.0), "nothing listens there"
             except OSError as error:
-                self._went_down(f"cannot connect to {self.path}: {error.strerror or error}")
+                up, why = False, str(error.strerror or error)
+            if not up:
+                self._went_down(f"cannot connect to {self.path}: {why}")
                 self._wake.wait(delay)
                 self._wake.clear()
                 delay = min(delay * 2, 1.0)
                 continue
-            finally:
-                probe.close()
             if not self._closed:
                 self._went_up("connected")

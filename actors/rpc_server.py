@@ -14,7 +14,6 @@ import contextlib
 import inspect
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -51,6 +50,7 @@ from actors.rpc_errors import (
     RpcError,
     too_large_message,
 )
+from actors.unix_socket import release_stale
 from actors.zmq_io import BATCH, logger, set_heartbeat
 
 if TYPE_CHECKING:
@@ -275,21 +275,11 @@ class RpcServer:
         """Refuse a path a live process listens on; unlink a stale socket file."""
         if path.startswith("@"):
             return  # abstract socket: the kernel refuses a second bind itself
-        if not os.path.exists(path):
-            return
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.settimeout(self._probe_timeout)
         try:
-            probe.connect(path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            logger.info("%s: taking over stale socket file %s", self.name, path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            return
+            if release_stale(path, self._probe_timeout, self.name):
+                return
         except OSError as error:
             raise AddressInUse(self._requested, f"cannot probe it: {error}") from error
-        finally:
-            probe.close()
         if _ping(context, self._requested, self._probe_timeout):
             raise AddressInUse(self._requested, "a live RPC server answers rpc.ping there")
         raise AddressInUse(self._requested, "a process listens there but does not answer rpc.ping")

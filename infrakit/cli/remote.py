@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ import click
 
 from actors.http_rpc import HttpRef, probe_http, socket_path
 from actors.remote import CurveClientConfig, RemoteRef, load_keypair
+from actors.unix_socket import accepting
 from infrakit import jsondoc
 from infrakit.spi.errors import PluginError, SpecError, ValidationError
 from infrakit.spi.group import GroupNotFoundError, NotLeaderError
@@ -92,17 +92,12 @@ def ipc_listening(endpoint: str) -> bool:
     """
     if not endpoint.startswith("ipc://") or endpoint.startswith("ipc://@"):
         return True
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
     try:
-        probe.connect(endpoint[len("ipc://") :])
-    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+        return accepting(endpoint[len("ipc://") :], 1.0)
+    except NotADirectoryError:
         return False
     except OSError:
         return True  # e.g. a path too long for a socket: let ZeroMQ say what is wrong
-    finally:
-        probe.close()
-    return True
 
 
 def connect(
