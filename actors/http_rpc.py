@@ -350,23 +350,31 @@ def socket_path(endpoint: str) -> str:
     return endpoint[len("unix://") :] if endpoint.startswith("unix://") else endpoint
 
 
-def probe_http(path: str | Path, timeout: float = 0.5) -> list[dict[str, Any]] | None:
-    """The APIs an HTTP JSON-RPC plugin at socket `path` lists in `Plugin.Implements`, or None
-    if what listens there does not answer HTTP (e.g. a ZeroMQ socket) within `timeout`."""
-    conn = UnixHTTPConnection(str(path), timeout)
-    try:
-        body = encode_request(1, "Plugin.Implements", {})
-        conn.request("POST", "/", body, {"Content-Type": JSON})
-        response = conn.getresponse()
-        reply = parse_reply(response.read(MAX_MESSAGE_BYTES))
-    except (OSError, http.client.HTTPException, BadMessage, ValueError):
-        return None
-    finally:
-        conn.close()
-    if reply.error is not None or not isinstance(reply.result, dict):
-        return [] if reply.error is not None else None
-    apis = reply.result.get("APIs")
-    return [dict(a) for a in apis if isinstance(a, dict)] if isinstance(apis, list) else []
+def probe_http(
+    path: str | Path,
+    timeout: float = 0.5,
+    methods: tuple[str, ...] = ("Plugin.Implements", "Handshake.Implements"),
+) -> list[dict[str, Any]] | None:
+    """The APIs an HTTP JSON-RPC plugin at socket `path` lists in its handshake (the first of
+    `methods` it answers: Go InfraKit's plugins know one name or the other, by version; [] if
+    it answers neither), or None if what listens there does not answer HTTP (e.g. a ZeroMQ
+    socket) within `timeout`."""
+    for method in methods:
+        conn = UnixHTTPConnection(str(path), timeout)
+        try:
+            conn.request("POST", "/", encode_request(1, method, {}), {"Content-Type": JSON})
+            reply = parse_reply(conn.getresponse().read(MAX_MESSAGE_BYTES))
+        except (OSError, http.client.HTTPException, BadMessage, ValueError):
+            return None
+        finally:
+            conn.close()
+        if reply.error is not None:
+            continue
+        if not isinstance(reply.result, dict):
+            return None
+        apis = reply.result.get("APIs")
+        return [dict(a) for a in apis if isinstance(a, dict)] if isinstance(apis, list) else []
+    return []
 
 
 class HttpRef:

@@ -27,6 +27,8 @@ HANDSHAKE_TIMEOUT = 3.0
 
 HANDSHAKE = "Handshake.Implements"
 """The handshake every server answers (`Plugin.Implements` is its older name)."""
+OLD_HANDSHAKE = "Plugin.Implements"
+"""The handshake's name in Go InfraKit v0.1, the only one its plugins answer."""
 
 
 def api(name: str) -> dict[str, str]:
@@ -41,7 +43,7 @@ def handshake(apis: list[dict[str, str]]) -> dict[str, Handler]:
     def implements(_p: dict[str, Any]) -> Any:
         return {"APIs": [dict(a) for a in apis]}
 
-    return {HANDSHAKE: implements, "Plugin.Implements": implements}
+    return {HANDSHAKE: implements, OLD_HANDSHAKE: implements}
 
 
 # -- server side ------------------------------------------------------------------------------
@@ -128,7 +130,7 @@ class Client:
     needs them).
     """
 
-    IDEMPOTENT: ClassVar[frozenset[str]] = frozenset({HANDSHAKE, "Plugin.Implements"})
+    IDEMPOTENT: ClassVar[frozenset[str]] = frozenset({HANDSHAKE, OLD_HANDSHAKE})
 
     def __init__(self, ref: RemoteRef | HttpRef, label: str = "") -> None:
         self.ref = ref
@@ -142,7 +144,10 @@ class Client:
     def implements(self) -> list[dict[str, str]]:
         """The interfaces the server implements (its handshake, asked once)."""
         if self._apis is None:
-            result = self._call(HANDSHAKE, {}, timeout=self.quick())
+            try:
+                result = self._call(HANDSHAKE, {}, timeout=self.quick())
+            except Unsupported:  # Go InfraKit v0.1's plugins know only the older name
+                result = self._call(OLD_HANDSHAKE, {}, timeout=self.quick())
             self._apis = [dict(api) for api in result.get("APIs") or []]
         return self._apis
 
