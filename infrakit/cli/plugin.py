@@ -75,8 +75,8 @@ def plugin() -> None:
     """
 
 
-@plugin.command()
-@click.argument("kind", type=click.Choice(builtin_kinds()))
+@plugin.command(epilog=f"KIND is one of: {', '.join(builtin_kinds())}.")
+@click.argument("kind", type=click.Choice(builtin_kinds()), metavar="KIND")
 @click.option(
     "--name",
     help="The plugin's name (its socket). Default: instance-KIND or flavor-KIND, by what it is.",

@@ -20,6 +20,7 @@ from support import wait_for
 
 from infrakit.cli.main import main
 from infrakit.pidfile import Launcher, read_pid_file
+from infrakit.plugins import builtin_kinds
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 
@@ -231,3 +232,12 @@ def test_every_command_has_help() -> None:
         result = runner.invoke(main, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
         assert result.output.startswith("Usage: "), path
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_plugin_start_help_names_every_kind_whole(width: int) -> None:
+    """Seen: the usage line wrapped the list of kinds mid-word (`vanil la`, `a ws`)."""
+    result = CliRunner().invoke(main, ["plugin", "start", "--help"], terminal_width=width)
+    assert result.exit_code == 0
+    words = set(result.output.replace(",", " ").replace(".", " ").split())
+    assert set(builtin_kinds()) <= words, sorted(set(builtin_kinds()) - words)
