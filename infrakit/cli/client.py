@@ -104,6 +104,12 @@ def commit(
     and changes nothing. A refused spec prints each fault as `path: fault`.
     """
     spec = read_json(file)
+    if isinstance(spec, dict) and param(spec, "Groups") is not None and not param(spec, "ID"):
+        raise click.ClickException(
+            f"{file.name} is a cluster file (it has Groups), and `group commit` takes one group"
+            ' spec, {"ID": ..., "Properties": ...}: run the cluster with'
+            f" `infrakit run {file.name}`, or commit one of its Groups from a file of its own"
+        )
     with connect_manager(endpoint, curve_key, server_key) as manager:
         details = manager.ask(lambda group: group.commit_group(spec, pretend))
     group_id = param(spec, "ID") if isinstance(spec, dict) else None

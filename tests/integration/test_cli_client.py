@@ -282,3 +282,16 @@ def test_keys_generate_imports_neither_the_runtime_nor_pydantic(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
     assert (tmp_path / "keys" / "client.key_secret").exists()
+
+
+def test_a_cluster_file_committed_by_mistake_is_recognised(cli: Cli, runtime: Runtime) -> None:
+    """Seen: `ID: is required / Properties: is required / Groups: unknown key`."""
+    cluster = cli.file("cluster.json", {"groups": [file_group()]})
+    result = cli.run("group", "commit", cluster)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: {cluster} is a cluster file (it has Groups), and `group commit` takes one"
+        ' group spec, {"ID": ..., "Properties": ...}: run the cluster with'
+        f" `infrakit run {cluster}`, or commit one of its Groups from a file of its own\n"
+    )
+    assert runtime.inspect() == []
