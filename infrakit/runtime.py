@@ -551,11 +551,15 @@ class Runtime:
         return election, FileStore(self.home / "configs" / "global.config")
 
     def _plugin_watcher(self, name: str, endpoint: str) -> Callable[[bool, str], None]:
-        """Report a remote plugin's connection going down or coming back, as an event."""
+        """Report a remote plugin's connection going down or coming back, as an event (its
+        first connection "is up": nothing came back)."""
+        seen_up = False
 
         def changed(up: bool, reason: str) -> None:
+            nonlocal seen_up
             self.views.set_plugin(name, up, reason)
-            state = "is back" if up else "is down"
+            state = ("is back" if seen_up else "is up") if up else "is down"
+            seen_up = seen_up or up
             self.events.publish(
                 Event("plugins", events.PLUGIN, f"plugin {name} at {endpoint} {state}: {reason}")
             )

@@ -395,7 +395,7 @@ class Reconciler(SupervisedActor):
             self._follow_rollout(spec, plan)
             self._track_health(plan)
             if plan.converged and not self.converged:
-                what = "destroyed" if self.destroying else f"{len(members)} instances"
+                what = "destroyed" if self.destroying else _instances(len(members))
                 self._event(events.CONVERGED, f"converged: {what}")
             self.converged = plan.converged
         self._looked(started, publish=not quiet)
@@ -460,7 +460,7 @@ class Reconciler(SupervisedActor):
         if new is not None and (old is None or not old.total) and new.total:
             self._event(
                 events.UPDATE_STARTED,
-                f"rolling update of {new.total - new.done} instances to config"
+                f"rolling update of {_instances(new.total - new.done)} to config"
                 f" {spec.config_hash[:8]} ({spec.properties.update.max_parallel} at a time)",
             )
         if new is not None and new.paused is not None and (old is None or old.paused is None):
@@ -473,7 +473,7 @@ class Reconciler(SupervisedActor):
             self._event(events.ROLLING, f"rolling {new.done}/{new.total}")
         if new is None and old is not None and old.total:
             self._event(events.ROLLING, f"rolling {old.total}/{old.total}")
-            self._event(events.UPDATE_DONE, f"rolling update done: {old.total} instances")
+            self._event(events.UPDATE_DONE, f"rolling update done: {_instances(old.total)}")
         if new != old and self.hooks.on_progress is not None:
             self.hooks.on_progress(spec.id, spec.config_hash, new)
 
@@ -629,3 +629,8 @@ class Reconciler(SupervisedActor):
 
     def __str__(self) -> str:
         return f"Reconciler({self.spec.id})"
+
+
+def _instances(count: int) -> str:
+    """`count` instances, in a log line's English (plans keep InfraKit's "1 instances")."""
+    return f"{count} instance" if count == 1 else f"{count} instances"

@@ -155,8 +155,8 @@ def test_killed_mid_convergence_then_back_nothing_duplicated(
 def test_a_plugin_may_start_after_the_runtime(
     cli: Cli, plugin: PluginProcess, tmp_path: Path
 ) -> None:
-    """Its socket appears after the runtime started: the runtime says it is back, and a group
-    on it converges."""
+    """Its socket appears after the runtime started: the runtime says it is up (its first
+    connection: nothing came back), and a group on it converges."""
     plugin.delay = 0.0
     runtime = start_runtime(cli, tmp_path, plugin.socket)
     plugin.start()
@@ -168,4 +168,5 @@ def test_a_plugin_may_start_after_the_runtime(
 
     assert runtime.stdout is not None
     logged = runtime.stdout.read() or ""
-    assert f"plugin instance-http at unix://{plugin.socket} is back" in logged
+    assert f"plugin instance-http at unix://{plugin.socket} is up" in logged  # not "back"
+    assert "is back" not in logged

@@ -127,6 +127,25 @@ def test_scale_up_down_and_roll_with_infrakit_sentences(home: Path) -> None:
         assert not set(old) & {i["ID"] for i in done["Instances"]}
 
 
+def test_log_lines_count_in_good_english_while_the_sentences_stay_infrakits(
+    home: Path,
+) -> None:
+    """Seen: "converged: 1 instances". The commit sentence stays InfraKit's, word for word."""
+    spec = process_group(size=1)
+    with Runtime(home=home) as runtime:
+        heard = Recorder(runtime)
+        assert runtime.commit(spec) == "Managing 1 instances"
+        runtime.wait_converged("workers")
+        wait_for(lambda: heard.kinds("converged"), what="the converged event")
+        assert heard.kinds("converged")[0].message == "converged: 1 instance"
+        spec["Properties"]["Flavor"]["Properties"]["Init"] = ["exec sleep 700"]
+        assert runtime.commit(spec) == "Performing a rolling update on 1 instances"
+        runtime.wait_converged("workers")
+        wait_for(lambda: heard.kinds("update-done"), what="the rollout's end")
+        assert heard.kinds("update-started")[0].message.startswith("rolling update of 1 instance ")
+        assert heard.kinds("update-done")[0].message == "rolling update done: 1 instance"
+
+
 def test_rolling_update_replaces_one_at_a_time_and_pauses_on_failure(home: Path) -> None:
     ready = home.parent / "ready"
     ready.mkdir()
