@@ -18,6 +18,7 @@ from actors.remote import (
 from actors.rpc_errors import AddressInUse, RemoteError, RpcClosed, RpcError, RpcTimeout
 from actors.scheduler import Scheduler, default_scheduler, tell_later
 from actors.supervisor import (
+    ChildEnded,
     ChildExited,
     ChildSpec,
     Restart,
@@ -31,6 +32,7 @@ from actors.supervisor import (
 __all__ = [
     "AddressInUse",
     "Backoff",
+    "ChildEnded",
     "ChildExited",
     "ChildSpec",
     "CircuitBreaker",

@@ -17,7 +17,20 @@ import pykka
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["ChildExited", "ChildSpec", "Restart", "SupervisedActor", "start_child_actor"]
+__all__ = [
+    "ChildEnded",
+    "ChildExited",
+    "ChildSpec",
+    "Restart",
+    "SupervisedActor",
+    "start_child_actor",
+]
+
+
+class ChildEnded(Exception):
+    """A child's exit error for an end that is news, not a bug (the process it minds has
+    exited, say): its supervisor restarts it as after any crash, and logs one line with this
+    message instead of the exception's repr."""
 
 
 class Restart(StrEnum):

@@ -14,10 +14,18 @@ from typing import Any
 import pykka
 
 from actors.backoff import Backoff
-from actors.child import ChildExited, ChildSpec, Restart, SupervisedActor, start_child_actor
+from actors.child import (
+    ChildEnded,
+    ChildExited,
+    ChildSpec,
+    Restart,
+    SupervisedActor,
+    start_child_actor,
+)
 from actors.scheduler import Handle, Scheduler, tell_later
 
 __all__ = [
+    "ChildEnded",
     "ChildExited",
     "ChildSpec",
     "Restart",
@@ -239,7 +247,12 @@ class Supervisor(SupervisedActor):
     def _child_failed(self, child: _Child, error: BaseException | None) -> bool:
         """Decide what to do about a child that has exited; return whether it will restart."""
         spec = child.spec
-        what = "stopped" if error is None else f"crashed: {error!r}"
+        if error is None:
+            what = "stopped"
+        elif isinstance(error, ChildEnded):
+            what = f"ended: {error}"
+        else:
+            what = f"crashed: {error!r}"
         restart = spec.restart is Restart.PERMANENT or (
             spec.restart is Restart.TRANSIENT and error is not None
         )

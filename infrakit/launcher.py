@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from actors import SupervisedActor, tell_later
+from actors import ChildEnded, SupervisedActor, tell_later
 from infrakit.pidfile import LAUNCHER_ENV, Launcher, PidFile, read_pid_file
 from infrakit.proc import proc_stat
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 CHECK_EVERY = 0.2
 
 
-class PluginExited(RuntimeError):
+class PluginExited(ChildEnded):
     """A launched plugin process ended by itself, or could not be launched."""
 
 
@@ -169,8 +169,7 @@ class LaunchedPlugin(SupervisedActor):
 
     def _fail(self, reason: str) -> None:
         """Exit as failed, so that the supervisor starts the plugin again after a backoff: a
-        plugin that exits is news for the log, not a traceback."""
-        log.warning("%s", reason)
+        plugin that exits is news for the log (the supervisor's one line), not a traceback."""
         self._exit_error = PluginExited(reason)
         self.stop()
 

@@ -115,3 +115,12 @@ def test_a_killed_plugin_comes_back_and_nothing_is_duplicated(cli: Cli, tmp_path
     slots = Counter(t["infrakit.logical_id"] for t in tags_on_disk(files))
     assert set(slots.values()) == {1} and len(slots) == SIZE
     assert runtime.poll() is None  # the runtime lived through it all
+
+    # Each death is routine recovery: one WARNING line saying what happened, no traceback.
+    assert runtime.stdout is not None
+    logged = runtime.stdout.read() or ""
+    assert "Traceback" not in logged, logged
+    warnings = [line for line in logged.splitlines() if " WARNING " in line]
+    deaths = [line for line in warnings if "instance-files" in line and "-9" in line]
+    assert len(deaths) == 2, warnings
+    assert all("restarting in" in line for line in deaths), deaths
