@@ -59,17 +59,23 @@ def serve_http(path: str) -> None:
         sys.stdin.read()
 
 
+def timed_calls(ref: RemoteRef | HttpRef, count: int) -> list[float]:
+    """Seconds each of `count` blocking calls took, one at a time, after 300 to warm up."""
+    for _ in range(300):
+        ref.call("Flavor.Healthy", PARAMS)
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        ref.call("Flavor.Healthy", PARAMS)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
 def bench_http(
     endpoint: str, latency_calls: int, calls: int, kind: str
 ) -> tuple[float, float, float]:
     with HttpRef(endpoint, timeout=30, pool=16) as ref:
-        for _ in range(300):
-            ref.call("Flavor.Healthy", PARAMS)
-        samples = []
-        for _ in range(latency_calls):
-            started = time.perf_counter()
-            ref.call("Flavor.Healthy", PARAMS)
-            samples.append(time.perf_counter() - started)
+        samples = timed_calls(ref, latency_calls)
         threads = 16
 
         def run(count: int) -> None:
@@ -139,13 +145,7 @@ def bench_ours(
     endpoint: str, latency_calls: int, calls: int, kind: str
 ) -> tuple[float, float, float]:
     with RemoteRef(endpoint, timeout=30) as ref:
-        for _ in range(300):
-            ref.call("Flavor.Healthy", PARAMS)
-        samples = []
-        for _ in range(latency_calls):
-            started = time.perf_counter()
-            ref.call("Flavor.Healthy", PARAMS)
-            samples.append(time.perf_counter() - started)
+        samples = timed_calls(ref, latency_calls)
         window = collections.deque(
             ref.call_async("Flavor.Healthy", PARAMS) for _ in range(IN_FLIGHT)
         )
