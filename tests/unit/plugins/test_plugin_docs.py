@@ -88,4 +88,4 @@ def test_every_option_and_property_is_named_on_its_page(kind: str) -> None:
     for model in PROPERTIES.get(kind, ()):
         wanted |= keys(model)
     missing = sorted(wanted - named)
-    assert not missing, f"docs/plugins/{kind}.md does not name {missing} (as code: in `backquotes` or a code block)"
+    assert not missing, f"docs/plugins/{kind}.md does not name {missing} as code"
