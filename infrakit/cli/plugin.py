@@ -75,7 +75,10 @@ def plugin() -> None:
     """
 
 
-@plugin.command(epilog=f"KIND is one of: {', '.join(builtin_kinds())}.")
+@plugin.command(
+    epilog=f"KIND is one of: {', '.join(builtin_kinds())}. Each kind's options and properties:"
+    " docs/plugins/KIND.md."
+)
 @click.argument("kind", type=click.Choice(builtin_kinds()), metavar="KIND")
 @click.option(
     "--name",

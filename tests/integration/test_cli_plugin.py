@@ -241,3 +241,4 @@ def test_plugin_start_help_names_every_kind_whole(width: int) -> None:
     assert result.exit_code == 0
     words = set(result.output.replace(",", " ").replace(".", " ").split())
     assert set(builtin_kinds()) <= words, sorted(set(builtin_kinds()) - words)
+    assert "docs/plugins/KIND.md" in result.output  # where each kind's options are documented
