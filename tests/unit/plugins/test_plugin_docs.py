@@ -89,3 +89,12 @@ def test_every_option_and_property_is_named_on_its_page(kind: str) -> None:
         wanted |= keys(model)
     missing = sorted(wanted - named)
     assert not missing, f"docs/plugins/{kind}.md does not name {missing} as code"
+
+
+def test_the_etcd_page_names_every_backend_key() -> None:
+    from infrakit.spec import BackendConfig
+
+    text = (DOCS.parent / "etcd.md").read_text(encoding="utf-8")
+    named = {word for code in code_of(text) for word in re.findall(r"\w+", code)}
+    missing = sorted((keys(BackendConfig) | {"LeaderPoll"}) - named)
+    assert not missing, f"docs/etcd.md does not name {missing} as code"
