@@ -10,11 +10,13 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import INFRAKIT, Cli
-from support import docker_available, environments, require, wait_for
+from support import INFRAKIT, cli_env, docker_available, environments, require, wait_for
+
+if TYPE_CHECKING:
+    from conftest import Cli  # the `cli` fixture's type (e2e/conftest.py)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GROUPS = sorted((EXAMPLES / "groups").glob("*.json"))
@@ -31,11 +33,10 @@ def test_there_is_an_example_for_every_builtin_kind() -> None:
 def test_example_passes_validate_offline(spec: Path, tmp_path: Path) -> None:
     """Offline: no runtime, and no Docker engine answering (the image check is then a
     warning, as docs/spec.md says), so the docker:dind examples validate on any host."""
-    cli = Cli(tmp_path)
     nobody = f"unix://{tmp_path}/no-docker.sock"
     result = subprocess.run(
         [*INFRAKIT, "validate", str(spec)],
-        env={**cli.env, "DOCKER_HOST": nobody},
+        env=cli_env(tmp_path / "home", DOCKER_HOST=nobody),
         capture_output=True,
         text=True,
         timeout=120,
