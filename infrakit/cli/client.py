@@ -10,6 +10,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
+from infrakit.cli.helpformat import Group
 from infrakit.cli.remote import (
     Reached,
     connect,
@@ -86,7 +87,7 @@ def status_if_served(group: GroupClient) -> dict[str, Any] | None:
         return None
 
 
-@click.group()
+@click.group(cls=Group)
 def group() -> None:
     """Commit, describe, inspect, list, free and destroy the groups of a running runtime."""
 

@@ -16,6 +16,7 @@ from typing import Any
 import click
 import zmq
 
+from infrakit.cli.helpformat import Command
 from infrakit.cli.remote import curve_config, curve_options, ipc_listening
 from infrakit.paths import default_home
 
@@ -35,7 +36,7 @@ def event_line(event: dict[str, Any]) -> str:
     return f"{stamp} {event.get('group', '?')}:{who} {event.get('message', '')}"
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("group_id", metavar="[GROUP]", required=False)
 @click.option(
     "--endpoint",

@@ -6,6 +6,7 @@ from typing import IO, Any
 
 import click
 
+from infrakit.cli.helpformat import Group
 from infrakit.cli.instance import NAME_HELP, require_name
 from infrakit.cli.plugin import connect_to_plugin
 from infrakit.cli.remote import parsed, pretty, read_json
@@ -15,7 +16,7 @@ from infrakit.wire.common import param
 from infrakit.wire.flavor import FlavorClient
 
 
-@click.group()
+@click.group(cls=Group)
 @click.option("--name", metavar="PLUGIN", help=NAME_HELP)
 @click.pass_context
 def flavor(ctx: click.Context, name: str | None) -> None:

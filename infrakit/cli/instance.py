@@ -6,6 +6,7 @@ from typing import IO
 
 import click
 
+from infrakit.cli.helpformat import Group
 from infrakit.cli.plugin import connect_to_plugin
 from infrakit.cli.remote import parse_pairs, print_descriptions, read_as, read_json
 from infrakit.spi.instance import Spec
@@ -24,7 +25,7 @@ def require_name(name: str | None) -> str:
     return name
 
 
-@click.group()
+@click.group(cls=Group)
 @click.option("--name", metavar="PLUGIN", help=NAME_HELP)
 @click.pass_context
 def instance(ctx: click.Context, name: str | None) -> None:

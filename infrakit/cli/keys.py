@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 import zmq.auth
 
+from infrakit.cli.helpformat import Group
 
-@click.group()
+
+@click.group(cls=Group)
 def keys() -> None:
     """Make CURVE key pairs for talking to a runtime over tcp://, encrypted and authenticated.
 

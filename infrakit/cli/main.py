@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from infrakit.cli.helpformat import Group
 from infrakit.cli.logs import configure
 from infrakit.paths import default_home
 
@@ -37,7 +38,7 @@ LAZY_COMMANDS = {
 }
 
 
-class _LazyGroup(click.Group):
+class _LazyGroup(Group):
     """A group whose subcommands in `lazy` are imported only when named (or listed by --help)."""
 
     def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:

@@ -10,12 +10,13 @@ from typing import Any
 import click
 
 from infrakit.cli.client import connect_manager, manager_options, status_if_served
+from infrakit.cli.helpformat import Group
 from infrakit.cli.remote import pretty
 from infrakit.wire.common import Unsupported
 from infrakit.wire.group import GroupClient
 
 
-@click.group()
+@click.group(cls=Group)
 def manager() -> None:
     """Ask the runtime about itself: leadership, location, groups."""
 

@@ -25,6 +25,7 @@ from actors.http_rpc import probe_http
 from actors.remote import RemoteRef, RpcServer
 from actors.rpc_errors import AddressInUse, RemoteError
 from infrakit import paths
+from infrakit.cli.helpformat import Group
 from infrakit.cli.logs import configure
 from infrakit.cli.remote import (
     Reached,
@@ -66,7 +67,7 @@ def connect_to_plugin(name: str, kind: type[C]) -> Reached[C]:
     return connect(endpoint, unreachable, kind)
 
 
-@click.group()
+@click.group(cls=Group)
 def plugin() -> None:
     """Start built-in plugins and list the running ones (in the plugins directory).
 

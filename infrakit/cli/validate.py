@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from infrakit.cli.helpformat import Command
 from infrakit.plugins import offline
 from infrakit.spec import (
     DEFAULT_MAX_GROUP_SIZE,
@@ -36,7 +37,7 @@ Problems = list[tuple[str, str]]
 PluginTable = dict[str, str | None]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--cluster",
