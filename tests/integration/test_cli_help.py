@@ -39,6 +39,8 @@ def test_the_walk_reaches_every_command_group() -> None:
     paths = [path for path, _ in ALL]
     for expected in (["run"], ["flavor", "prepare"], ["group", "ls"], ["keys", "generate"]):
         assert expected in paths
+    assert ["plugin", "start"] in paths and ["instance", "describe"] in paths
+    assert ["events"] in paths and ["validate"] in paths
 
 
 @pytest.mark.parametrize("width", [40, 60, 80])
@@ -47,6 +49,7 @@ def test_help_wraps_between_words_only(path: list[str], width: int) -> None:
     command = dict((" ".join(p), c) for p, c in ALL)[" ".join(path)]
     result = CliRunner().invoke(main, [*path, "--help"], terminal_width=width)
     assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: "), result.output
     shown = set(result.output.split())
     split = sorted(long_words(command) - shown)
     assert not split, f"words split across lines in `{' '.join(path)} --help`: {split}"

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 from support import wait_for
@@ -212,26 +211,6 @@ def test_the_vanilla_flavor_prepares_validates_and_judges_health(env: Env, tmp_p
     assert invalid.returncode == 1
     assert invalid.stderr.startswith("Init: "), invalid.stderr
     assert invalid.stderr.count("\n") == 1
-
-
-def test_every_command_has_help() -> None:
-    def walk(command: click.Command, path: list[str]) -> Iterator[list[str]]:
-        yield path
-        if isinstance(command, click.Group):
-            context = click.Context(command)
-            for name in command.list_commands(context):
-                sub = command.get_command(context, name)
-                assert sub is not None, name
-                yield from walk(sub, [*path, name])
-
-    runner = CliRunner()
-    paths = list(walk(main, []))
-    assert ["plugin", "start"] in paths and ["instance", "describe"] in paths
-    assert ["keys", "generate"] in paths and ["events"] in paths
-    for path in paths:
-        result = runner.invoke(main, [*path, "--help"])
-        assert result.exit_code == 0, (path, result.output)
-        assert result.output.startswith("Usage: "), path
 
 
 @pytest.mark.parametrize("width", [60, 80, 100])
