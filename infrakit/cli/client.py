@@ -11,15 +11,19 @@ from typing import IO, Any, TypeVar
 import click
 
 from infrakit.cli.helpformat import Group
+from infrakit.cli.output import (
+    json_option,
+    print_json,
+    print_table,
+    status_column,
+)
 from infrakit.cli.remote import (
     Reached,
     connect,
     curve_config,
     curve_options,
     ipc_listening,
-    pretty,
     print_descriptions,
-    print_table,
     read_json,
 )
 from infrakit.paths import GROUP_SOCKET, GROUP_ZMQ_SOCKET, plugins_dir
@@ -95,14 +99,21 @@ def group() -> None:
 @group.command()
 @click.argument("file", type=click.File("r"))
 @click.option("--pretend", is_flag=True, help="Only say what committing would do.")
+@json_option
 @manager_options
 def commit(
-    file: IO[str], pretend: bool, endpoint: str, curve_key: Path | None, server_key: Path | None
+    file: IO[str],
+    pretend: bool,
+    as_json: bool,
+    endpoint: str,
+    curve_key: Path | None,
+    server_key: Path | None,
 ) -> None:
     """Commit the group spec in FILE ("-" for stdin): create the group or change it.
 
     Prints `Committed ID: <what it does>`; with --pretend, `Committing ID would involve: ...`
-    and changes nothing. A refused spec prints each fault as `path: fault`.
+    and changes nothing. A refused spec prints each fault as `path: fault`. With --json:
+    {"Group": ID, "Pretend": bool, "Message": what it does}.
     """
     spec = read_json(file)
     if isinstance(spec, dict) and param(spec, "Groups") is not None and not param(spec, "ID"):
@@ -114,7 +125,9 @@ def commit(
     with connect_manager(endpoint, curve_key, server_key) as manager:
         details = manager.ask(lambda group: group.commit_group(spec, pretend))
     group_id = param(spec, "ID") if isinstance(spec, dict) else None
-    if pretend:
+    if as_json:
+        print_json({"Group": group_id, "Pretend": pretend, "Message": details})
+    elif pretend:
         click.echo(f"Committing {group_id} would involve: {details}")
     else:
         click.echo(f"Committed {group_id}: {details}")
@@ -123,7 +136,7 @@ def commit(
 @group.command()
 @click.argument("group_id", metavar="ID")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the instance IDs, one per line.")
-@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@json_option
 @manager_options
 def describe(
     group_id: str,
@@ -133,11 +146,12 @@ def describe(
     curve_key: Path | None,
     server_key: Path | None,
 ) -> None:
-    """List the instances of group ID: ID, LOGICAL and TAGS."""
+    """List the instances of group ID: ID, LOGICAL and TAGS (with --json, the whole
+    description: Instances, Converged, Conditions)."""
     with connect_manager(endpoint, curve_key, server_key) as manager:
         description = manager.ask(lambda group: group.describe_group(group_id))
     if as_json:
-        click.echo(pretty(description))
+        print_json(description)
         return
     for condition in param(description, "Conditions") or []:
         click.echo(f"{group_id}: {condition}", err=True)  # on stderr: stdout stays a table
@@ -146,75 +160,99 @@ def describe(
 
 @group.command()
 @click.argument("group_id", metavar="ID")
+@json_option
 @manager_options
-def inspect(group_id: str, endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
-    """Print the committed spec of group ID as JSON."""
+def inspect(
+    group_id: str, as_json: bool, endpoint: str, curve_key: Path | None, server_key: Path | None
+) -> None:
+    """Print the committed spec of group ID as JSON (--json changes nothing: it is JSON)."""
     with connect_manager(endpoint, curve_key, server_key) as manager:
         groups = manager.ask(GroupClient.inspect_groups)
     for spec in groups:
         if param(spec, "ID") == group_id:
-            click.echo(pretty(spec))
+            print_json(spec)
             return
     raise click.ClickException(f"Group '{group_id}' is not being watched")
 
 
-def group_size(spec: dict[str, Any]) -> str:
+def group_size(spec: dict[str, Any]) -> int | None:
     """The size a spec asks for: its Allocation's Size, or how many LogicalIDs it lists."""
     allocation = param(param(spec, "Properties") or {}, "Allocation") or {}
     if not isinstance(allocation, dict):
-        return "?"
+        return None
     ids = param(allocation, "LogicalIDs")
     if isinstance(ids, list):
-        return str(len(ids))
+        return len(ids)
     size = param(allocation, "Size")
-    return "?" if size is None else str(size)
+    return size if isinstance(size, int) else None
 
 
 @group.command(name="ls")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the group IDs, one per line.")
+@json_option
 @manager_options
-def ls(quiet: bool, endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
-    """List the groups the runtime manages, with the size each one asks for."""
+def ls(
+    quiet: bool, as_json: bool, endpoint: str, curve_key: Path | None, server_key: Path | None
+) -> None:
+    """List the groups the runtime manages, with the size each one asks for and its state.
+
+    With --json: [{"ID", "Size", "State", "Conditions"}], State and Size null when unknown.
+    """
     with connect_manager(endpoint, curve_key, server_key) as manager:
         groups = manager.ask(GroupClient.inspect_groups)
-        status = manager.ask(status_if_served) if groups and not quiet else None
-    if quiet:
-        for spec in groups:
-            click.echo(str(param(spec, "ID")))
-        return
+        status = manager.ask(status_if_served) if groups and (as_json or not quiet) else None
     states = group_states(status)
-    rows = [
-        (str(param(s, "ID")), group_size(s), states.get(str(param(s, "ID")), "-")) for s in groups
-    ]
-    print_table(("ID", "SIZE", "STATE"), rows)
+    unknown: dict[str, Any] = {"State": None, "Conditions": []}
+    listed = []
+    for spec in groups:
+        group_id = str(param(spec, "ID"))
+        listed.append({"ID": group_id, "Size": group_size(spec), **states.get(group_id, unknown)})
+    if as_json:
+        print_json(listed)
+    elif quiet:
+        for entry in listed:
+            click.echo(entry["ID"])
+    else:
+        rows = [
+            (g["ID"], "?" if g["Size"] is None else str(g["Size"]), g["State"] or "-")
+            for g in listed
+        ]
+        print_table(("ID", "SIZE", "STATE"), rows, style=status_column(2, others="yellow"))
 
 
-def group_states(status: dict[str, Any] | None) -> dict[str, str]:
-    """Group ID -> one word on how it is, or what keeps it from acting, from Manager.Status."""
+def group_states(status: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Group ID -> {"State": one word on how it is, or what keeps it from acting, "Conditions":
+    [...]}, from Manager.Status."""
     summaries = param(status, "Groups") if status is not None else None
-    states: dict[str, str] = {}
+    states: dict[str, dict[str, Any]] = {}
     for summary in summaries if isinstance(summaries, list) else []:
         if not isinstance(summary, dict):
             continue
-        conditions = param(summary, "Conditions") or []
+        conditions = [str(c) for c in param(summary, "Conditions") or []]
         if conditions:
-            state = "; ".join(str(c) for c in conditions)
+            state = "; ".join(conditions)
         elif param(summary, "Destroying"):
             state = "destroying"
         else:
             state = "converged" if param(summary, "Converged") else "converging"
-        states[str(param(summary, "ID"))] = state
+        states[str(param(summary, "ID"))] = {"State": state, "Conditions": conditions}
     return states
 
 
 @group.command()
 @click.argument("group_id", metavar="ID")
+@json_option
 @manager_options
-def free(group_id: str, endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
+def free(
+    group_id: str, as_json: bool, endpoint: str, curve_key: Path | None, server_key: Path | None
+) -> None:
     """Stop managing group ID; its instances keep running (a later commit adopts them)."""
     with connect_manager(endpoint, curve_key, server_key) as manager:
         manager.ask(lambda group: group.free_group(group_id))
-    click.echo(f"Freed {group_id}")
+    if as_json:
+        print_json({"Group": group_id, "Freed": True})
+    else:
+        click.echo(f"Freed {group_id}")
 
 
 @group.command()
@@ -227,11 +265,13 @@ def free(group_id: str, endpoint: str, curve_key: Path | None, server_key: Path 
     show_default=True,
     help="Seconds --wait waits at most.",
 )
+@json_option
 @manager_options
 def destroy(
     group_id: str,
     wait: bool,
     timeout: float,
+    as_json: bool,
     endpoint: str,
     curve_key: Path | None,
     server_key: Path | None,
@@ -239,12 +279,16 @@ def destroy(
     """Drain and destroy every instance of group ID, then forget the group.
 
     The runtime goes on destroying in the background (and after a restart); --wait polls
-    until the group is gone.
+    until the group is gone. With --json: {"Group": ID, "Destroyed": true once gone, false
+    while under way}.
     """
     with connect_manager(endpoint, curve_key, server_key) as manager:
         manager.ask(lambda group: group.destroy_group(group_id))
-        click.echo(f"Destroying {group_id}")
+        if not as_json:
+            click.echo(f"Destroying {group_id}")
         if not wait:
+            if as_json:
+                print_json({"Group": group_id, "Destroyed": False})
             return
         deadline = time.monotonic() + timeout
         while any(param(s, "ID") == group_id for s in manager.ask(GroupClient.inspect_groups)):
@@ -254,4 +298,7 @@ def destroy(
                     " the runtime keeps at it"
                 )
             time.sleep(0.2)
-    click.echo(f"Destroyed {group_id}")
+    if as_json:
+        print_json({"Group": group_id, "Destroyed": True})
+    else:
+        click.echo(f"Destroyed {group_id}")

@@ -8,8 +8,9 @@ import click
 
 from infrakit.cli.helpformat import Group
 from infrakit.cli.instance import NAME_HELP, require_name
+from infrakit.cli.output import json_option, print_json, print_valid, status_word
 from infrakit.cli.plugin import connect_to_plugin
-from infrakit.cli.remote import parsed, pretty, read_json
+from infrakit.cli.remote import parsed, read_json
 from infrakit.spi.flavor import AllocationMethod
 from infrakit.spi.instance import Description, Spec
 from infrakit.wire.common import param
@@ -44,22 +45,26 @@ def read_object(file: IO[str]) -> dict[str, Any]:
     multiple=True,
     help="A logical ID of the group (repeatable; instead of --size).",
 )
+@json_option
 @click.pass_obj
-def validate(name: str | None, file: IO[str], size: int, logical_ids: tuple[str, ...]) -> None:
+def validate(
+    name: str | None, file: IO[str], size: int, logical_ids: tuple[str, ...], as_json: bool
+) -> None:
     """Ask the plugin whether FILE ("-" for stdin), flavor Properties in JSON, is valid for a
-    group allocated by --size or --logical-id."""
+    group allocated by --size or --logical-id: `valid` ({"Valid": true} with --json)."""
     properties = read_json(file)
     allocation = AllocationMethod(size=size, logical_ids=tuple(logical_ids) or None)
     with connect_to_plugin(require_name(name), FlavorClient) as plugin:
         plugin.ask(lambda client: client.validate(properties, allocation))
-    click.echo("valid")
+    print_valid(as_json)
 
 
 @flavor.command()
 @click.argument("file", type=click.File("r"))
+@json_option
 @click.pass_obj
-def prepare(name: str | None, file: IO[str]) -> None:
-    """Print the instance Spec the flavor makes of FILE's, as JSON.
+def prepare(name: str | None, file: IO[str], as_json: bool) -> None:
+    """Print the instance Spec the flavor makes of FILE's, as JSON (--json or not).
 
     FILE ("-" for stdin) is {"Properties": flavor properties, "Spec": an instance Spec,
     "Allocation": {"Size": n} or {"LogicalIDs": [...]}}.
@@ -72,14 +77,15 @@ def prepare(name: str | None, file: IO[str]) -> None:
     )
     with connect_to_plugin(require_name(name), FlavorClient) as plugin:
         prepared = plugin.ask(lambda client: client.prepare(properties, spec, allocation))
-    click.echo(pretty(prepared.to_json()))
+    print_json(prepared.to_json())
 
 
 @flavor.command()
 @click.argument("file", type=click.File("r"))
+@json_option
 @click.pass_obj
-def healthy(name: str | None, file: IO[str]) -> None:
-    """Print `healthy`, `unhealthy` or `unknown` for an instance.
+def healthy(name: str | None, file: IO[str], as_json: bool) -> None:
+    """Print `healthy`, `unhealthy` or `unknown` for an instance ({"Health": ...} with --json).
 
     FILE ("-" for stdin) is {"Properties": flavor properties, "Instance": a Description
     {"ID", "LogicalID", "Tags"}}.
@@ -89,4 +95,7 @@ def healthy(name: str | None, file: IO[str]) -> None:
     instance = parsed(param(params, "Instance"), Description.from_json, f"{file.name}: Instance")
     with connect_to_plugin(require_name(name), FlavorClient) as plugin:
         health = plugin.ask(lambda client: client.healthy(properties, instance))
-    click.echo(health.name.lower())
+    if as_json:
+        print_json({"Health": health.name.lower()})
+    else:
+        click.echo(status_word(health.name.lower()))

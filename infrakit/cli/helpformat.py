@@ -5,7 +5,6 @@ than the line overflows it instead)."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterable
 
 import click
@@ -17,6 +16,8 @@ def wrap(
 ) -> str:
     """`text` filled to `width` as click's `wrap_text` does (paragraphs, `\\b` blocks left as
     they are), but never breaking a word."""
+    import textwrap  # only help needs it: every command imports this module
+
     wrapper = textwrap.TextWrapper(
         max(width, 1),
         initial_indent=initial,

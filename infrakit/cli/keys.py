@@ -9,6 +9,7 @@ import click
 import zmq.auth
 
 from infrakit.cli.helpformat import Group
+from infrakit.cli.output import json_option, print_json
 
 
 @click.group(cls=Group)
@@ -31,11 +32,13 @@ def keys() -> None:
 @keys.command()
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", default="client", show_default=True, help="The key files' base name.")
-def generate(directory: Path, name: str) -> None:
+@json_option
+def generate(directory: Path, name: str, as_json: bool) -> None:
     """Write a CURVE key pair into DIR: NAME.key (public) and NAME.key_secret (private, mode 0600).
 
     Give NAME.key to the other side (a server's authorized keys directory, or clients'
     --server-key); keep NAME.key_secret to yourself. Existing files of that name are replaced.
+    With --json: {"PublicKey": path, "SecretKey": path}.
     """
     if not name or "/" in name:
         raise click.ClickException(f"a key name must be non-empty and without '/': {name!r}")
@@ -50,5 +53,8 @@ def generate(directory: Path, name: str) -> None:
         raise click.ClickException(f"cannot write keys into {directory}: {error}") from None
     finally:
         os.umask(mask)
+    if as_json:
+        print_json({"PublicKey": str(public), "SecretKey": str(secret)})
+        return
     click.echo(f"public key: {public}")
     click.echo(f"secret key: {secret}")

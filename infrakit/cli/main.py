@@ -21,6 +21,7 @@ import click
 
 from infrakit.cli.helpformat import Group
 from infrakit.cli.logs import configure
+from infrakit.cli.output import json_option, print_json, show_error
 from infrakit.paths import default_home
 
 log = logging.getLogger("infrakit")
@@ -55,6 +56,14 @@ class _LazyGroup(Group):
         module, attribute = where.split(":")
         command: click.Command = getattr(importlib.import_module(module), attribute)
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; an error it raises is shown with a red `Error:` on a terminal."""
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as error:
+            show_error(error)
+            ctx.exit(error.exit_code)
 
 
 @click.group(
@@ -132,9 +141,13 @@ def run(cluster: Path, log_level: str, json_logs: bool, http_group: bool) -> Non
 
 
 @main.command()
-def home() -> None:
+@json_option
+def home(as_json: bool) -> None:
     """Print the home directory the runtime would use."""
-    click.echo(default_home())
+    if as_json:
+        print_json({"Home": str(default_home())})
+    else:
+        click.echo(default_home())
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import click
 
 from infrakit.cli.client import connect_manager, manager_options, status_if_served
 from infrakit.cli.helpformat import Group
-from infrakit.cli.remote import pretty
+from infrakit.cli.output import json_option, paint, pretty, print_json
 from infrakit.wire.common import Unsupported
 from infrakit.wire.group import GroupClient
 
@@ -22,11 +22,18 @@ def manager() -> None:
 
 
 @manager.command()
+@json_option
 @manager_options
-def status(endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
-    """Print whether the runtime leads, where the leader is, and a summary of each group."""
+def status(as_json: bool, endpoint: str, curve_key: Path | None, server_key: Path | None) -> None:
+    """Print whether the runtime leads, where the leader is, and a summary of each group.
+
+    With --json, the runtime's Manager.Status as it sent it (times in seconds since the epoch).
+    """
     with connect_manager(endpoint, curve_key, server_key) as manager:
         result = manager.ask(status_or_leadership)
+    if as_json:
+        print_json(result)
+        return
     for line in render(result):
         click.echo(line)
 
@@ -63,8 +70,19 @@ def render(data: dict[str, Any], indent: int = 0) -> list[str]:
                 else:
                     lines.append(" " * (indent + 2) + "- " + scalar(str(key), item))
         else:
-            lines.append(f"{label} {scalar(str(key), value)}")
+            lines.append(f"{label} {painted(str(key), value)}")
     return lines
+
+
+def painted(key: str, value: Any) -> str:
+    """`scalar(key, value)`, coloured on a terminal where it says how a group is: Converged
+    green or yellow, Conditions (what keeps a group from acting) yellow."""
+    text = scalar(key, value)
+    if key == "Converged" and isinstance(value, bool):
+        return paint(text, fg="green" if value else "yellow")
+    if key == "Conditions" and value:
+        return paint(text, fg="yellow")
+    return text
 
 
 def scalar(key: str, value: Any) -> str:

@@ -27,13 +27,13 @@ from actors.rpc_errors import AddressInUse, RemoteError
 from infrakit import paths
 from infrakit.cli.helpformat import Group
 from infrakit.cli.logs import configure
+from infrakit.cli.output import json_option, print_json, print_table, status_column
 from infrakit.cli.remote import (
     Reached,
     connect,
     connect_http,
     ipc_listening,
     parse_pairs,
-    print_table,
 )
 from infrakit.pidfile import read_pid_file, write_pid_file
 from infrakit.plugins import builtin_kinds, create_plugin
@@ -167,13 +167,15 @@ def serve(name: str, served: Any) -> None:
 
 @plugin.command(name="ls")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the names of live plugins.")
-def ls(quiet: bool) -> None:
+@json_option
+def ls(quiet: bool, as_json: bool) -> None:
     """List the plugins in the plugins directory: name, interfaces, transport and endpoint.
 
     Every socket is asked for its interfaces at once, first over HTTP (`Plugin.Implements`:
     Go InfraKit's plugins, TRANSPORT http), then over ZeroMQ (`Handshake.Implements`, zmq);
     one that answers neither within a second is marked `(stale)` (its server died without
-    cleaning up).
+    cleaning up). With --json: [{"Name", "Interfaces", "Transport", "Listen"}], Interfaces
+    and Transport null for a stale one.
     """
     directory = plugins_dir()
     try:
@@ -190,21 +192,34 @@ def ls(quiet: bool) -> None:
     zmq = [name for name in names if name not in http]
     answers: dict[str, list[str] | None] = dict(http)
     answers.update(handshake_all({name: f"ipc://{directory / name}" for name in zmq}))
-    if quiet:
+    listed: list[dict[str, Any]] = [
+        {
+            "Name": name,
+            "Interfaces": answers[name],
+            "Transport": "http" if name in http else None if answers[name] is None else "zmq",
+            "Listen": f"{'unix' if name in http else 'ipc'}://{directory / name}",
+        }
+        for name in names
+    ]
+    if as_json:
+        print_json(listed)
+    elif quiet:
         for name in names:
             if answers[name] is not None:
                 click.echo(name)
-        return
-    rows = []
-    for name in names:
-        apis = answers[name]
-        interfaces = "(stale)" if apis is None else ", ".join(apis) or "-"
-        if name in http:
-            rows.append((name, interfaces, "http", f"unix://{directory / name}"))
-        else:
-            transport = "-" if apis is None else "zmq"
-            rows.append((name, interfaces, transport, f"ipc://{directory / name}"))
-    print_table(("NAME", "INTERFACES", "TRANSPORT", "LISTEN"), rows)
+    else:
+        rows = [
+            (
+                plugin["Name"],
+                "(stale)"
+                if plugin["Interfaces"] is None
+                else ", ".join(plugin["Interfaces"]) or "-",
+                plugin["Transport"] or "-",
+                plugin["Listen"],
+            )
+            for plugin in listed
+        ]
+        print_table(("NAME", "INTERFACES", "TRANSPORT", "LISTEN"), rows, style=status_column(1))
 
 
 def probe_all(paths: dict[str, Path]) -> dict[str, list[str] | None]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from actors.http_rpc import HttpRef, probe_http, socket_path
 from actors.remote import CurveClientConfig, RemoteRef, load_keypair
 from actors.unix_socket import accepting
 from infrakit import jsondoc
+from infrakit.cli.output import print_table
 from infrakit.spi.errors import PluginError, SpecError, ValidationError
 from infrakit.spi.group import GroupNotFoundError, NotLeaderError
 from infrakit.wire.common import Client, Unreachable, param
@@ -38,7 +38,7 @@ class Problems(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         for line in self.problems:
-            click.echo(line, err=True)
+            click.echo(line, file=file, err=file is None)
 
 
 class Reached(Generic[C]):
@@ -225,20 +225,6 @@ def parsed(data: Any, parse: Callable[[Mapping[str, Any]], T], what: str) -> T:
         raise click.ClickException(f"{what}: missing {error}") from None
     except (TypeError, ValueError, AttributeError) as error:
         raise click.ClickException(f"{what}: not usable: {error}") from None
-
-
-def pretty(value: Any) -> str:
-    """`value` as indented JSON, the way the commands print documents."""
-    return json.dumps(value, indent=2, sort_keys=True)
-
-
-def print_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    """Print rows in columns padded to their widest cell, under `header`."""
-    table = [list(header), *[list(row) for row in rows]]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    for row in table:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
 def format_tags(tags: Mapping[str, Any] | None) -> str:

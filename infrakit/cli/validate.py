@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from infrakit.cli.helpformat import Command
+from infrakit.cli.output import json_option, print_json
 from infrakit.plugins import offline
 from infrakit.spec import (
     DEFAULT_MAX_GROUP_SIZE,
@@ -45,16 +46,18 @@ PluginTable = dict[str, str | None]
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="For a group spec: check it against this cluster file's plugins and limits.",
 )
-def validate(file: Path, cluster_file: Path | None) -> None:
+@json_option
+def validate(file: Path, cluster_file: Path | None, as_json: bool) -> None:
     """Check FILE, a cluster file or a group spec, and say what is wrong and where.
 
     The built-in plugins' own checks run too (offline). A group spec may name only the
     built-in plugins (instance-file, flavor-vanilla, ...) unless --cluster says which the
-    cluster has.
+    cluster has. With --json: {"File", "Valid": true, "Kind": "cluster" or "group", "Groups":
+    [IDs]}; faults and warnings stay on stderr.
     """
     warnings: list[str] = []
     try:
-        summary = _validate(file, cluster_file, warnings)
+        kind, groups = _validate(file, cluster_file, warnings)
     except SpecError as error:
         for line in warnings:
             click.echo(f"{file}: warning: {line}", err=True)
@@ -66,10 +69,16 @@ def validate(file: Path, cluster_file: Path | None) -> None:
         raise click.ClickException(f"cannot read {error.filename}: {error.strerror}") from None
     for line in warnings:
         click.echo(f"{file}: warning: {line}", err=True)
-    click.echo(f"{file}: {summary}")
+    if as_json:
+        print_json({"File": str(file), "Valid": True, "Kind": kind, "Groups": groups})
+    elif kind == "group":
+        click.echo(f"{file}: a valid group spec for group {groups[0]!r}")
+    else:
+        click.echo(f"{file}: a valid cluster file ({', '.join(groups) or 'no groups'})")
 
 
-def _validate(file: Path, cluster_file: Path | None, warnings: list[str]) -> str:
+def _validate(file: Path, cluster_file: Path | None, warnings: list[str]) -> tuple[str, list[str]]:
+    """What FILE is, "cluster" or "group", and the IDs of its groups; SpecError if invalid."""
     data: Any = load_json(file)
     if isinstance(data, dict) and "Properties" in GroupSpec.fold_keys(data):
         return _validate_group(data, file, cluster_file, warnings)
@@ -80,7 +89,7 @@ def _validate(file: Path, cluster_file: Path | None, warnings: list[str]) -> str
 
 def _validate_group(
     data: Mapping[str, Any], file: Path, cluster_file: Path | None, warnings: list[str]
-) -> str:
+) -> tuple[str, list[str]]:
     plugins: PluginTable = dict(offline.builtin_names())
     limit = DEFAULT_MAX_GROUP_SIZE
     if cluster_file is not None:
@@ -90,10 +99,10 @@ def _validate_group(
     problems = _check_plugins(spec, plugins, "", warnings)
     if problems:
         raise SpecError(problems, str(file))
-    return f"a valid group spec for group {spec.id!r}"
+    return "group", [spec.id]
 
 
-def _validate_cluster(data: Any, file: Path, warnings: list[str]) -> str:
+def _validate_cluster(data: Any, file: Path, warnings: list[str]) -> tuple[str, list[str]]:
     problems: Problems = []
     try:
         config = parse_cluster(data, source=str(file))
@@ -112,8 +121,7 @@ def _validate_cluster(data: Any, file: Path, warnings: list[str]) -> str:
                 problems.append(problem)
     if problems:
         raise SpecError(problems, str(file))
-    names = ", ".join(str(GroupSpec.fold_keys(g).get("ID")) for g in config.groups) or "no groups"
-    return f"a valid cluster file ({names})"
+    return "cluster", [str(GroupSpec.fold_keys(g).get("ID")) for g in config.groups]
 
 
 def _check_plugins(
