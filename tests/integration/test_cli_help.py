@@ -53,3 +53,12 @@ def test_help_wraps_between_words_only(path: list[str], width: int) -> None:
     shown = set(result.output.split())
     split = sorted(long_words(command) - shown)
     assert not split, f"words split across lines in `{' '.join(path)} --help`: {split}"
+
+
+@pytest.mark.parametrize("path", [path for path, _ in ALL], ids=" ".join)
+def test_every_command_formats_help_with_whole_words(path: list[str]) -> None:
+    """A command made with plain `@click.command()` would wrap with click's defaults again."""
+    from infrakit.cli.helpformat import Context
+
+    command = dict((" ".join(p), c) for p, c in ALL)[" ".join(path)]
+    assert issubclass(command.context_class, Context), f"`{' '.join(path)}` uses click's own"
