@@ -93,6 +93,13 @@ class Description:
         )
 
 
+def logical_id_or_slot(item: Spec | Description) -> LogicalID | None:
+    """The logical ID to show a person or hand to the instance: a named group's own, else the
+    `infrakit.logical_id` tag, which carries a Size group's slot (`workers-0`). The slot stays
+    out of the `LogicalID` field itself: there Go InfraKit reads a pet (volumes, quorums)."""
+    return item.logical_id or item.tags.get(TAG_LOGICAL_ID) or None
+
+
 def tags_match(tags: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     """True when every wanted tag is present with the same value (InfraKit AND-matches)."""
     return all(tags.get(k) == v for k, v in wanted.items())

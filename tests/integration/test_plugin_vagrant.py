@@ -362,6 +362,24 @@ def test_keys_are_case_insensitive_and_defaults_apply() -> None:
     assert ", type: 'dhcp'" in render_vagrantfile(options, "vagrant-abc", "zk1")
 
 
+def test_a_size_groups_machine_sees_its_slot_as_its_logical_id(
+    engine: Any, token: str, plugin: VagrantInstancePlugin
+) -> None:
+    """A Size group sends no LogicalID, only the slot tag: the machine gets the slot in its
+    environment (the example prints it in its `()`); the network stays DHCP."""
+    spec = Spec(
+        properties=props(token),
+        tags={TAG_GROUP: "machines", TAG_LOGICAL_ID: "machines-0"},
+        init='echo "($INFRAKIT_LOGICAL_ID)" > /vagrant/slot',
+    )
+    instance_id = plugin.provision(spec)
+    idir = plugin.state_dir / instance_id
+    assert "'INFRAKIT_LOGICAL_ID' => 'machines-0'" in (idir / "Vagrantfile").read_text()
+    assert read_when_there(idir / "slot", "the Init's file") == "(machines-0)\n"
+    (found,) = plugin.describe_instances({TAG_GROUP: "machines"})
+    assert found.logical_id is None  # the plugin's description keeps the spec as given
+
+
 def test_a_template_of_your_own(tmp_path: Path) -> None:
     template = tmp_path / "Vagrantfile.tmpl"
     template.write_text(

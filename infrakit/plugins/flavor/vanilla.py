@@ -24,7 +24,7 @@ from infrakit.duration import parse_duration
 from infrakit.jsonmodel import Faults
 from infrakit.plugins._props import PropertiesModel, Strings, parse
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin, Health
-from infrakit.spi.instance import Attachment, Description, Spec
+from infrakit.spi.instance import Attachment, Description, Spec, logical_id_or_slot
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def run_health_check(check: HealthCheck, instance: Description) -> Health:
     for key, value in instance.tags.items():
         env[tag_env_name(key)] = value
     env["INFRAKIT_INSTANCE_ID"] = instance.id
-    env["INFRAKIT_LOGICAL_ID"] = instance.logical_id or ""
+    env["INFRAKIT_LOGICAL_ID"] = logical_id_or_slot(instance) or ""
     with tempfile.TemporaryFile() as output:
         try:
             child = subprocess.Popen(

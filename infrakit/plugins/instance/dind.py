@@ -36,7 +36,7 @@ from pydantic import Field, field_validator
 from infrakit.plugins._props import Text, parse
 from infrakit.plugins.instance.docker import DockerInstancePlugin, DockerOptions
 from infrakit.spi.errors import PluginError
-from infrakit.spi.instance import TAG_LOGICAL_ID, Spec
+from infrakit.spi.instance import Spec, logical_id_or_slot
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class DindInstancePlugin(DockerInstancePlugin):
         self, options: DockerOptions, spec: Spec
     ) -> tuple[list[str] | None, dict[str, str]]:
         env = dict(options.env)
-        env["INFRAKIT_LOGICAL_ID"] = spec.logical_id or spec.tags.get(TAG_LOGICAL_ID, "")
+        env["INFRAKIT_LOGICAL_ID"] = logical_id_or_slot(spec) or ""
         return options.cmd, env
 
     def _after_start(self, container_id: str, spec: Spec) -> None:

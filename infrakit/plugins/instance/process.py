@@ -5,6 +5,8 @@ earlier one started. The PID is recorded with its start time so a reused PID is 
 for (or signalled as) an instance. The record is written before the process starts, and the
 process carries `INFRAKIT_INSTANCE_ID` and `INFRAKIT_INSTANCE_DIR` in its environment, so a
 process whose provision was killed before its PID was recorded is still found (see `provision`).
+`INFRAKIT_LOGICAL_ID` is the spec's logical ID, else its `infrakit.logical_id` tag (a Size
+group's slot).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from infrakit.spi.instance import (
     Sweepable,
     Unsubscribe,
     Watchable,
+    logical_id_or_slot,
     tags_match,
 )
 
@@ -313,7 +316,7 @@ class ProcessInstancePlugin(InstancePlugin, Watchable, Sweepable):
         env.update(options.env or {})
         env[ENV_INSTANCE_ID] = idir.name
         env[ENV_INSTANCE_DIR] = str(idir)
-        env["INFRAKIT_LOGICAL_ID"] = spec.logical_id or ""
+        env["INFRAKIT_LOGICAL_ID"] = logical_id_or_slot(spec) or ""
         if options.cmd:
             argv = options.cmd
             env["INFRAKIT_INIT"] = spec.init

@@ -16,7 +16,7 @@ import pytest
 from infrakit.plugins.instance._proc import CHILDREN, proc_stat
 from infrakit.plugins.instance.process import ProcessInstancePlugin
 from infrakit.spi import InstancePlugin, PluginError, Spec, ValidationError
-from infrakit.spi.instance import Watchable
+from infrakit.spi.instance import TAG_LOGICAL_ID, Watchable
 
 WaitFor = Callable[..., None]
 
@@ -96,6 +96,19 @@ def test_cmd_runs_with_init_in_env_and_dir(
     wait_for((tmp_path / "got").exists)
     assert (tmp_path / "got").read_text() == "line1\nline2|"
     assert ids(proc_plugin) == {iid}
+
+
+def test_a_size_groups_process_sees_its_slot_as_its_logical_id(
+    proc_plugin: ProcessInstancePlugin, tmp_path: Path, wait_for: WaitFor
+) -> None:
+    """A Size group sends no LogicalID (Go's meaning: not a pet), only the slot tag; the
+    process still learns which slot it fills, and the record keeps the spec as given."""
+    out = tmp_path / "lid"
+    init = f'printf %s "$INFRAKIT_LOGICAL_ID" > {out}.part; mv {out}.part {out}; {SLEEP}'
+    iid = proc_plugin.provision(Spec(tags={TAG_LOGICAL_ID: "workers-0"}, init=init))
+    wait_for(out.exists)
+    assert out.read_text() == "workers-0"
+    assert record(proc_plugin, iid)["LogicalID"] is None
 
 
 def test_tags_are_and_matched_and_label_merges(proc_plugin: ProcessInstancePlugin) -> None:

@@ -138,6 +138,9 @@ def test_health_command_sees_the_instance(flavor: VanillaFlavor) -> None:
     named = Description(id="i-2", logical_id="db1", tags={})
     check = {"Health": {"Command": 'test "$INFRAKIT_LOGICAL_ID" = db1'}}
     assert flavor.healthy(check, named) is Health.HEALTHY
+    slotted = Description(id="i-3", logical_id=None, tags={"infrakit.logical_id": "web-0"})
+    check = {"Health": {"Command": 'test "$INFRAKIT_LOGICAL_ID" = web-0'}}
+    assert flavor.healthy(check, slotted) is Health.HEALTHY  # a Size group's slot
     assert tag_env_name("infrakit.config.hash") == "INFRAKIT_TAG_INFRAKIT_CONFIG_HASH"
 
 

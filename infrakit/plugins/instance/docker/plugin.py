@@ -67,7 +67,6 @@ from infrakit.plugins.instance.docker.options import (
 from infrakit.spi.errors import PluginError, ValidationError
 from infrakit.spi.instance import (
     TAG_GROUP,
-    TAG_LOGICAL_ID,
     Description,
     InstanceID,
     InstancePlugin,
@@ -75,6 +74,7 @@ from infrakit.spi.instance import (
     Sweepable,
     Unsubscribe,
     Watchable,
+    logical_id_or_slot,
     tags_match,
 )
 
@@ -407,7 +407,7 @@ class DockerInstancePlugin(InstancePlugin, Watchable, Sweepable):
     ) -> tuple[list[str] | None, dict[str, str]]:
         """The container's command and environment: Init as the command unless `Cmd` is given."""
         env = dict(options.env)
-        env["INFRAKIT_LOGICAL_ID"] = spec.logical_id or spec.tags.get(TAG_LOGICAL_ID, "")
+        env["INFRAKIT_LOGICAL_ID"] = logical_id_or_slot(spec) or ""
         if options.cmd is not None:
             env["INFRAKIT_INIT"] = spec.init
             return options.cmd, env

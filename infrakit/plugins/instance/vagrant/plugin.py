@@ -69,6 +69,7 @@ from infrakit.spi.instance import (
     InstancePlugin,
     Spec,
     Sweepable,
+    logical_id_or_slot,
     tags_match,
 )
 
@@ -188,7 +189,9 @@ class VagrantInstancePlugin(InstancePlugin, Sweepable):
         """
         options = parse_options(spec.properties)
         instance_id = f"{ID_PREFIX}{secrets.token_hex(6)}"
-        vagrantfile = render_vagrantfile(options, instance_id, spec.logical_id)
+        vagrantfile = render_vagrantfile(
+            options, instance_id, spec.logical_id, logical_id_or_slot(spec)
+        )
         idir = self._dir / instance_id
         record = {
             "ID": instance_id,

@@ -3,8 +3,9 @@ template of your own, in Python `string.Template` syntax (`$Name` or `${Name}`; 
 literal `$`, which Ruby rarely needs). `{...}` is *not* a placeholder: Ruby uses braces for
 blocks and hashes. Each placeholder becomes a Ruby literal:
 `$Box` (a string, or `nil`), `$CPUs`, `$Memory` (integers), `$Hostname`, `$InstanceID`,
-`$Provider` (strings), `$LogicalID` (a string or `nil`), `$Env` (a hash of the
-`INFRAKIT_INSTANCE_ID` and `INFRAKIT_LOGICAL_ID` variables), `$NetworkOptions` (`, ip: '...'` when
+`$Provider` (strings), `$LogicalID` (a named group's logical ID, else `nil`), `$Env` (a hash of
+the `INFRAKIT_INSTANCE_ID` and `INFRAKIT_LOGICAL_ID` variables, the latter a Size group's slot
+when there is no logical ID), `$NetworkOptions` (`, ip: '...'` when
 the logical ID is an IPv4 address, else `, type: 'dhcp'`, for `config.vm.network
 "private_network"$NetworkOptions`) and `$DockerProvider` (the whole `config.vm.provider "docker"`
 block built from `Docker`, or nothing for another provider).
@@ -127,10 +128,14 @@ def _network_options(logical_id: str | None) -> str:
 
 
 def render_vagrantfile(
-    options: VagrantOptions, instance_id: str, logical_id: str | None = None
+    options: VagrantOptions,
+    instance_id: str,
+    logical_id: str | None = None,
+    slot: str | None = None,
 ) -> str:
-    """The Vagrantfile of one instance, from `Template` or the built-in template."""
-    env = {"INFRAKIT_INSTANCE_ID": instance_id, "INFRAKIT_LOGICAL_ID": logical_id or ""}
+    """The Vagrantfile of one instance, from `Template` or the built-in template. `slot` (a Size
+    group's) is the machine's `INFRAKIT_LOGICAL_ID` when it has no `logical_id`."""
+    env = {"INFRAKIT_INSTANCE_ID": instance_id, "INFRAKIT_LOGICAL_ID": logical_id or slot or ""}
     docker = options.docker
     hostname: str | None = instance_id
     if docker is not None and (docker.network_mode or "").split(":")[0] in ("host", "container"):
