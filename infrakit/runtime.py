@@ -64,6 +64,7 @@ from infrakit.spec import (
 from infrakit.spi import FlavorPlugin, InstancePlugin
 from infrakit.spi.flavor import Reportable
 from infrakit.spi.group import GroupID, GroupNotFoundError, GroupPlugin, not_leader
+from infrakit.spi.instance import logical_id_or_slot
 from infrakit.views import GroupRecord, GroupView, Views
 from infrakit.wire.go_group import go_group_handlers
 from infrakit.wire.group import group_handlers
@@ -308,11 +309,14 @@ class Runtime:
 
     def describe(self, group_id: str) -> dict[str, Any]:
         """`{"Instances": [...], "Converged": bool, "Conditions": [...]}` for the group, as
-        its last look saw it; `Conditions` says what keeps it from acting, if anything."""
+        its last look saw it; `Conditions` says what keeps it from acting, if anything.
+        Each instance's `LogicalID` is its slot in a Size group (docs/spec.md)."""
         record = self._record(group_id, leading=True)
         view = self.views.group(group_id)
         members = view.members if view is not None else ()
-        instances = [member.to_json() for member in members]
+        instances = [
+            {**member.to_json(), "LogicalID": logical_id_or_slot(member)} for member in members
+        ]
         # A flavor that knows its software may say more about each member (e.g. ZooKeeper's
         # leader / follower); an operator sees it as "Status".
         flavor = self.plugins.get(plugin_name(record.spec.properties.flavor.plugin))

@@ -17,6 +17,7 @@ from infrakit import jsondoc
 from infrakit.cli.output import print_table
 from infrakit.spi.errors import PluginError, SpecError, ValidationError
 from infrakit.spi.group import GroupNotFoundError, NotLeaderError
+from infrakit.spi.instance import TAG_LOGICAL_ID
 from infrakit.wire.common import Client, Unreachable, param
 
 CONNECT_TIMEOUT = 5.0
@@ -246,14 +247,19 @@ def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
 
 
 def print_descriptions(descriptions: Iterable[Mapping[str, Any]], quiet: bool) -> None:
-    """Instance descriptions as a table of ID, LOGICAL and TAGS, or just the IDs (`quiet`)."""
+    """Instance descriptions as a table of ID, LOGICAL and TAGS, or just the IDs (`quiet`).
+    LOGICAL is the LogicalID, else the `infrakit.logical_id` tag (a Size group's slot)."""
     items = list(descriptions)
     if quiet:
         for item in items:
             click.echo(str(param(item, "ID")))
         return
     rows = [
-        (str(param(d, "ID")), str(param(d, "LogicalID") or "-"), format_tags(param(d, "Tags")))
+        (
+            str(param(d, "ID")),
+            str(param(d, "LogicalID") or (param(d, "Tags") or {}).get(TAG_LOGICAL_ID) or "-"),
+            format_tags(param(d, "Tags")),
+        )
         for d in items
     ]
     print_table(("ID", "LOGICAL", "TAGS"), rows)

@@ -173,3 +173,29 @@ def test_the_embedding_example_runs(tmp_path: Path) -> None:
     assert lines[0] == "Managing 3 instances"
     assert "healed: 3 instances" in lines
     assert lines[-1] == "destroyed"
+
+
+def test_the_example_cluster_prints_each_workers_slot(home: Path) -> None:
+    """The demo's Init echoes `$INFRAKIT_LOGICAL_ID`: a Size group's worker prints its slot,
+    and `describe` shows it, as it shows a named member's logical ID."""
+    from infrakit import Runtime
+
+    example = Path(__file__).parents[2] / "examples" / "cluster.json"
+    with Runtime(json.loads(example.read_text()), home=home) as runtime:
+        workers = runtime.wait_converged("workers")["Instances"]
+        assert sorted(i["LogicalID"] for i in workers) == ["workers-0", "workers-1", "workers-2"]
+        members = runtime.wait_converged("zk")["Instances"]
+        assert sorted(i["LogicalID"] for i in members) == ["zk1", "zk2", "zk3"]
+        state = home / "instances" / "process"
+
+        def said() -> list[str]:
+            lines = []
+            for instance in workers:
+                log = state / instance["ID"] / "output.log"
+                lines += log.read_text().splitlines() if log.exists() else []
+            return sorted(lines)
+
+        expected = [f"worker workers-{i} started" for i in range(3)]
+        wait_for(lambda: said() == expected, what="each worker to print its slot")
+        runtime.destroy("workers")
+        runtime.destroy("zk")

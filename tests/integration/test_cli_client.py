@@ -83,8 +83,10 @@ def test_commit_then_describe_list_and_inspect(cli: Cli, runtime: Runtime) -> No
     assert table[0].split() == ["ID", "LOGICAL", "TAGS"]
     assert {row.split()[0] for row in table[1:]} == instances
     assert all("infrakit.group=cattle" in row for row in table[1:])
+    assert sorted(row.split()[1] for row in table[1:]) == ["cattle-0", "cattle-1"]  # slots
     description = json.loads(cli.ok("group", "describe", "cattle", "--json"))
     assert description["Converged"] is True and len(description["Instances"]) == 2
+    assert sorted(i["LogicalID"] for i in description["Instances"]) == ["cattle-0", "cattle-1"]
 
     assert cli.ok("group", "ls").splitlines() == ["ID      SIZE  STATE", "cattle  2     converged"]
     assert cli.ok("group", "ls", "-q") == "cattle\n"

@@ -133,6 +133,12 @@ def test_a_started_plugin_is_listed_and_serves_instances(env: Env, tmp_path: Pat
     assert env.ok("instance", "--name", "instance-file", "destroy", instance_id)
     assert env.ok("instance", "--name", "instance-file", "describe", "-q") == ""
 
+    # A Size group's instance has no LogicalID, only its slot tag: the table shows the slot.
+    sized = write(tmp_path / "sized.json", {"Tags": {"infrakit.logical_id": "web-0"}})
+    instance_id = env.ok("instance", "--name", "instance-file", "provision", sized).strip()
+    table = env.ok("instance", "--name", "instance-file", "describe").splitlines()
+    assert table[1].split() == [instance_id, "web-0", "infrakit.logical_id=web-0"]
+
 
 def test_a_second_plugin_of_the_same_name_is_refused_in_one_line(env: Env) -> None:
     first = env.start("file")
