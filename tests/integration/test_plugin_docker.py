@@ -1,9 +1,9 @@
 """The Docker and docker-in-docker instance plugins against the real engine: real containers
-(network none, the local test image, never pulled), tags as labels, Init as the command, logical
-IDs as names, loss seen through the event stream, what a killed provision leaves (found, or
-removed soon), sweep leaving nothing of a group, validation with paths, and a Size 3 group
-healed by the runtime. Every container made here carries a per-test label and is removed after
-the test."""
+(network none, the local test image, never pulled), tags as labels, Init as the command, loss
+seen through the event stream, what a killed provision leaves (found, or removed soon), sweep
+leaving nothing of a group, validation with paths, and a Size 3 group healed by the runtime.
+Names are in test_docker_names.py. Every container made here carries a per-test label and is
+removed after the test."""
 
 from __future__ import annotations
 
@@ -161,28 +161,6 @@ def test_properties_reach_the_container(
     code, _ = engine.containers.get(cid).exec_run(["touch", "/host/nope"], user="0")
     assert code != 0  # read-only bind mount
     assert "/scratch" in exec_out(engine, cid, "cat", "/proc/mounts")
-
-
-def test_logical_id_names_the_container(
-    engine: Any, token: str, plugin: DockerInstancePlugin
-) -> None:
-    name = f"ik-test-{token}"
-    spec = Spec(properties=props(token), tags=group_tags(f"g-{token}"), init=LOOP, logical_id=name)
-    first = plugin.provision(spec)
-    assert engine.containers.get(name).id == first
-    (described,) = plugin.describe_instances({TAG_GROUP: f"g-{token}"})
-    assert described.logical_id == name
-    assert not any(k.startswith("infrakit.docker.") for k in described.tags)
-
-    with pytest.raises(PluginError, match=f"a container named '{name}' is already running"):
-        plugin.provision(spec)
-
-    engine.containers.get(first).kill()
-    wait_for(lambda: plugin.describe_instances({TAG_GROUP: f"g-{token}"}) == [], 20, "gone")
-    second = plugin.provision(spec)  # the stopped one of that name is removed first
-    assert second != first
-    assert engine.containers.get(name).id == second
-    assert engine.containers.list(ignore_removed=True, all=True, filters={"id": first}) == []
 
 
 # -- loss ----------------------------------------------------------------------------------

@@ -26,8 +26,11 @@ Instances, tags and liveness:
   started, so one left `created` was made by a provision killed in between: nothing ever ran in
   it, and it is removed once seen so for `created_retention` seconds (30), unless this plugin is
   provisioning it. `sweep` removes a group's containers that are not running at once.
-- `LogicalID` (given for named groups) names the container. A stopped container of that name is
-  removed first; a running one is an error ("a container named X is already running").
+- The container is named after its group and logical ID, or a Size group's slot (`workers-0`;
+  the rule is in `names.py`). A dead container (exited, dead, never started) of the same group
+  and cluster that holds the name is removed first; a live one of ours (an old instance still
+  running beside its replacement), or any container that is not ours, is left alone and the new
+  one takes the name with a short suffix (`workers-0-3fa9c1`).
 - Docker cannot change a running container's labels, so `label` succeeds only when the labels
   are already there and otherwise says so (InstanceActor logs it and carries on).
 - Images are never pulled: a missing image is a `ValidationError` at `Image` from `validate`
@@ -48,7 +51,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -58,6 +60,7 @@ import docker
 import docker.errors
 
 from infrakit.plugins.instance.docker.events import EventWatcher
+from infrakit.plugins.instance.docker.names import is_ours, suffixed, wanted_name
 from infrakit.plugins.instance.docker.options import (
     LABEL_LOGICAL_ID,
     PRIVATE_PREFIX,
@@ -82,8 +85,6 @@ log = logging.getLogger(__name__)
 
 # Events that mean "a container may have gone"; only containers made by a group are followed.
 WATCH_EVENTS = ("die", "stop", "kill", "destroy", "oom")
-# Docker's rule for container names.
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")  # \Z: `$` would allow a final newline
 _STATE_RUNNING = "running"
 _STATE_CREATED = "created"
 # Not running and never coming back by itself: removed after `gone_retention`
@@ -92,6 +93,7 @@ _GARBAGE_STATES = frozenset({"exited", "dead", _STATE_CREATED})
 # States `sweep` leaves alone: a live container, one the engine is removing already.
 _NOT_DEAD = frozenset({_STATE_RUNNING, "removing"})
 _CLIENT_POOL = 32  # concurrent calls before urllib3 discards connections
+_NAME_TRIES = 3  # creates refused for a name taken meanwhile before giving up
 
 
 def missing_image_message(image: str) -> str:
@@ -164,14 +166,9 @@ class DockerInstancePlugin(InstancePlugin, Watchable, Sweepable):
         options = self._options(spec.properties)
         client = self.client()
         api = client.api
-        name = spec.logical_id or None
+        name = wanted_name(spec)
         if name is not None:
-            if not _NAME_RE.match(name):
-                raise PluginError(
-                    f"logical ID {name!r} cannot name a container (Docker allows letters, "
-                    "digits and '_.-', starting with a letter or digit, at least 2 characters)"
-                )
-            self._clear_name(name)
+            name = self._claim_name(name, spec)
         labels = {**options.labels, **spec.tags}
         if spec.logical_id:
             labels[LABEL_LOGICAL_ID] = spec.logical_id
@@ -186,26 +183,29 @@ class DockerInstancePlugin(InstancePlugin, Watchable, Sweepable):
             host_config["mem_limit"] = options.memory
         if options.cpus is not None:
             host_config["nano_cpus"] = round(options.cpus * 1e9)
+        create = {
+            "image": options.image,
+            "command": command,
+            "entrypoint": options.entrypoint,
+            "environment": env,
+            "labels": labels,
+            "hostname": options.hostname,
+            "user": options.user,
+            "working_dir": options.working_dir,
+            "host_config": api.create_host_config(**host_config),
+        }
         with self._engine("create a container"):
-            try:
-                created = api.create_container(
-                    image=options.image,
-                    command=command,
-                    entrypoint=options.entrypoint,
-                    environment=env,
-                    labels=labels,
-                    hostname=options.hostname,
-                    user=options.user,
-                    working_dir=options.working_dir,
-                    name=name,
-                    host_config=api.create_host_config(**host_config),
-                )
-            except docker.errors.ImageNotFound:
-                raise PluginError(missing_image_message(options.image)) from None
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409 and name is not None:
-                    raise PluginError(f"a container named {name!r} already exists") from None
-                raise
+            for attempt in range(1, _NAME_TRIES + 1):
+                try:
+                    created = api.create_container(**create, name=name)
+                    break
+                except docker.errors.ImageNotFound:
+                    raise PluginError(missing_image_message(options.image)) from None
+                except docker.errors.APIError as exc:
+                    # Taken since we looked (by a provision beside this one): another suffix.
+                    if exc.status_code != 409 or name is None or attempt == _NAME_TRIES:
+                        raise
+                    name = suffixed(wanted_name(spec) or name)
         container_id = str(created["Id"])
         with self._lock:
             self._provisioning.add(container_id)
@@ -425,20 +425,37 @@ class DockerInstancePlugin(InstancePlugin, Watchable, Sweepable):
         if not isinstance(instance_id, str) or not instance_id or "/" in instance_id:
             raise PluginError(f"not a container ID: {instance_id!r}")
 
-    def _clear_name(self, name: str) -> None:
-        """Remove a stopped container called `name`; refuse if one of that name runs."""
+    def _claim_name(self, name: str, spec: Spec) -> str:
+        """The name the spec's container can take: `name` if free, or once the dead container
+        of ours holding it is removed; else `name` with a suffix, the holder left alone."""
         api = self.client().api
         with self._engine(f"inspect container {name!r}"):
             try:
                 info = api.inspect_container(name)
             except docker.errors.NotFound:
-                return
+                return name
+            holder = str(info.get("Id", ""))
             state = (info.get("State") or {}).get("Status")
-            if state == _STATE_RUNNING:
-                raise PluginError(f"a container named {name!r} is already running")
-            log.info("removing stopped container %s (%s) to reuse its name", name, state)
+            labels = (info.get("Config") or {}).get("Labels") or {}
+            if not is_ours(labels, spec):
+                log.info(
+                    "container name %s is taken by %s (%s), which is not this group's:"
+                    " leaving it alone and naming the new container after it with a suffix",
+                    name,
+                    holder[:12],
+                    state,
+                )
+                return suffixed(name)
+            with self._lock:
+                provisioning = holder in self._provisioning
+            if state not in _GARBAGE_STATES or provisioning:
+                return suffixed(name)  # a live one of ours, such as the one being replaced
+            log.info("removing %s container %s to reuse its name %s", state, holder[:12], name)
             with contextlib.suppress(docker.errors.NotFound):
-                api.remove_container(info["Id"], v=True, force=True)
+                api.remove_container(holder, v=True, force=True)
+            with self._lock:
+                self._gone_since.pop(holder, None)
+            return name
 
     def _remove_garbage(self, container_id: str) -> None:
         log.info("removing container %s, stopped for a while", container_id[:12])
