@@ -1,20 +1,19 @@
 """Container names a person can use, against the real engine: each container is named after its
 group and logical ID (a Size group's slot), a dead container of ours holding the name is
 replaced, a live one of ours or anybody else's container is left alone and ours takes a
-suffixed name. Every container made here carries the test's label and is removed after it."""
+suffixed name (a healed Size group keeps its slot names: test_plugin_docker.py). Every
+container made here carries the test's label and is removed after it."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from support import TEST_IMAGE, TEST_LABEL, wait_for
 
-from infrakit import Runtime
 from infrakit.plugins.instance.docker import DockerInstancePlugin
 from infrakit.spi import Spec
 from infrakit.spi.instance import TAG_CLUSTER, TAG_GROUP, TAG_LOGICAL_ID
@@ -154,37 +153,3 @@ def test_a_container_not_ours_is_never_touched(
         assert container.status == state
     said = [r.getMessage() for r in caplog.records if "is not this group's" in r.getMessage()]
     assert len(said) == 2 and f"{group}-0" in said[0], said
-
-
-def test_a_size_groups_containers_keep_their_slot_names_when_healed(
-    engine: Any, token: str, home: Path
-) -> None:
-    group = f"workers-{token}"
-    spec = {
-        "ID": group,
-        "Properties": {
-            "Allocation": {"Size": 2},
-            "Instance": {
-                "Plugin": "instance-docker",
-                "Properties": {"Image": TEST_IMAGE, "Labels": {TEST_LABEL: token}},
-            },
-            "Flavor": {"Plugin": "flavor-vanilla", "Properties": {"Init": [LOOP]}},
-            "Health": {"Interval": "1s", "GracePeriod": "5s"},
-        },
-    }
-
-    def names() -> dict[str, str]:
-        filters = {"label": f"{TAG_GROUP}={group}", "status": "running"}
-        return {c.name: c.id for c in engine.containers.list(ignore_removed=True, filters=filters)}
-
-    plugin = DockerInstancePlugin(stop_timeout=1)
-    with Runtime(home=home, plugins={"instance-docker": plugin}) as rt:
-        rt.commit(spec)
-        rt.wait_converged(group)
-        before = names()
-        assert sorted(before) == [f"{group}-0", f"{group}-1"]
-        engine.containers.get(before[f"{group}-1"]).kill()
-        wait_for(lambda: names().get(f"{group}-1") not in (None, before[f"{group}-1"]))
-        assert sorted(names()) == [f"{group}-0", f"{group}-1"]
-        assert not exists(engine, before[f"{group}-1"])  # the dead one made way
-        rt.destroy(group)

@@ -573,12 +573,15 @@ def test_a_group_of_containers_converges_and_heals(engine: Any, token: str, home
         after = wait_for(replaced, 60, "the killed container to be replaced")
         assert len(after - before) == 1
         runtime.wait_converged(group)
-        # No duplicates: one running container per logical ID.
+        # No duplicates: one running container per logical ID, named after it; the killed
+        # one made way for its replacement's name.
         running = engine.containers.list(
             ignore_removed=True, filters={"label": f"{TAG_GROUP}={group}"}
         )
         slots = sorted(c.labels[TAG_LOGICAL_ID] for c in running)
         assert slots == [f"{group}-0", f"{group}-1", f"{group}-2"]
+        assert sorted(c.name for c in running) == slots
+        assert engine.containers.list(ignore_removed=True, all=True, filters={"id": victim}) == []
         runtime.destroy(group)
         assert running_ids(engine, **{TAG_GROUP: group}) == set()
 
