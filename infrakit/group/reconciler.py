@@ -268,6 +268,9 @@ class Reconciler(SupervisedActor):
     def _update(self, spec: GroupSpec, rollout: Rollout | None) -> None:
         """Take a new spec: scale, roll, or resume a paused rollout. A commit supersedes a
         destroy in progress: the group then converges to `spec`."""
+        old = self.rollout
+        if _resumes(old, rollout) and old is not None:
+            self._event(events.ROLLING, f"rolling update resumed at {old.done}/{old.total}")
         self.spec, self.rollout = spec, rollout
         self.destroying = False
         self.converged = False  # until a look at the group says otherwise
@@ -470,9 +473,15 @@ class Reconciler(SupervisedActor):
                 " commit the spec again to resume",
             )
         elif new is not None and old is not None and new.done != old.done and old.total:
-            self._event(events.ROLLING, f"rolling {new.done}/{new.total}")
+            if new.paused is not None:  # a replacement in flight when it paused came good
+                self._event(events.UPDATE_PAUSED, _done_while_paused(new.done, new.total))
+            else:
+                self._event(events.ROLLING, f"rolling {new.done}/{new.total}")
         if new is None and old is not None and old.total:
-            self._event(events.ROLLING, f"rolling {old.total}/{old.total}")
+            if old.paused is not None:
+                self._event(events.UPDATE_PAUSED, _done_while_paused(old.total, old.total))
+            else:
+                self._event(events.ROLLING, f"rolling {old.total}/{old.total}")
             self._event(events.UPDATE_DONE, f"rolling update done: {_instances(old.total)}")
         if new != old and self.hooks.on_progress is not None:
             self.hooks.on_progress(spec.id, spec.config_hash, new)
@@ -629,6 +638,18 @@ class Reconciler(SupervisedActor):
 
     def __str__(self) -> str:
         return f"Reconciler({self.spec.id})"
+
+
+def _resumes(old: Rollout | None, new: Rollout | None) -> bool:
+    """Whether `new` is `old`, paused, resumed (a commit of the same spec)."""
+    if old is None or old.paused is None or new is None:
+        return False
+    return new.paused is None and new.target == old.target
+
+
+def _done_while_paused(done: int, total: int) -> str:
+    """The progress of a paused update: never "rolling", which only a resume says again."""
+    return f"rolling update paused at {done}/{total}: {done}/{total} done while paused"
 
 
 def _instances(count: int) -> str:
