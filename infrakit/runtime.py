@@ -51,6 +51,7 @@ from infrakit.paths import (
 from infrakit.pidfile import Launcher
 from infrakit.plugins import create_plugin
 from infrakit.publisher import EventPublisher
+from infrakit.served import ServedPlugins
 from infrakit.spec import (
     DEFAULT_PLUGINS,
     ClusterConfig,
@@ -135,6 +136,8 @@ class Runtime:
         self.group_plugin: GroupPlugin = _GroupPlugin(self)
         """This runtime's Group API, as its servers serve it (infrakit/wire/group.py)."""
         self.plugins = {**self._make_plugins(), **extra}
+        # Served by name while leading, so that the CLI reaches every plugin this runtime uses.
+        self.served = ServedPlugins(self.plugins, self.plugins_dir)
         self._root: pykka.ActorRef[Any] | None = None
         self._manager: pykka.ActorRef[Any] | None = None
         self._election: Election | None = None
@@ -293,6 +296,7 @@ class Runtime:
         for server in [*self._servers, *self._leader_servers]:
             if not server.running:
                 lost.append(f"the Group API server at {server.endpoint} died")
+        lost.extend(self.served.died())
         publisher = self._publisher
         if publisher is not None and not publisher.alive:
             lost.append(f"the event publisher at {publisher.endpoint} died")
@@ -635,6 +639,7 @@ class Runtime:
             except OSError as error:
                 log.error("cannot serve the Group API over HTTP at %s: %s", self.http_path, error)
                 self._http_server = None
+        self.served.start()
         try:
             self._publisher = EventPublisher(self.events_endpoint).start()
         except Exception as error:
@@ -650,6 +655,7 @@ class Runtime:
         http, self._http_server = self._http_server, None
         if http is not None:
             http.stop()
+        self.served.stop()
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
             self._unpublish()

@@ -21,8 +21,8 @@ from test_update_resume import (
     commit,
     converge,
     lone_runtime,
-    runs,  # noqa: F401 (the fixture)
 )
+from test_update_resume import runs as runs  # the fixture
 
 ROLLOUT = ("update-started", "rolling", "update-paused", "update-done")
 
@@ -35,7 +35,7 @@ def rollout_lines(run: Run) -> list[tuple[str, str]]:
 def test_progress_after_a_pause_is_said_as_paused_until_a_commit_resumes_it(
     cli: Cli,
     tmp_path: Path,
-    runs: list[Run],  # noqa: F811 (the fixture imported above)
+    runs: list[Run],
 ) -> None:
     gate = Gate(tmp_path)
     state = cli.home / "instances" / "process"

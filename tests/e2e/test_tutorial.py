@@ -46,8 +46,14 @@ def test_infrakit_tutorial_with_out_of_process_plugins(cli: Cli, tmp_path: Path)
         )
     )
     cli.start("run", str(cluster), ready="gained leadership: leading")
-    wait_for(lambda: len(cli("plugin", "ls", "-q").split()) == 3, what="3 plugins")
-    assert sorted(cli("plugin", "ls", "-q").split()) == ["flavor-vanilla", "group", "instance-file"]
+    # instance-process: the runtime's own, served by name too
+    wait_for(lambda: len(cli("plugin", "ls", "-q").split()) == 4, what="4 plugins")
+    assert sorted(cli("plugin", "ls", "-q").split()) == [
+        "flavor-vanilla",
+        "group",
+        "instance-file",
+        "instance-process",
+    ]
 
     spec = tmp_path / "cattle.json"
     spec.write_text(json.dumps(cattle(5, "Instance properties version 1.0")))
