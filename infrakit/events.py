@@ -63,8 +63,9 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     time: float = field(default_factory=time.time)
 
-    def to_json(self) -> dict[str, Any]:
-        """The event as a dict; data that cannot be copied is given as its repr."""
+    def to_json(self, seq: int | None = None) -> dict[str, Any]:
+        """The event as a dict, with its sequence number `seq` if given (infrakit/eventlog.py);
+        data that cannot be copied is given as its repr."""
         if self.data:
             try:
                 data: Any = deepcopy(self.data)
@@ -72,7 +73,7 @@ class Event:
                 data = repr(self.data)
         else:
             data = {}  # most events carry none: no copy (a converge makes 100,000s of them)
-        return {
+        result = {
             "group": self.group,
             "kind": self.kind,
             "message": self.message,
@@ -81,6 +82,9 @@ class Event:
             "data": data,
             "time": self.time,
         }
+        if seq is not None:
+            result["seq"] = seq
+        return result
 
     def line(self) -> str:
         """The log line: `group: [logical id] message`."""

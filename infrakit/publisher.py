@@ -28,7 +28,7 @@ class EventPublisher:
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
-        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Event, int | None] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -48,9 +48,10 @@ class EventPublisher:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: Event, seq: int | None = None) -> None:
+        """Queue `event` (with its sequence number, if it has one) to be sent."""
         if self._thread is not None:
-            self._queue.put(event)
+            self._queue.put((event, seq))
 
     def stop(self) -> None:
         thread, self._thread = self._thread, None
@@ -72,16 +73,16 @@ class EventPublisher:
             return
         self._ready.set()
         try:
-            while (event := self._queue.get()) is not None:
+            while (item := self._queue.get()) is not None:
                 try:
-                    self._send(sock, event)
+                    self._send(sock, *item)
                 except BaseException:
-                    log.exception("cannot publish event %r; dropped", event.line())
+                    log.exception("cannot publish event %r; dropped", item[0].line())
         finally:
             sock.close(linger=0)
 
     @staticmethod
-    def _send(sock: zmq.Socket[bytes], event: Event) -> None:
-        body = json.dumps(event.to_json(), default=str).encode()
+    def _send(sock: zmq.Socket[bytes], event: Event, seq: int | None) -> None:
+        body = json.dumps(event.to_json(seq), default=str).encode()
         with contextlib.suppress(zmq.Again):  # a subscriber lags: drop, as PUB does
             sock.send_multipart([event.group.encode(), body], flags=zmq.NOBLOCK)

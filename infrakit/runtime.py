@@ -35,6 +35,7 @@ from actors.remote import CurveServerConfig, RpcServer, load_keypair
 from actors.workpool import WorkPool
 from infrakit import events
 from infrakit.endpoints import connectable, exposed
+from infrakit.eventlog import EventLog
 from infrakit.events import Event, EventBus
 from infrakit.launcher import LaunchedPlugin
 from infrakit.manager.actor import CALL_TIMEOUT, ManagerActor
@@ -64,7 +65,13 @@ from infrakit.spec import (
 )
 from infrakit.spi import FlavorPlugin, InstancePlugin
 from infrakit.spi.flavor import Reportable
-from infrakit.spi.group import GroupID, GroupNotFoundError, GroupPlugin, not_leader
+from infrakit.spi.group import (
+    GroupID,
+    GroupNotFoundError,
+    GroupPlugin,
+    RecentEvents,
+    not_leader,
+)
 from infrakit.spi.instance import logical_id_or_slot
 from infrakit.views import GroupRecord, GroupView, Views
 from infrakit.wire.go_group import go_group_handlers
@@ -132,6 +139,8 @@ class Runtime:
         self.location = location or config.manager.advertise or connectable(self.listen[0])
         self.events_endpoint = f"ipc://{self.home / 'events'}"
         self.events = EventBus()
+        self.event_log = EventLog()
+        """The recent events, numbered: what `infrakit events --since` replays."""
         self.views = Views()
         self.group_plugin: GroupPlugin = _GroupPlugin(self)
         """This runtime's Group API, as its servers serve it (infrakit/wire/group.py)."""
@@ -155,6 +164,7 @@ class Runtime:
         self._http_server: HttpRpcServer | None = None
         self._publisher: EventPublisher | None = None
         self._unsubscribe: Any = None
+        self._unrecord: Any = None
         self._unpublish: Any = None
 
     @classmethod
@@ -189,6 +199,7 @@ class Runtime:
             self.location = connectable(bound)  # tcp://...:0: the port it was given
             election, store = self._backends()  # that publish this location
         self._unsubscribe = self.events.subscribe(self._on_event)
+        self._unrecord = self.events.subscribe(self.event_log.record)
         self._election = election
         self._health_checks = WorkPool(self.config.limits.health_checks, name="health-check")
         manager = ChildSpec(
@@ -253,6 +264,7 @@ class Runtime:
             self._health_checks = None
         if self._unsubscribe is not None:
             self._unsubscribe()
+            self._unrecord()
             self._unsubscribe = None
         for plugin in self.plugins.values():
             close = getattr(plugin, "close", None)
@@ -409,6 +421,14 @@ class Runtime:
         if callable(candidates):
             result["Managers"] = candidates()  # every manager the election can see
         return result
+
+    def recent_events(
+        self, since: float, group_id: str | None = None, after: int = 0
+    ) -> dict[str, Any]:
+        """The leader's events of the last `since` seconds (of `group_id` only, if given)
+        numbered above `after`, oldest first, as `Events.Recent` answers (docs/protocol.md)."""
+        self._require_leading()
+        return self.event_log.recent(since, group_id, after).to_json()
 
     def wait_converged(self, group_id: str, timeout: float = 120.0) -> dict[str, Any]:
         """Wait until a look begun after this call finds the group converged; returns its
@@ -646,7 +666,8 @@ class Runtime:
             log.error("cannot publish events at %s: %s", self.events_endpoint, error)
             self._publisher = None
         else:
-            self._unpublish = self.events.subscribe(self._publisher.publish)
+            publish = self._publisher.publish
+            self._unpublish = self.event_log.subscribe(lambda seq, event: publish(event, seq))
 
     def _stop_leader_servers(self) -> None:
         for server in self._leader_servers:
@@ -662,7 +683,7 @@ class Runtime:
             publisher.stop()
 
 
-class _GroupPlugin(GroupPlugin):
+class _GroupPlugin(GroupPlugin, RecentEvents):
     """A runtime's Group API under the contract's names (spi/group.py); each method is the
     runtime's own, and `destroy_group` only begins the destroy, as InfraKit's did."""
 
@@ -692,3 +713,8 @@ class _GroupPlugin(GroupPlugin):
 
     def status(self) -> dict[str, Any]:
         return self._runtime.status()
+
+    def recent_events(
+        self, since: float, group: GroupID | None = None, after: int = 0
+    ) -> dict[str, Any]:
+        return self._runtime.recent_events(since, group, after)

@@ -2,7 +2,8 @@
 
 The runtime publishes on a ZeroMQ PUB socket (by default `ipc://<INFRAKIT_HOME>/events`),
 each event a two-frame message: the group ID (the topic) and the event as a JSON object
-`{"group", "kind", "message", "logical_id", "instance", "data", "time"}`.
+`{"group", "kind", "message", "logical_id", "instance", "data", "time", "seq"}`; `--since`
+replays recent ones first (infrakit/cli/replay.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 import click
 import zmq
 
+from infrakit.cli.client import default_endpoint
 from infrakit.cli.helpformat import Command
 from infrakit.cli.remote import curve_config, curve_options, ipc_listening
+from infrakit.cli.replay import Replay, parse_since
 from infrakit.paths import default_home
 
 
@@ -45,16 +48,33 @@ def event_line(event: dict[str, Any]) -> str:
     help="Where the runtime publishes its events.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print each event as one JSON object.")
+@click.option(
+    "--since",
+    metavar="DURATION",
+    callback=parse_since,
+    help="First print the events of the last DURATION (e.g. 5m; at most a week) that the"
+    " runtime still holds (its last 1000, of at most 1h).",
+)
+@click.option(
+    "--manager-endpoint",
+    envvar="INFRAKIT_ENDPOINT",
+    default=default_endpoint,
+    show_default="ipc://<plugins dir>/group; env INFRAKIT_ENDPOINT",
+    help="Where the runtime serves its Group API, which --since asks for the replay.",
+)
 @curve_options
 def events(
     group_id: str | None,
     endpoint: str,
     as_json: bool,
+    since: float | None,
+    manager_endpoint: str,
     curve_key: Path | None,
     server_key: Path | None,
 ) -> None:
     """Print the runtime's lifecycle events as they happen (of GROUP only, if given), one
-    line each, until Ctrl-C. Waits for a runtime if none publishes yet."""
+    line each, until Ctrl-C. Waits for a runtime if none publishes yet. With --since, first
+    the recent ones, each event once."""
     curve = curve_config(curve_key, server_key)
     if not ipc_listening(endpoint):
         click.echo(f"nothing publishes at {endpoint} yet; waiting", err=True)
@@ -73,15 +93,31 @@ def events(
             sock.connect(endpoint)
         except zmq.ZMQError as error:
             raise click.ClickException(f"cannot connect to {endpoint}: {error}") from None
-        follow(sock, group_id, as_json)
+        replay = Replay(group_id)  # subscribed first: then the replay, then the live events
+        try:
+            if since is not None:
+                for event in replay.fetch(manager_endpoint, curve_key, server_key, since):
+                    show(event, as_json)
+                sys.stdout.flush()
+            follow(sock, group_id, as_json, replay)
+        finally:
+            replay.close()
     except KeyboardInterrupt:
         pass
     finally:
         sock.close(linger=0)
 
 
-def follow(sock: zmq.Socket[bytes], group_id: str | None, as_json: bool) -> None:
-    """Print every event received on `sock` (topics match by prefix: keep exact ones only)."""
+def show(event: dict[str, Any], as_json: bool) -> None:
+    """Print one event: a line, or its JSON object."""
+    click.echo(json.dumps(event, sort_keys=True) if as_json else event_line(event))
+
+
+def follow(
+    sock: zmq.Socket[bytes], group_id: str | None, as_json: bool, replay: Replay | None = None
+) -> None:
+    """Print every event received on `sock` (topics match by prefix: keep exact ones only),
+    each once: `replay` says which were printed already."""
     while True:
         frames = sock.recv_multipart()
         if len(frames) < 2:
@@ -95,8 +131,6 @@ def follow(sock: zmq.Socket[bytes], group_id: str | None, as_json: bool) -> None
             continue
         if not isinstance(event, dict):
             continue
-        if as_json:
-            click.echo(json.dumps(event, sort_keys=True))
-        else:
-            click.echo(event_line(event))
+        for shown in replay.admit(event) if replay is not None else [event]:
+            show(shown, as_json)
         sys.stdout.flush()

@@ -80,3 +80,16 @@ class GroupPlugin(Protocol):
         """This manager's view of itself: leadership, location, plugins, a summary per group
         (docs/protocol.md, `Manager.Status`). Never raises `NotLeaderError`."""
         ...
+
+
+@runtime_checkable
+class RecentEvents(Protocol):
+    """A Group API that also replays its recent lifecycle events (ours: `Events.Recent`)."""
+
+    def recent_events(
+        self, since: float, group: GroupID | None = None, after: int = 0
+    ) -> dict[str, Any]:
+        """`{"Events": [event], "Capacity", "MaxAge", "Oldest", "Truncated"}`: the events of
+        the last `since` seconds (of `group` only, if given) numbered above `after`, oldest
+        first, and what the buffer keeps (docs/protocol.md). May raise `NotLeaderError`."""
+        ...

@@ -6,10 +6,11 @@ travels as a plugin error)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from actors.rpc_errors import METHOD_NOT_FOUND, RemoteError, RpcError
+from actors.rpc_errors import INVALID_PARAMS, METHOD_NOT_FOUND, RemoteError, RpcError
 from infrakit.spi.errors import PluginError, SpecError
 from infrakit.spi.group import (
     GroupCannotRunError,
@@ -17,6 +18,7 @@ from infrakit.spi.group import (
     GroupNotFoundError,
     GroupPlugin,
     NotLeaderError,
+    RecentEvents,
 )
 from infrakit.wire.common import (
     GROUP_NOT_FOUND,
@@ -69,7 +71,17 @@ def group_handlers(plugin: GroupPlugin) -> dict[str, Handler]:
         guarded(lambda: plugin.destroy_group(group_id))
         return {"OK": True}
 
+    extra: dict[str, Handler] = {}
+    if isinstance(plugin, RecentEvents):
+        source = plugin
+
+        def recent(p: dict[str, Any]) -> Any:
+            since, after, group = _recent_params(p)
+            return guarded(lambda: source.recent_events(since, group, after))
+
+        extra["Events.Recent"] = recent
     return {
+        **extra,
         **handshake([api("Group"), api("Manager")]),
         "Group.CommitGroup": commit,
         "Group.FreeGroup": free,
@@ -82,7 +94,26 @@ def group_handlers(plugin: GroupPlugin) -> dict[str, Handler]:
     }
 
 
-class GroupClient(Client, GroupPlugin):
+def _recent_params(p: dict[str, Any]) -> tuple[float, int, str | None]:
+    """`Events.Recent`'s `Since` (seconds), `After` and `Group`, or invalid params naming the
+    one that is wrong."""
+    since = param(p, "Since", 0)
+    if not _number(since) or not math.isfinite(since) or since < 0:
+        raise RpcError(INVALID_PARAMS, "params.Since must be a number of seconds, 0 or more")
+    after = param(p, "After", 0)
+    if not _number(after) or not isinstance(after, int):
+        raise RpcError(INVALID_PARAMS, "params.After must be an integer")
+    group = param(p, "Group")
+    if group is not None and not isinstance(group, str):
+        raise RpcError(INVALID_PARAMS, "params.Group must be a string or null")
+    return float(since), after, group or None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class GroupClient(Client, GroupPlugin, RecentEvents):
     """The Group and Manager API of a runtime in another process (or of Go InfraKit's manager,
     which serves no `Manager.Status` nor `Manager.LeaderLocation`: those raise `Unsupported`).
     Messages are the server's own, whole: they are written for operators."""
@@ -93,6 +124,7 @@ class GroupClient(Client, GroupPlugin):
         "Manager.IsLeader",
         "Manager.LeaderLocation",
         "Manager.Status",
+        "Events.Recent",
     }
 
     def commit_group(self, spec: Mapping[str, Any], pretend: bool = False) -> str:
@@ -125,6 +157,12 @@ class GroupClient(Client, GroupPlugin):
     def status(self) -> dict[str, Any]:
         status = self._call("Manager.Status", {})
         return status if isinstance(status, dict) else {}
+
+    def recent_events(
+        self, since: float, group: GroupID | None = None, after: int = 0
+    ) -> dict[str, Any]:
+        replay = self._call("Events.Recent", {"Since": since, "Group": group, "After": after})
+        return replay if isinstance(replay, dict) else {}
 
     def _error(self, error: RemoteError) -> Exception:
         data = error.data if isinstance(error.data, dict) else {}
