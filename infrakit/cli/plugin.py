@@ -147,7 +147,10 @@ def serve(name: str, served: Any) -> None:
     try:
         server.start()
     except AddressInUse:
-        raise click.ClickException(f"plugin {name} is already running at {endpoint}") from None
+        raise click.ClickException(
+            f"plugin {name} is already running at {endpoint} (a leading `infrakit run` serves"
+            " its built-in plugins there too); start this one under another name with --name"
+        ) from None
     except Exception as error:  # zmq: path too long, no permission...
         raise click.ClickException(f"cannot serve at {endpoint}: {error}") from None
     pid_file = directory / f"{name}.pid"

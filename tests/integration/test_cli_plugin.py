@@ -145,7 +145,9 @@ def test_a_second_plugin_of_the_same_name_is_refused_in_one_line(env: Env) -> No
     second = env.run("plugin", "start", "file")
     endpoint = f"ipc://{env.plugins / 'instance-file'}"
     assert second.returncode == 1
-    assert second.stderr == f"Error: plugin instance-file is already running at {endpoint}\n"
+    assert second.stderr.startswith(f"Error: plugin instance-file is already running at {endpoint}")
+    assert "under another name with --name" in second.stderr
+    assert len(second.stderr.splitlines()) == 1
     assert first.poll() is None
     assert served_by(env) == first.pid
     assert env.ok("plugin", "ls", "-q") == "instance-file\n"
