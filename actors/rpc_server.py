@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
+import glob
 import inspect
 import logging
 import os
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import zmq
 import zmq.auth
+import zmq.utils.z85
 from zmq.auth.thread import ThreadAuthenticator
 
 from actors.curve import CurveServerConfig
@@ -56,12 +59,51 @@ from actors.zmq_io import BATCH, logger, set_heartbeat
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["BUILTINS", "Handler", "LogLimiter", "RpcServer", "answer", "serve_actor"]
+__all__ = [
+    "BUILTINS",
+    "Handler",
+    "LogLimiter",
+    "RpcServer",
+    "answer",
+    "authenticated_user",
+    "serve_actor",
+]
 
 Handler = Callable[[dict[str, Any]], Any]
 """Takes the request's params object, returns a JSON-serialisable result."""
 
 BUILTINS = ("rpc.methods", "rpc.ping")
+
+_USER: contextvars.ContextVar[str | None] = contextvars.ContextVar("rpc_user", default=None)
+
+
+def authenticated_user() -> str | None:
+    """Who sent the call a handler is answering, as the server authenticated them: the name of
+    the client's CURVE public key file (`alice` for `alice.key`), or None when the transport
+    authenticates nobody (ipc://, HTTP, CURVE without a keys directory). A handler keeps its
+    one-argument signature and asks this when it needs to know."""
+    return _USER.get()
+
+
+class _NamingAuthenticator(ThreadAuthenticator):
+    """pyzmq's authenticator, giving each authorized client key its file's name as the
+    message's User-Id (instead of the key itself)."""
+
+    names: dict[bytes, str]
+
+    def name_keys(self, directory: str) -> None:
+        self.names = {}
+        for path in sorted(glob.glob(os.path.join(glob.escape(directory), "*.key"))):
+            with contextlib.suppress(OSError, ValueError):
+                public, _ = zmq.auth.load_certificate(path)
+                if public:
+                    self.names[public] = os.path.basename(path)[: -len(".key")]
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        encoded = zmq.utils.z85.encode(client_public_key)
+        return getattr(self, "names", {}).get(encoded) or f"key {encoded[:8].decode()}"
+
+
 HARD_LIMIT_FACTOR = 4
 """ZeroMQ drops a message over this many times `max_message_bytes`, and its connection."""
 
@@ -105,6 +147,7 @@ class _Job:
     envelope: list[bytes]
     request: Request
     handler: Handler
+    user: str | None = None
 
 
 class RpcServer:
@@ -181,13 +224,17 @@ class RpcServer:
             # A CURVE server gets a context of its own: ZAP is per context, and only one
             # authenticator can serve a context.
             context = zmq.Context() if own_context else zmq.Context.instance()
-            auth: ThreadAuthenticator | None = None
+            auth: _NamingAuthenticator | None = None
             sock: zmq.Socket[bytes] | None = None
             try:
                 if self._curve is not None:
-                    auth = ThreadAuthenticator(context, log=logging.getLogger("actors.remote.auth"))
+                    auth = _NamingAuthenticator(
+                        context, log=logging.getLogger("actors.remote.auth")
+                    )
                     auth.start()
                     location = self._curve.authorized_keys_dir or zmq.auth.CURVE_ALLOW_ANY
+                    if self._curve.authorized_keys_dir is not None:
+                        auth.name_keys(self._curve.authorized_keys_dir)
                     auth.configure_curve(domain="*", location=location)
                 path = _ipc_path(self._requested)
                 if path is not None:
@@ -290,18 +337,30 @@ class RpcServer:
         self, sock: zmq.Socket[bytes], jobs: collections.deque[_Job], replies: Replies
     ) -> None:
         """Take what is waiting off the socket: calls to run, answers to send at once."""
+        authenticated = self._curve is not None and self._curve.authorized_keys_dir is not None
         for _ in range(BATCH):
+            user = None
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                if authenticated:
+                    # Frames, not bytes: only a frame carries the ZAP User-Id of its sender.
+                    raw = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    user = _user_id(raw[-1])
+                    frames = [frame.bytes for frame in raw]
+                else:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
-                self._dispatch(frames, jobs, replies)
+                self._dispatch(frames, jobs, replies, user)
             except Exception as error:
                 self._log.warning("%s: failed to dispatch a message: %r", self.name, error)
 
     def _dispatch(
-        self, frames: list[bytes], jobs: collections.deque[_Job], replies: Replies
+        self,
+        frames: list[bytes],
+        jobs: collections.deque[_Job],
+        replies: Replies,
+        user: str | None = None,
     ) -> None:
         if len(frames) == 2:
             envelope, body = frames[:1], frames[1]
@@ -324,7 +383,7 @@ class RpcServer:
             return
         handler = self._handlers.get(request.method)
         if handler is not None:
-            jobs.append(_Job(envelope, request, handler))
+            jobs.append(_Job(envelope, request, handler, user))
         elif request.notification:
             return
         elif request.method == "rpc.ping":
@@ -348,7 +407,20 @@ class RpcServer:
         return None if body is None else [*job.envelope, body]
 
     def _answer(self, job: _Job) -> bytes | None:
-        return answer(job.request, job.handler, self.name, self._log)
+        token = _USER.set(job.user)
+        try:
+            return answer(job.request, job.handler, self.name, self._log)
+        finally:
+            _USER.reset(token)
+
+
+def _user_id(frame: zmq.Frame) -> str | None:
+    """The ZAP User-Id a frame arrived with, if any."""
+    try:
+        user = frame.get("User-Id")
+    except (zmq.ZMQError, KeyError):
+        return None
+    return user if isinstance(user, str) and user else None
 
 
 def answer(request: Request, handler: Handler, name: str, log: LogLimiter) -> bytes | None:

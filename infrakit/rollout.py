@@ -25,7 +25,9 @@ class Rollout:
     rollout is itself a rollback: a rollback that fails pauses, it never loops). `total` counts
     the instances it has to replace (0 until the first look), `done` those replaced. `in_flight`
     says when (wall-clock seconds) each replacement now under way began, for
-    `Update.HealthyTimeout`; `paused` why it stopped, if it did.
+    `Update.HealthyTimeout`; `paused` why it stopped, if it did, and `held` whether an
+    operator paused it (self-healing goes on then). `revert` is the spec OnFailure "rollback"
+    goes back to when it is not `previous`: the last revision that fully rolled out.
     """
 
     target: str
@@ -36,6 +38,8 @@ class Rollout:
     in_flight: Mapping[LogicalID, float] = field(default_factory=lambda: _EMPTY)
     paused: str | None = None
     since: float = 0.0
+    held: bool = False
+    revert: GroupSpec | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (kept with the group's spec)."""
@@ -48,6 +52,8 @@ class Rollout:
             "InFlight": dict(self.in_flight),
             "Paused": self.paused,
             "Since": self.since,
+            "Held": self.held,
+            "Revert": self.revert.to_json() if self.revert is not None else None,
         }
 
     @classmethod
@@ -55,16 +61,9 @@ class Rollout:
         """Read the stored form back; raises ValueError if it is not one."""
         if not isinstance(data, dict) or not isinstance(data.get("Target"), str):
             raise ValueError("not a stored rolling update")
-        previous = None
-        if isinstance(data.get("Previous"), dict):
-            try:
-                previous = parse_group(
-                    data["Previous"],
-                    source="the stored update's previous spec",
-                    max_group_size=max_group_size,
-                )
-            except SpecError:
-                previous = None  # it can no longer be rolled back to; pausing still works
+        # One that no longer parses can no longer be rolled back to; pausing still works.
+        previous = _spec(data.get("Previous"), "previous", max_group_size)
+        revert = _spec(data.get("Revert"), "rollback", max_group_size)
         in_flight = data.get("InFlight") or {}
         paused = data.get("Paused")
         return cls(
@@ -84,13 +83,29 @@ class Rollout:
             ),
             paused=paused if isinstance(paused, str) else None,
             since=float(data["Since"]) if isinstance(data.get("Since"), int | float) else 0.0,
+            held=data.get("Held") is True,
+            revert=revert,
         )
 
     def resumed(self, now: float) -> Rollout:
         """The same rollout, no longer paused; replacements under way are timed from now."""
         return replace(
-            self, paused=None, in_flight=MappingProxyType(dict.fromkeys(self.in_flight, now))
+            self,
+            paused=None,
+            held=False,
+            in_flight=MappingProxyType(dict.fromkeys(self.in_flight, now)),
         )
+
+
+def _spec(data: Any, which: str, max_group_size: int) -> GroupSpec | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        return parse_group(
+            data, source=f"the stored update's {which} spec", max_group_size=max_group_size
+        )
+    except SpecError:
+        return None
 
 
 def _count(value: Any) -> int:
@@ -114,7 +129,7 @@ def begin(
 
 def rollback(rollout: Rollout, now: float) -> tuple[GroupSpec, Rollout] | None:
     """The spec to roll back to and the rollout that does it, if `rollout` can be rolled back."""
-    back = rollout.previous
+    back = rollout.revert or rollout.previous
     if back is None or rollout.rolling_back:
         return None
     return back, Rollout(target=back.config_hash, rolling_back=True, since=now)

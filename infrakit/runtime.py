@@ -66,10 +66,12 @@ from infrakit.spec import (
 from infrakit.spi import FlavorPlugin, InstancePlugin
 from infrakit.spi.flavor import Reportable
 from infrakit.spi.group import (
+    Caller,
     GroupID,
     GroupNotFoundError,
     GroupPlugin,
     RecentEvents,
+    Revisions,
     not_leader,
 )
 from infrakit.spi.instance import logical_id_or_slot
@@ -319,9 +321,58 @@ class Runtime:
     # Writes go through the manager actor; questions are answered from what the manager and
     # the groups last published, so that an answer never waits on a busy actor or a plugin.
 
-    def commit(self, spec: Mapping[str, Any] | GroupSpec, pretend: bool = False) -> str:
-        """Commit a group spec; returns InfraKit's sentence (`Managing 3 instances`, ...)."""
-        return str(self._call("commit", spec, pretend))
+    def commit(
+        self,
+        spec: Mapping[str, Any] | GroupSpec,
+        pretend: bool = False,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> str:
+        """Commit a group spec; returns InfraKit's sentence (`Managing 3 instances`, ...).
+        A real change is a new revision; a stale `expect_revision` raises RevisionError."""
+        return str(self._call("commit", spec, pretend, expect_revision, who))
+
+    def commit_revision(
+        self,
+        spec: Mapping[str, Any] | GroupSpec,
+        pretend: bool = False,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        """`commit`, answering `{"Details": sentence, "Revision": the group's revision}`."""
+        return dict(self._call("commit_revision", spec, pretend, expect_revision, who))
+
+    def history(self, group_id: str) -> dict[str, Any]:
+        """The group's last revisions, the newest last (docs/protocol.md, `Group.History`)."""
+        return dict(self._call("history", group_id))
+
+    def rollback(
+        self,
+        group_id: str,
+        to: int | None = None,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        """Commit revision `to` again (default: the latest earlier one fully rolled out)."""
+        return dict(self._call("rollback", group_id, to, expect_revision, who))
+
+    def pause(self, group_id: str, who: Caller | None = None) -> dict[str, Any]:
+        """Hold the group's rolling updates until `resume`; self-healing goes on."""
+        return dict(self._call("pause", group_id, who))
+
+    def resume(self, group_id: str, who: Caller | None = None) -> dict[str, Any]:
+        """Go on with the group's rolling update."""
+        return dict(self._call("resume", group_id, who))
+
+    def scale(
+        self,
+        group_id: str,
+        size: int,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        """Set a Size group's size, as a revision of its own (nothing is replaced)."""
+        return dict(self._call("scale", group_id, size, expect_revision, who))
 
     def describe(self, group_id: str) -> dict[str, Any]:
         """`{"Instances": [...], "Converged": bool, "Conditions": [...]}` for the group, as
@@ -683,7 +734,7 @@ class Runtime:
             publisher.stop()
 
 
-class _GroupPlugin(GroupPlugin, RecentEvents):
+class _GroupPlugin(GroupPlugin, RecentEvents, Revisions):
     """A runtime's Group API under the contract's names (spi/group.py); each method is the
     runtime's own, and `destroy_group` only begins the destroy, as InfraKit's did."""
 
@@ -692,6 +743,42 @@ class _GroupPlugin(GroupPlugin, RecentEvents):
 
     def commit_group(self, spec: Mapping[str, Any], pretend: bool = False) -> str:
         return self._runtime.commit(spec, pretend)
+
+    def commit_revision(
+        self,
+        spec: Mapping[str, Any],
+        pretend: bool = False,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        return self._runtime.commit_revision(spec, pretend, expect_revision, who)
+
+    def group_history(self, group_id: GroupID) -> dict[str, Any]:
+        return self._runtime.history(group_id)
+
+    def rollback_group(
+        self,
+        group_id: GroupID,
+        to: int | None = None,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        return self._runtime.rollback(group_id, to, expect_revision, who)
+
+    def pause_group(self, group_id: GroupID, who: Caller | None = None) -> dict[str, Any]:
+        return self._runtime.pause(group_id, who)
+
+    def resume_group(self, group_id: GroupID, who: Caller | None = None) -> dict[str, Any]:
+        return self._runtime.resume(group_id, who)
+
+    def scale_group(
+        self,
+        group_id: GroupID,
+        size: int,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        return self._runtime.scale(group_id, size, expect_revision, who)
 
     def free_group(self, group_id: GroupID) -> None:
         self._runtime.free(group_id)

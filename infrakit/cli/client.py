@@ -3,6 +3,7 @@ ipc://<plugins dir>/group, or group.zmq when the runtime gives `group` to Go's C
 
 from __future__ import annotations
 
+import getpass
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ from infrakit.cli.remote import (
     read_json,
 )
 from infrakit.paths import GROUP_SOCKET, GROUP_ZMQ_SOCKET, plugins_dir
-from infrakit.spi.group import NotLeaderError
+from infrakit.spi.group import Caller, NotLeaderError
 from infrakit.wire.common import Unsupported, param
 from infrakit.wire.group import GroupClient
 
@@ -83,6 +84,26 @@ def connect_manager(endpoint: str, curve_key: Path | None, server_key: Path | No
     return Manager(reached.client, unreachable, curve)
 
 
+def local_user() -> Caller:
+    """Who this CLI runs as, sent with each change: a runtime that authenticates clients by
+    their CURVE keys records the key's name instead."""
+    try:
+        return Caller(getpass.getuser())
+    except (KeyError, OSError):
+        return Caller("unknown")
+
+
+def expect_revision_option(function: F) -> F:
+    """Add `--expect-revision N`: refuse the change unless the group is at revision N."""
+    return click.option(
+        "--expect-revision",
+        type=click.IntRange(min=0),
+        metavar="N",
+        help="Refuse the change, naming the current revision, unless the group is at revision"
+        " N (0: a new group); see `infrakit group history`.",
+    )(function)
+
+
 def status_if_served(group: GroupClient) -> dict[str, Any] | None:
     """`Manager.Status`, or None from a runtime that does not serve it (an older one)."""
     try:
@@ -93,17 +114,20 @@ def status_if_served(group: GroupClient) -> dict[str, Any] | None:
 
 @click.group(cls=Group)
 def group() -> None:
-    """Commit, describe, inspect, list, free and destroy the groups of a running runtime."""
+    """Commit, describe, inspect, list, free and destroy the groups of a running runtime;
+    read their history, roll back, pause, resume and scale them."""
 
 
 @group.command()
 @click.argument("file", type=click.File("r"))
 @click.option("--pretend", is_flag=True, help="Only say what committing would do.")
+@expect_revision_option
 @json_option
 @manager_options
 def commit(
     file: IO[str],
     pretend: bool,
+    expect_revision: int | None,
     as_json: bool,
     endpoint: str,
     curve_key: Path | None,
@@ -113,7 +137,12 @@ def commit(
 
     Prints `Committed ID: <what it does>`; with --pretend, `Committing ID would involve: ...`
     and changes nothing. A refused spec prints each fault as `path: fault`. With --json:
-    {"Group": ID, "Pretend": bool, "Message": what it does}.
+    {"Group": ID, "Pretend": bool, "Message": what it does, "Revision": the group's now}.
+    A real change is a new revision (`infrakit group history ID`).
+
+    \b
+    Example:
+      infrakit group commit web.json --expect-revision 3
     """
     spec = read_json(file)
     if isinstance(spec, dict) and param(spec, "Groups") is not None and not param(spec, "ID"):
@@ -122,11 +151,16 @@ def commit(
             ' spec, {"ID": ..., "Properties": ...}: run the cluster with'
             f" `infrakit run {file.name}`, or commit one of its Groups from a file of its own"
         )
+    who = local_user()
     with connect_manager(endpoint, curve_key, server_key) as manager:
-        details = manager.ask(lambda group: group.commit_group(spec, pretend))
+        done = manager.ask(lambda group: group.commit_revision(spec, pretend, expect_revision, who))
+    details = param(done, "Details")
     group_id = param(spec, "ID") if isinstance(spec, dict) else None
     if as_json:
-        print_json({"Group": group_id, "Pretend": pretend, "Message": details})
+        revision = param(done, "Revision")
+        print_json(
+            {"Group": group_id, "Pretend": pretend, "Message": details, "Revision": revision}
+        )
     elif pretend:
         click.echo(f"Committing {group_id} would involve: {details}")
     else:

@@ -16,7 +16,7 @@ from actors.unix_socket import accepting
 from infrakit import jsondoc
 from infrakit.cli.output import print_table
 from infrakit.spi.errors import PluginError, SpecError, ValidationError
-from infrakit.spi.group import GroupNotFoundError, NotLeaderError
+from infrakit.spi.group import GroupNotFoundError, NotLeaderError, RevisionError
 from infrakit.spi.instance import TAG_LOGICAL_ID
 from infrakit.wire.common import Client, Unreachable, param
 
@@ -68,7 +68,7 @@ class Reached(Generic[C]):
             if error.leader and error.leader not in message:
                 message = f"{message} (the leader is {error.leader})"
             raise click.ClickException(message) from None
-        except (PluginError, GroupNotFoundError) as error:
+        except (PluginError, GroupNotFoundError, RevisionError) as error:
             raise click.ClickException(str(error)) from None
 
     def _answer(self, question: Callable[[C], T]) -> T:

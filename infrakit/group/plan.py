@@ -205,6 +205,7 @@ def plan(
     if rollout is None and (stale_lids or in_flight):
         rollout = Rollout(target=spec.config_hash, since=now)
     paused = rollout.paused if rollout is not None else None
+    operator_paused = rollout is not None and rollout.held  # healing goes on
     failed: tuple[LogicalID, str] | None = None
     if rollout is not None and paused is None:
         timeout = spec.properties.update.healthy_timeout
@@ -212,7 +213,8 @@ def plan(
             if now - at > timeout:
                 failed = (lid, f"not healthy within {timeout:g}s")
                 break
-        can_roll_back = rollout.previous is not None and not rollout.rolling_back
+        back = rollout.revert or rollout.previous
+        can_roll_back = back is not None and not rollout.rolling_back
         if failed is not None and not (
             spec.properties.update.on_failure == "rollback" and can_roll_back
         ):
@@ -262,7 +264,9 @@ def plan(
             healing += 1
     held: tuple[LogicalID, ...] = ()
     health = spec.properties.health
-    if sick and (paused is not None or len(sick) + healing > health.max_unhealthy_of(len(wanted))):
+    # An update paused by its failure holds the sick back; one an operator paused does not.
+    failing = paused is not None and not operator_paused
+    if sick and (failing or len(sick) + healing > health.max_unhealthy_of(len(wanted))):
         held = tuple(sick)
     else:
         room = health.max_in_flight_of(len(wanted)) - healing

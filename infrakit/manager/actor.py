@@ -30,6 +30,7 @@ from infrakit.group.instance import WantLook
 from infrakit.group.plan import describe_commit
 from infrakit.group.reconciler import DestroyAll, Hooks, Update
 from infrakit.group.supervisor import GroupSupervisor
+from infrakit.manager.revisions import History, Revision, describe_change
 from infrakit.manager.store import Store
 from infrakit.manager.validation import validate_with_plugins
 from infrakit.rollout import Rollout
@@ -41,6 +42,7 @@ from infrakit.spec import (
     plugin_name,
 )
 from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError
+from infrakit.spi.group import Caller, RevisionError
 from infrakit.spi.group import (  # the Group API's errors, still importable from here
     GroupCannotRunError as GroupCannotRunError,
 )
@@ -64,6 +66,9 @@ CALL_TIMEOUT = 30.0
 REMOVED_DESTROYED = "destroyed"
 REMOVED_FREED = "freed"
 FILE_GROUP_RETRY = 5.0  # seconds before a cluster file's group waiting on a plugin is retried
+UNKNOWN = Caller("unknown")  # a change whose client said nothing of who it is
+CLUSTER_FILE = Caller("cluster file")
+ON_FAILURE = Caller("OnFailure")
 
 
 class ClusterIdMismatch(RuntimeError):
@@ -141,6 +146,10 @@ class ManagerActor(Supervisor):
         self.records: dict[str, GroupRecord] = {}
         # Group ID -> hash of the cluster file's spec last applied (kept in the store).
         self.file_marks: dict[str, str] = {}
+        # Group ID -> its last revisions, and why its rolling updates are held (an operator's
+        # pause); both kept in the store with the spec.
+        self.histories: dict[str, History] = {}
+        self.paused: dict[str, str] = {}
 
     # -- Pykka hooks ---------------------------------------------------------------------
 
@@ -168,6 +177,7 @@ class ManagerActor(Supervisor):
         elif isinstance(message, _RolledBack):
             record = self.records.get(message.spec.id)
             if record is not None and not record.destroying:
+                self._rolled_back(message.spec)
                 self._store(message.spec, message.rollout)
                 self._set_record(replace(record, spec=message.spec, rollout=message.rollout))
         elif isinstance(message, _Progress):
@@ -184,18 +194,49 @@ class ManagerActor(Supervisor):
 
     # -- public API (through a proxy) -----------------------------------------------------
 
-    def commit(self, data: Mapping[str, Any] | GroupSpec, pretend: bool = False) -> str:
+    def commit(
+        self,
+        data: Mapping[str, Any] | GroupSpec,
+        pretend: bool = False,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> str:
         """Validate, store and apply a group spec; return InfraKit's sentence for it.
 
         A pretend commit, or one that fails validation, changes nothing at all. A commit of a
         group being destroyed supersedes the destroy: the group converges to the new spec.
         """
+        return str(self.commit_revision(data, pretend, expect_revision, who)["Details"])
+
+    def commit_revision(
+        self,
+        data: Mapping[str, Any] | GroupSpec,
+        pretend: bool = False,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        """`commit`, as a revision: `{"Details": sentence, "Revision": the group's now}`.
+        A stale `expect_revision` raises RevisionError and changes nothing."""
+        return self._commit(data, pretend, expect_revision, who or UNKNOWN)
+
+    def _commit(
+        self,
+        data: Mapping[str, Any] | GroupSpec,
+        pretend: bool,
+        expect_revision: int | None,
+        who: Caller,
+        change: str | None = None,
+        scaling: bool = False,
+        rolling_back: bool = False,
+    ) -> dict[str, Any]:
         self._require_leader()
         if isinstance(data, GroupSpec):
             spec = data
         else:
             spec = parse_group(data, max_group_size=self.max_group_size)
         self._validate_plugins(spec)
+        history = self.histories.get(spec.id, History())
+        _check_expected(spec.id, history, expect_revision)
         record = self.records.get(spec.id)
         group = self._group(spec.id)
         if record is None or group is None:
@@ -206,18 +247,226 @@ class ManagerActor(Supervisor):
             view = self.views.group(spec.id)
             sentence = describe_commit(current, spec, view.members if view else ())
         if pretend:
-            return sentence
+            return {"Details": sentence, "Revision": history.current}
+        now = time.time()
         rollout = None
         if record is not None and group is not None:
-            rollout = rollouts.begin(record.spec, spec, record.rollout, time.time())
+            if scaling:  # the same configuration: the rollout, paused or not, stays as it is
+                rollout = record.rollout
+            else:
+                rollout = rollouts.begin(record.spec, spec, record.rollout, now)
+        previous = record.rollout if record is not None else None
+        started = rollout is not None and (previous is None or not _resumed(previous, rollout))
+        real = record is None or record.destroying or record.spec.to_json() != spec.to_json()
+        if real:
+            before = None if record is None or record.destroying else record.spec
+            history = history.add(
+                spec,
+                now,
+                who.name,
+                who.authenticated,
+                change or describe_change(before, spec),
+                rolled_out=rollout is None,
+            )
+            self.histories[spec.id] = history
+        if rollout is not None and started:
+            rollout = self._shaped(spec, history, rollout, rolling_back)
         self._store(spec, rollout)
         self._set_record(GroupRecord(spec, rollout=rollout))
         if group is not None:
             group.tell(Update(spec, rollout))  # nobody waits on the group
         else:
             self._start_group(spec.id)
-        self.publish(events.Event(spec.id, events.COMMITTED, f"committed: {sentence}"))
-        return sentence
+        if real:
+            revision = f"revision {history.current} by {who.name}"
+            message = f"committed {revision}: {sentence}"
+        else:
+            message = f"committed: {sentence}"
+        self.publish(events.Event(spec.id, events.COMMITTED, message))
+        return {"Details": sentence, "Revision": history.current}
+
+    def _shaped(
+        self, spec: GroupSpec, history: History, rollout: Rollout, rolling_back: bool
+    ) -> Rollout:
+        """A rollout just begun, as the group's revisions and pause make it: held while an
+        operator pauses the group, rolled back on failure to the last revision that fully
+        rolled out, never rolled back again if it is itself a rollback."""
+        if rolling_back:
+            rollout = replace(rollout, rolling_back=True)
+        else:
+            good = history.last_rolled_out(lambda s: s.config_hash != spec.config_hash)
+            if good is not None:
+                rollout = replace(rollout, revert=good.spec)
+        why = self.paused.get(spec.id)
+        if why is not None:
+            rollout = replace(rollout, paused=why, held=True)
+        return rollout
+
+    def history(self, group_id: str) -> dict[str, Any]:
+        """The group's revisions (`Group.History`), the newest last."""
+        self._require_leader()
+        self._require_group(group_id)
+        history = self.histories.get(group_id, History())
+        return {
+            "ID": group_id,
+            "Revision": history.current,
+            "Paused": self.paused.get(group_id),
+            "Revisions": history.to_json(),
+        }
+
+    def rollback(
+        self,
+        group_id: str,
+        to: int | None = None,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        """Commit an earlier revision's spec again, as a new revision ("rollback to rev N"):
+        revision `to`, or the latest earlier one that fully rolled out. A rollback that fails
+        pauses; it is never rolled back in turn."""
+        self._require_leader()
+        record = self._require_group(group_id)
+        history = self.histories.get(group_id, History())
+        _check_expected(group_id, history, expect_revision)
+        target = self._rollback_target(group_id, record.spec, history, to)
+        return self._commit(
+            target.spec,
+            False,
+            None,
+            who or UNKNOWN,
+            change=f"rollback to rev {target.number}",
+            rolling_back=True,
+        )
+
+    def scale(
+        self,
+        group_id: str,
+        size: int,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        """Set a Size group's size, as a revision of its own. The configuration is the same
+        (its hash ignores Allocation), so no instance is replaced and a rolling update under
+        way stays as it is, paused or not."""
+        self._require_leader()
+        record = self._require_group(group_id)
+        if not record.spec.is_sized:
+            raise SpecError(
+                [
+                    (
+                        "Properties.Allocation.LogicalIDs",
+                        f"group {group_id!r} lists its logical IDs: scale changes a Size group"
+                        " only; edit Allocation.LogicalIDs and commit the spec instead",
+                    )
+                ]
+            )
+        data = record.spec.to_json()
+        before = len(record.spec.logical_ids())
+        data["Properties"]["Allocation"] = {"Size": size}
+        return self._commit(
+            data,
+            False,
+            expect_revision,
+            who or UNKNOWN,
+            change=f"scale {before} -> {size}",
+            scaling=True,
+        )
+
+    def pause(self, group_id: str, who: Caller | None = None) -> dict[str, Any]:
+        """Take no more rolling-update steps in the group until `resume` (stored: a restart
+        or a new leader keeps it). Self-healing goes on, as under `kubectl rollout pause`."""
+        self._require_leader()
+        record = self._require_group(group_id)
+        why = f"paused by {(who or UNKNOWN).name}"
+        self.paused[group_id] = why
+        rollout = record.rollout
+        if rollout is not None and rollout.paused is None:
+            rollout = replace(rollout, paused=why, held=True)
+            details = f"rolling update paused at {rollout.done}/{rollout.total}"
+        elif rollout is not None:
+            details = f"rolling update already paused: {rollout.paused}"
+        else:
+            details = "no rolling update under way; the next one waits for resume"
+        self._hold(record, rollout, f"{why}: {details}")
+        return {"ID": group_id, "Paused": True, "Details": details}
+
+    def resume(self, group_id: str, who: Caller | None = None) -> dict[str, Any]:
+        """Go on with the group's rolling update, whether an operator or a failure paused it."""
+        self._require_leader()
+        record = self._require_group(group_id)
+        was = self.paused.pop(group_id, None)
+        rollout = record.rollout
+        if rollout is not None and rollout.paused is not None:
+            details = f"rolling update resumed at {rollout.done}/{rollout.total}"
+            rollout = rollout.resumed(time.time())
+        elif was is not None:
+            details = "resumed: no rolling update was under way"
+        else:
+            details = "nothing to resume: the group was not paused"
+        self._hold(record, rollout, f"resumed by {(who or UNKNOWN).name}: {details}")
+        return {"ID": group_id, "Paused": False, "Details": details}
+
+    def _hold(self, record: GroupRecord, rollout: Rollout | None, message: str) -> None:
+        """Store and apply a pause or a resume."""
+        marks = {"Destroying": True} if record.destroying else {}
+        self._store(record.spec, rollout, **marks)
+        self._set_record(replace(record, rollout=rollout))
+        group = self._group(record.spec.id)
+        if group is not None and not record.destroying and rollout != record.rollout:
+            group.tell(Update(record.spec, rollout))
+        self.publish(events.Event(record.spec.id, events.UPDATE_PAUSED, message))
+
+    def _rollback_target(
+        self, group_id: str, spec: GroupSpec, history: History, to: int | None
+    ) -> Revision:
+        if to is None:
+            found = history.last_rolled_out(lambda s: s.to_json() != spec.to_json())
+            if found is None:
+                raise RevisionError(
+                    f"group {group_id!r} has no earlier revision that fully rolled out to go"
+                    f" back to (it is at revision {history.current}); name one with --to",
+                    history.current,
+                )
+            return found
+        found = history.find(to)
+        if found is None:
+            kept = history.revisions
+            range_ = f"{kept[0].number}-{kept[-1].number}" if kept else "none"
+            raise RevisionError(
+                f"group {group_id!r} has no revision {to}: it keeps revisions {range_}",
+                history.current,
+            )
+        if found.spec.to_json() == spec.to_json():
+            raise RevisionError(
+                f"group {group_id!r} already runs revision {to}'s spec (it is at revision"
+                f" {history.current})",
+                history.current,
+            )
+        return found
+
+    def _rolled_back(self, spec: GroupSpec) -> None:
+        """Record OnFailure's rollback to `spec` as a revision of its own."""
+        history = self.histories.get(spec.id, History())
+        failed = history.current
+        back = next(
+            (r for r in reversed(history.revisions) if r.spec.to_json() == spec.to_json()),
+            None,
+        )
+        to = f"rev {back.number}" if back is not None else f"config {spec.config_hash[:8]}"
+        self.histories[spec.id] = history.add(
+            spec,
+            time.time(),
+            ON_FAILURE.name,
+            False,
+            f"rollback to {to} (the update of rev {failed} failed)",
+        )
+        self.publish(
+            events.Event(
+                spec.id,
+                events.COMMITTED,
+                f"committed revision {failed + 1} by {ON_FAILURE.name}: rollback to {to}",
+            )
+        )
 
     def free(self, group_id: str) -> None:
         """Stop supervising a group; its instances keep running, untouched."""
@@ -275,6 +524,8 @@ class ManagerActor(Supervisor):
             for group_id in list(self.records):
                 self.stop_child(group_id)
             self.records.clear()
+            self.histories.clear()  # a new leader may change them: read again when leading
+            self.paused.clear()
             self._step_down("following")
             return
         self.leading = True
@@ -302,7 +553,7 @@ class ManagerActor(Supervisor):
         """Commit a cluster file's group. One whose plugin does not answer yet (a launched
         plugin still starting, say) is tried again later; one refused shows why."""
         try:
-            self.commit(spec)
+            self.commit(spec, who=CLUSTER_FILE)
         except PluginError as error:
             log.warning("cannot commit group %r from the cluster file yet: %s", spec.id, error)
             if spec.id not in self.records or self.records[spec.id].problem:
@@ -324,6 +575,11 @@ class ManagerActor(Supervisor):
                 self.file_marks[group_id] = entry["FileSpec"]
             if entry.get("Removed"):
                 continue  # remembered only so that the cluster file does not bring it back
+            self.histories[group_id] = History.from_json(
+                entry.get("Revisions"), self.max_group_size
+            )
+            if isinstance(entry.get("Paused"), str):
+                self.paused[group_id] = entry["Paused"]
             try:
                 spec = parse_group(
                     entry.get("Properties"),
@@ -421,6 +677,8 @@ class ManagerActor(Supervisor):
         """Drop a group from the records and the store. A group from the cluster file leaves a
         mark of why, so that restarting with the unedited file does not bring it back."""
         self.records.pop(group_id, None)
+        self.histories.pop(group_id, None)  # a group gone loses its history with it
+        self.paused.pop(group_id, None)
         self.views.set_records(self.records)
         mark = self.file_marks.get(group_id)
         if mark is None:
@@ -440,6 +698,11 @@ class ManagerActor(Supervisor):
             return
         if message.config_hash != record.spec.config_hash:
             return
+        old = record.rollout
+        if message.rollout is None and old is not None and old.paused is None:
+            # Finished with nothing paused or failed: a revision OnFailure may go back to.
+            history = self.histories.get(message.group_id, History())
+            self.histories[message.group_id] = history.rolled_out(message.config_hash)
         self._store(record.spec, message.rollout)
         self._set_record(replace(record, rollout=message.rollout))
 
@@ -450,6 +713,11 @@ class ManagerActor(Supervisor):
             marks["FileSpec"] = self.file_marks[spec.id]
         if rollout is not None:
             marks["Update"] = rollout.to_json()
+        history = self.histories.get(spec.id)
+        if history is not None and history.revisions:
+            marks["Revisions"] = history.to_json()
+        if spec.id in self.paused:
+            marks["Paused"] = self.paused[spec.id]
         self.store.put(spec.id, spec.to_json(), **marks)
 
     def _group(self, group_id: str) -> pykka.ActorRef[Any] | None:
@@ -467,3 +735,19 @@ class ManagerActor(Supervisor):
 
     def _validate_plugins(self, spec: GroupSpec) -> None:
         validate_with_plugins(spec, self.plugins)
+
+
+def _check_expected(group_id: str, history: History, expected: int | None) -> None:
+    """Refuse a change made against a revision the group has moved on from (optimistic
+    concurrency, like Nomad's check-index)."""
+    if expected is not None and expected != history.current:
+        raise RevisionError(
+            f"group {group_id!r} is at revision {history.current}, not {expected}: it changed"
+            f" since; see `infrakit group history {group_id}` and try again",
+            history.current,
+        )
+
+
+def _resumed(old: Rollout, new: Rollout) -> bool:
+    """Whether `new` is `old` going on (the same target), not a rollout begun afresh."""
+    return new.target == old.target and new.since == old.since

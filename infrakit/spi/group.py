@@ -4,6 +4,7 @@ errors both raise. A runtime implements it; the wire serves it and calls it (inf
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 GroupID = str
@@ -27,6 +28,29 @@ class NotLeaderError(RuntimeError):
 
 class GroupCannotRunError(RuntimeError):
     """The group is known but cannot run (its plugin is unknown, its spec refused...)."""
+
+
+class RevisionError(ValueError):
+    """A revision that cannot be used: a stale expected revision (optimistic concurrency: the
+    group moved on since the caller looked), or one the history does not hold. `current` is
+    the group's revision now (the message names it too)."""
+
+    def __init__(self, message: str, current: int | None = None) -> None:
+        super().__init__(message)
+        self.current = current
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks for a change, as a revision records it: the CURVE key's name (`authenticated`),
+    or the user name a client says it runs as (not checked), or a name the runtime gives its
+    own changes ("cluster file", "OnFailure")."""
+
+    name: str
+    authenticated: bool = False
 
 
 def not_leader(location: str | None) -> NotLeaderError:
@@ -92,4 +116,55 @@ class RecentEvents(Protocol):
         """`{"Events": [event], "Capacity", "MaxAge", "Oldest", "Truncated"}`: the events of
         the last `since` seconds (of `group` only, if given) numbered above `after`, oldest
         first, and what the buffer keeps (docs/protocol.md). May raise `NotLeaderError`."""
+        ...
+
+
+@runtime_checkable
+class Revisions(Protocol):
+    """A Group API that keeps each group's revisions (ours, docs/protocol.md): every real
+    commit is numbered and kept with who made it, and may be checked against the revision the
+    caller expects (a stale one raises `RevisionError`). The group methods may raise what
+    `GroupPlugin`'s do."""
+
+    def commit_revision(
+        self,
+        spec: Mapping[str, Any],
+        pretend: bool = False,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        """`commit_group`, recorded: `{"Details": sentence, "Revision": number now}`."""
+        ...
+
+    def group_history(self, group_id: GroupID) -> dict[str, Any]:
+        """`{"ID", "Revision", "Paused", "Revisions": [...]}`, the newest revision last."""
+        ...
+
+    def rollback_group(
+        self,
+        group_id: GroupID,
+        to: int | None = None,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        """Commit revision `to` again (default: the latest earlier one that fully rolled
+        out), as a new revision; `{"Details", "Revision"}`."""
+        ...
+
+    def pause_group(self, group_id: GroupID, who: Caller | None = None) -> dict[str, Any]:
+        """Take no more rolling-update steps until resumed (self-healing goes on)."""
+        ...
+
+    def resume_group(self, group_id: GroupID, who: Caller | None = None) -> dict[str, Any]:
+        """Go on with the rolling update (one paused by an operator or by a failure)."""
+        ...
+
+    def scale_group(
+        self,
+        group_id: GroupID,
+        size: int,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        """Set a Size group's size, as a revision of its own (no rolling update)."""
         ...

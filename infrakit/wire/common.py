@@ -21,6 +21,7 @@ PLUGIN_ERROR = -32000  # the plugin failed; the message says why
 INVALID_SPEC = -32010  # data: {"Problems": [[path, fault], ...]}
 NOT_LEADER = -32011  # data: {"Leader": location or null}
 GROUP_NOT_FOUND = -32012
+BAD_REVISION = -32013  # a stale expected revision, or one not kept; data: {"Current": n}
 
 # A handshake is small: a plugin that does not answer it this fast is not there.
 HANDSHAKE_TIMEOUT = 3.0

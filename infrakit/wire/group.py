@@ -11,16 +11,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from actors.rpc_errors import INVALID_PARAMS, METHOD_NOT_FOUND, RemoteError, RpcError
+from actors.rpc_server import authenticated_user
 from infrakit.spi.errors import PluginError, SpecError
 from infrakit.spi.group import (
+    Caller,
     GroupCannotRunError,
     GroupID,
     GroupNotFoundError,
     GroupPlugin,
     NotLeaderError,
     RecentEvents,
+    RevisionError,
+    Revisions,
 )
 from infrakit.wire.common import (
+    BAD_REVISION,
     GROUP_NOT_FOUND,
     INVALID_SPEC,
     NOT_LEADER,
@@ -50,10 +55,17 @@ def group_handlers(plugin: GroupPlugin) -> dict[str, Handler]:
             raise RpcError(GROUP_NOT_FOUND, str(error)) from None
         except GroupCannotRunError as error:
             raise RpcError(PLUGIN_ERROR, str(error)) from None
+        except RevisionError as error:
+            raise RpcError(BAD_REVISION, str(error), {"Current": error.current}) from None
 
     def commit(p: dict[str, Any]) -> Any:
         spec = object_param(p, "Spec")
         pretend = bool(param(p, "Pretend", False))
+        if isinstance(plugin, Revisions):
+            keeper = plugin
+            expect, who = _expected(p), _caller(p)
+            done = guarded(lambda: keeper.commit_revision(spec, pretend, expect, who))
+            return {"ID": spec.get("ID"), **done}
         details = guarded(lambda: plugin.commit_group(spec, pretend))
         return {"ID": spec.get("ID"), "Details": details}
 
@@ -80,6 +92,8 @@ def group_handlers(plugin: GroupPlugin) -> dict[str, Handler]:
             return guarded(lambda: source.recent_events(since, group, after))
 
         extra["Events.Recent"] = recent
+    if isinstance(plugin, Revisions):
+        extra.update(_revision_handlers(plugin, guarded))
     return {
         **extra,
         **handshake([api("Group"), api("Manager")]),
@@ -92,6 +106,74 @@ def group_handlers(plugin: GroupPlugin) -> dict[str, Handler]:
         "Manager.LeaderLocation": lambda _p: {"Location": plugin.leader_location()},
         "Manager.Status": lambda _p: guarded(plugin.status),
     }
+
+
+def _revision_handlers(
+    plugin: Revisions, guarded: Callable[[Callable[[], Any]], Any]
+) -> dict[str, Handler]:
+    """Group.History, Rollback, Pause, Resume and Scale (ours: docs/protocol.md)."""
+
+    def history(p: dict[str, Any]) -> Any:
+        group_id = string_param(p, "ID")
+        return guarded(lambda: plugin.group_history(group_id))
+
+    def rollback(p: dict[str, Any]) -> Any:
+        group_id, to = string_param(p, "ID"), _revision_param(p, "To")
+        expect, who = _expected(p), _caller(p)
+        return {"ID": group_id, **guarded(lambda: plugin.rollback_group(group_id, to, expect, who))}
+
+    def pause(p: dict[str, Any]) -> Any:
+        group_id, who = string_param(p, "ID"), _caller(p)
+        return guarded(lambda: plugin.pause_group(group_id, who))
+
+    def resume(p: dict[str, Any]) -> Any:
+        group_id, who = string_param(p, "ID"), _caller(p)
+        return guarded(lambda: plugin.resume_group(group_id, who))
+
+    def scale(p: dict[str, Any]) -> Any:
+        group_id = string_param(p, "ID")
+        size = param(p, "Size")
+        if not _number(size) or not isinstance(size, int) or size < 0:
+            raise RpcError(INVALID_PARAMS, "params.Size must be an integer, 0 or more")
+        expect, who = _expected(p), _caller(p)
+        done = guarded(lambda: plugin.scale_group(group_id, size, expect, who))
+        return {"ID": group_id, **done}
+
+    return {
+        "Group.History": history,
+        "Group.Rollback": rollback,
+        "Group.Pause": pause,
+        "Group.Resume": resume,
+        "Group.Scale": scale,
+    }
+
+
+def _revision_param(p: dict[str, Any], key: str) -> int | None:
+    """An optional revision number param (null or missing: None), or invalid params."""
+    value = param(p, key)
+    if value is None:
+        return None
+    if not _number(value) or not isinstance(value, int) or value < 0:
+        raise RpcError(INVALID_PARAMS, f"params.{key} must be a revision number (1, 2, ...)")
+    return value
+
+
+def _expected(p: dict[str, Any]) -> int | None:
+    return _revision_param(p, "ExpectRevision")
+
+
+def _caller(p: dict[str, Any]) -> Caller | None:
+    """Who makes the call: the CURVE key's name the server authenticated, else the user name
+    the client says it runs as (`User`, not checked), else nobody known."""
+    user = authenticated_user()
+    if user is not None:
+        return Caller(user, authenticated=True)
+    claimed = param(p, "User")
+    if claimed is None:
+        return None
+    if not isinstance(claimed, str) or not claimed or len(claimed) > 256:
+        raise RpcError(INVALID_PARAMS, "params.User must be a user name (a short string)")
+    return Caller(claimed)
 
 
 def _recent_params(p: dict[str, Any]) -> tuple[float, int, str | None]:
@@ -113,7 +195,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class GroupClient(Client, GroupPlugin, RecentEvents):
+class GroupClient(Client, GroupPlugin, RecentEvents, Revisions):
     """The Group and Manager API of a runtime in another process (or of Go InfraKit's manager,
     which serves no `Manager.Status` nor `Manager.LeaderLocation`: those raise `Unsupported`).
     Messages are the server's own, whole: they are written for operators."""
@@ -125,11 +207,53 @@ class GroupClient(Client, GroupPlugin, RecentEvents):
         "Manager.LeaderLocation",
         "Manager.Status",
         "Events.Recent",
+        "Group.History",
+        "Group.Pause",
+        "Group.Resume",
     }
 
     def commit_group(self, spec: Mapping[str, Any], pretend: bool = False) -> str:
         result = self._call("Group.CommitGroup", {"Spec": spec, "Pretend": pretend})
         return str(_field(result, "Details"))
+
+    def commit_revision(
+        self,
+        spec: Mapping[str, Any],
+        pretend: bool = False,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        params = {"Spec": spec, "Pretend": pretend, **_changer(expect_revision, who)}
+        return _object(self._call("Group.CommitGroup", params))
+
+    def group_history(self, group_id: GroupID) -> dict[str, Any]:
+        return _object(self._call("Group.History", {"ID": group_id}))
+
+    def rollback_group(
+        self,
+        group_id: GroupID,
+        to: int | None = None,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        params = {"ID": group_id, "To": to, **_changer(expect_revision, who)}
+        return _object(self._call("Group.Rollback", params))
+
+    def pause_group(self, group_id: GroupID, who: Caller | None = None) -> dict[str, Any]:
+        return _object(self._call("Group.Pause", {"ID": group_id, **_changer(None, who)}))
+
+    def resume_group(self, group_id: GroupID, who: Caller | None = None) -> dict[str, Any]:
+        return _object(self._call("Group.Resume", {"ID": group_id, **_changer(None, who)}))
+
+    def scale_group(
+        self,
+        group_id: GroupID,
+        size: int,
+        expect_revision: int | None = None,
+        who: Caller | None = None,
+    ) -> dict[str, Any]:
+        params = {"ID": group_id, "Size": size, **_changer(expect_revision, who)}
+        return _object(self._call("Group.Scale", params))
 
     def free_group(self, group_id: GroupID) -> None:
         self._call("Group.FreeGroup", {"ID": group_id})
@@ -173,9 +297,27 @@ class GroupClient(Client, GroupPlugin, RecentEvents):
             return GroupNotFoundError(error.message)
         if error.code == INVALID_SPEC:
             return SpecError(spec_problems(error))
+        if error.code == BAD_REVISION:
+            current = param(data, "Current")
+            return RevisionError(error.message, current if isinstance(current, int) else None)
         if error.code == METHOD_NOT_FOUND:
             return Unsupported(error.message)
         return PluginError(error.message)
+
+
+def _changer(expect_revision: int | None, who: Caller | None) -> dict[str, Any]:
+    """The optional params of a change: the revision it expects, and the user it is made by
+    (a server with CURVE keys records the key's name instead)."""
+    params: dict[str, Any] = {}
+    if expect_revision is not None:
+        params["ExpectRevision"] = expect_revision
+    if who is not None:
+        params["User"] = who.name
+    return params
+
+
+def _object(result: Any) -> dict[str, Any]:
+    return result if isinstance(result, dict) else {}
 
 
 def _field(result: Any, key: str) -> Any:
