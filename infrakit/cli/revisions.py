@@ -152,10 +152,7 @@ def pause(
     who = local_user()
     with connect_manager(endpoint, curve_key, server_key) as manager:
         done = manager.ask(lambda g: g.pause_group(group_id, who))
-    if as_json:
-        print_json(done)
-    else:
-        click.echo(f"Paused {group_id}: {param(done, 'Details')}")
+    _said(f"Paused {group_id}", done, as_json)
 
 
 @group.command()
@@ -175,15 +172,16 @@ def resume(
     who = local_user()
     with connect_manager(endpoint, curve_key, server_key) as manager:
         done = manager.ask(lambda g: g.resume_group(group_id, who))
-    if as_json:
-        print_json(done)
-    else:
-        click.echo(f"Resumed {group_id}: {param(done, 'Details')}")
+    _said(f"Resumed {group_id}", done, as_json)
 
 
 def _changed(group_id: str, done: dict[str, Any], as_json: bool, verb: str) -> None:
+    _said(f"{verb} {group_id} (revision {param(done, 'Revision')})", done, as_json)
+
+
+def _said(what: str, done: dict[str, Any], as_json: bool) -> None:
+    """The runtime's answer: whole with --json, else `what: Details`."""
     if as_json:
         print_json(done)
     else:
-        revision = param(done, "Revision")
-        click.echo(f"{verb} {group_id} (revision {revision}): {param(done, 'Details')}")
+        click.echo(f"{what}: {param(done, 'Details')}")

@@ -76,9 +76,10 @@ def test_group_and_manager_commands_print_json(home: Path, runtime: Runtime) -> 
     spec = home.parent / "group.json"
     spec.write_text(json.dumps(file_group()))
     pretend = as_json(home, "group", "commit", str(spec), "--pretend")
-    assert pretend == {"Group": "cattle", "Pretend": True, "Message": "Managing 2 instances"}
+    message = "Managing 2 instances"
+    assert pretend == {"Group": "cattle", "Pretend": True, "Message": message, "Revision": 0}
     committed = as_json(home, "group", "commit", str(spec))
-    assert committed == {"Group": "cattle", "Pretend": False, "Message": "Managing 2 instances"}
+    assert committed == {"Group": "cattle", "Pretend": False, "Message": message, "Revision": 1}
     instances = {d["ID"] for d in runtime.wait_converged("cattle")["Instances"]}
 
     groups = as_json(home, "group", "ls")

@@ -106,6 +106,7 @@ def test_go_cli_commits_describes_inspects_and_destroys_over_http(
         assert go.call("Group.CommitGroup", {"Spec": spec, "Pretend": False}) == {
             "ID": group_id,
             "Details": "Managing 3 instances",
+            "Revision": 1,  # ours, beside Go's fields: Go's JSON decoding ignores it
         }
 
         def instances() -> list[dict[str, Any]]:
