@@ -387,7 +387,7 @@ class ManagerActor(Supervisor):
             details = f"rolling update already paused: {rollout.paused}"
         else:
             details = "no rolling update under way; the next one waits for resume"
-        self._hold(record, rollout, f"{why}: {details}")
+        self._hold(record, rollout, events.UPDATE_PAUSED, f"{why}: {details}")
         return {"ID": group_id, "Paused": True, "Details": details}
 
     def resume(self, group_id: str, who: Caller | None = None) -> dict[str, Any]:
@@ -403,10 +403,12 @@ class ManagerActor(Supervisor):
             details = "resumed: no rolling update was under way"
         else:
             details = "nothing to resume: the group was not paused"
-        self._hold(record, rollout, f"resumed by {(who or UNKNOWN).name}: {details}")
+        self._hold(
+            record, rollout, events.ROLLING, f"resumed by {(who or UNKNOWN).name}: {details}"
+        )
         return {"ID": group_id, "Paused": False, "Details": details}
 
-    def _hold(self, record: GroupRecord, rollout: Rollout | None, message: str) -> None:
+    def _hold(self, record: GroupRecord, rollout: Rollout | None, kind: str, message: str) -> None:
         """Store and apply a pause or a resume."""
         marks = {"Destroying": True} if record.destroying else {}
         self._store(record.spec, rollout, **marks)
@@ -414,7 +416,7 @@ class ManagerActor(Supervisor):
         group = self._group(record.spec.id)
         if group is not None and not record.destroying and rollout != record.rollout:
             group.tell(Update(record.spec, rollout))
-        self.publish(events.Event(record.spec.id, events.UPDATE_PAUSED, message))
+        self.publish(events.Event(record.spec.id, kind, message))
 
     def _rollback_target(
         self, group_id: str, spec: GroupSpec, history: History, to: int | None

@@ -55,3 +55,9 @@ def test_without_curve_the_user_the_client_sends_is_recorded_unauthenticated(
     first, second = history["Revisions"]
     assert (first["Who"], first["Authenticated"]) == ("bob", False)
     assert (second["Who"], second["Change"]) == ("unknown", "size 2 -> 3")
+
+
+def test_a_cluster_file_group_is_a_revision_by_the_cluster_file(home: Path) -> None:
+    with Runtime({"Groups": [file_group()]}, home=home) as runtime:
+        (revision,) = runtime.history("cattle")["Revisions"]
+    assert (revision["Revision"], revision["Who"]) == (1, "cluster file")
