@@ -271,6 +271,11 @@ class ManagerActor(Supervisor):
             self.histories[spec.id] = history
         if rollout is not None and started:
             rollout = self._shaped(spec, history, rollout, rolling_back)
+        why = self.paused.get(spec.id)
+        if rollout is not None and rollout.paused is None and why is not None:
+            # An operator's pause holds until `resume`; a commit (even InfraKit's "commit
+            # again to resume") starts or goes on paused.
+            rollout = replace(rollout, paused=why, held=True)
         self._store(spec, rollout)
         self._set_record(GroupRecord(spec, rollout=rollout))
         if group is not None:
@@ -288,19 +293,13 @@ class ManagerActor(Supervisor):
     def _shaped(
         self, spec: GroupSpec, history: History, rollout: Rollout, rolling_back: bool
     ) -> Rollout:
-        """A rollout just begun, as the group's revisions and pause make it: held while an
-        operator pauses the group, rolled back on failure to the last revision that fully
-        rolled out, never rolled back again if it is itself a rollback."""
+        """A rollout just begun, as the group's revisions make it: rolled back on failure to
+        the last revision that fully rolled out, never rolled back again if it is itself a
+        rollback."""
         if rolling_back:
-            rollout = replace(rollout, rolling_back=True)
-        else:
-            good = history.last_rolled_out(lambda s: s.config_hash != spec.config_hash)
-            if good is not None:
-                rollout = replace(rollout, revert=good.spec)
-        why = self.paused.get(spec.id)
-        if why is not None:
-            rollout = replace(rollout, paused=why, held=True)
-        return rollout
+            return replace(rollout, rolling_back=True)
+        good = history.last_rolled_out(lambda s: s.config_hash != spec.config_hash)
+        return rollout if good is None else replace(rollout, revert=good.spec)
 
     def history(self, group_id: str) -> dict[str, Any]:
         """The group's revisions (`Group.History`), the newest last."""

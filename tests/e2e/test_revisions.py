@@ -228,6 +228,9 @@ def test_pause_stops_a_rollout_midway_and_resume_finishes_it(
         lambda: [i for i, h in op.hashes().items() if h == v2], what="a first v2 instance"
     )
     assert "rolling update paused at" in op.ok("group", "pause", GROUP)
+    # Committing the same spec again (InfraKit's way to resume a failed update) keeps an
+    # operator's pause: only `resume` ends it.
+    assert op.commit(spec("v2", health=health)).returncode == 0
     # Kept across a restart.
     run.stop()
     run.start()
