@@ -282,12 +282,11 @@ class ManagerActor(Supervisor):
             group.tell(Update(spec, rollout))  # nobody waits on the group
         else:
             self._start_group(spec.id)
+        message, data = f"committed: {sentence}", {}
         if real:
-            revision = f"revision {history.current} by {who.name}"
-            message = f"committed {revision}: {sentence}"
-        else:
-            message = f"committed: {sentence}"
-        self.publish(events.Event(spec.id, events.COMMITTED, message))
+            message += f" (revision {history.current} by {who.name})"
+            data = {"Revision": history.current, "Who": who.name}
+        self.publish(events.Event(spec.id, events.COMMITTED, message, data=data))
         return {"Details": sentence, "Revision": history.current}
 
     def _shaped(
@@ -465,7 +464,8 @@ class ManagerActor(Supervisor):
             events.Event(
                 spec.id,
                 events.COMMITTED,
-                f"committed revision {failed + 1} by {ON_FAILURE.name}: rollback to {to}",
+                f"committed: rollback to {to} (revision {failed + 1} by {ON_FAILURE.name})",
+                data={"Revision": failed + 1, "Who": ON_FAILURE.name},
             )
         )
 
