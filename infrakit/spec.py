@@ -414,6 +414,24 @@ def _listen_endpoint(endpoint: str, info: ValidationInfo) -> str:
     return endpoint
 
 
+def _metrics_address(address: str | None, info: ValidationInfo) -> str | None:
+    """Manager.Metrics: `HOST:PORT` (`[::1]:PORT` for IPv6), beyond loopback only with
+    `Insecure`: the metrics are read-only but name every group, plugin and failure, and
+    Prometheus' HTTP carries no CURVE."""
+    if address is None:
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, got {address!r}")
+    if exposed(f"tcp://{host}:{port}") and not info.data.get("insecure"):
+        raise ValueError(
+            f"{address} serves metrics beyond this host (only 127.0.0.0/8, ::1 and localhost are"
+            " loopback), where anyone who connects reads every group, plugin and failure: use"
+            " 127.0.0.1, or set Manager.Insecure: true to serve them to anyone anyway"
+        )
+    return address
+
+
 class ManagerConfig(_Model):
     """The manager: election and store backends, and where it serves its API.
 
@@ -432,6 +450,10 @@ class ManagerConfig(_Model):
     http: bool = Field(default=False, alias="HTTP")
     """Serve the Group API to Go InfraKit's CLI: JSON-RPC over HTTP at `<plugins dir>/group`,
     the ZeroMQ endpoint moving to `<plugins dir>/group.zmq` (docs/protocol.md)."""
+    metrics: Annotated[str | None, AfterValidator(_metrics_address)] = Field(
+        default=None, alias="Metrics"
+    )
+    """Serve Prometheus metrics over HTTP at this `HOST:PORT` (docs/spec.md); off by default."""
 
     @field_validator("listen", mode="before")
     @classmethod

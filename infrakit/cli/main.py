@@ -30,7 +30,7 @@ log = logging.getLogger("infrakit")
 LAZY_COMMANDS = {
     "validate": "infrakit.cli.validate:validate",
     "plugin": "infrakit.cli.plugin:plugin",
-    "group": "infrakit.cli.client:group",
+    "group": "infrakit.cli.groups:group",
     "instance": "infrakit.cli.instance:instance",
     "flavor": "infrakit.cli.flavor:flavor",
     "manager": "infrakit.cli.manager:manager",

@@ -403,7 +403,12 @@ class InstanceActor(PooledActor):
         self.phase, self.reason = Phase.REPLACING, reason
         self._report()
         if self.owned is not None:
-            self._event(events.REPLACING, f"replacing {self.owned.id} ({reason})", self.owned.id)
+            self._event(
+                events.REPLACING,
+                f"replacing {self.owned.id} ({reason})",
+                self.owned.id,
+                data={"Reason": reason},
+            )
             if not self._destroy(self.owned):
                 self._schedule_retry()
                 return
@@ -483,6 +488,7 @@ class InstanceActor(PooledActor):
             self._event(
                 events.PROVISION_FAILED,
                 f"provision failed: {error}; retrying in {format_duration(delay)}",
+                data={"Error": type(error).__name__},
             )
             return
         context.breaker.record_success()
@@ -549,7 +555,13 @@ class InstanceActor(PooledActor):
             self._reported = status
             self.context.reconciler.tell(StatusReport(self.logical_id, status))
 
-    def _event(self, kind: str, message: str, instance: str | None = None) -> None:
+    def _event(
+        self,
+        kind: str,
+        message: str,
+        instance: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         self.context.publish(
             events.Event(
                 group=self.context.group_id,
@@ -557,5 +569,6 @@ class InstanceActor(PooledActor):
                 message=message,
                 logical_id=self.logical_id,
                 instance=instance,
+                data=data or {},
             )
         )

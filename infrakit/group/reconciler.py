@@ -380,6 +380,7 @@ class Reconciler(SupervisedActor):
             if self._describe_failing is None:
                 self._event(events.DESCRIBE_FAILED, f"cannot list instances: {error}")
             self._describe_failing = f"cannot list instances: {error}"
+            self.views.look_failed(spec.id)
             self._publish_view()
             self._schedule(spec.properties.health.interval)
             return

@@ -93,3 +93,14 @@ class RecentEvents(Protocol):
         the last `since` seconds (of `group` only, if given) numbered above `after`, oldest
         first, and what the buffer keeps (docs/protocol.md). May raise `NotLeaderError`."""
         ...
+
+
+@runtime_checkable
+class ActivityHistory(Protocol):
+    """A Group API that also says what it did to each group and why (ours: `Group.Activity`)."""
+
+    def group_activity(self, group_id: GroupID, limit: int | None = None) -> list[dict[str, Any]]:
+        """`[{"Time", "What", "Cause", "Kind", "LogicalID", "Instance"}]`, oldest first: the
+        last `limit` entries if given (docs/protocol.md). May raise `NotLeaderError`, and
+        `GroupNotFoundError` for a group neither watched nor with a history."""
+        ...

@@ -13,6 +13,7 @@ from typing import Any
 from actors.rpc_errors import INVALID_PARAMS, METHOD_NOT_FOUND, RemoteError, RpcError
 from infrakit.spi.errors import PluginError, SpecError
 from infrakit.spi.group import (
+    ActivityHistory,
     GroupCannotRunError,
     GroupID,
     GroupNotFoundError,
@@ -80,6 +81,19 @@ def group_handlers(plugin: GroupPlugin) -> dict[str, Handler]:
             return guarded(lambda: source.recent_events(since, group, after))
 
         extra["Events.Recent"] = recent
+    if isinstance(plugin, ActivityHistory):
+        history = plugin
+
+        def activity(p: dict[str, Any]) -> Any:
+            group_id = string_param(p, "ID")
+            limit = param(p, "Limit")
+            if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+                raise RpcError(INVALID_PARAMS, "params.Limit must be a whole number or null")
+            if limit is not None and limit < 1:
+                raise RpcError(INVALID_PARAMS, "params.Limit must be 1 or more")
+            return {"Activity": guarded(lambda: history.group_activity(group_id, limit))}
+
+        extra["Group.Activity"] = activity
     return {
         **extra,
         **handshake([api("Group"), api("Manager")]),
@@ -113,7 +127,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class GroupClient(Client, GroupPlugin, RecentEvents):
+class GroupClient(Client, GroupPlugin, RecentEvents, ActivityHistory):
     """The Group and Manager API of a runtime in another process (or of Go InfraKit's manager,
     which serves no `Manager.Status` nor `Manager.LeaderLocation`: those raise `Unsupported`).
     Messages are the server's own, whole: they are written for operators."""
@@ -125,6 +139,7 @@ class GroupClient(Client, GroupPlugin, RecentEvents):
         "Manager.LeaderLocation",
         "Manager.Status",
         "Events.Recent",
+        "Group.Activity",
     }
 
     def commit_group(self, spec: Mapping[str, Any], pretend: bool = False) -> str:
@@ -163,6 +178,10 @@ class GroupClient(Client, GroupPlugin, RecentEvents):
     ) -> dict[str, Any]:
         replay = self._call("Events.Recent", {"Since": since, "Group": group, "After": after})
         return replay if isinstance(replay, dict) else {}
+
+    def group_activity(self, group_id: GroupID, limit: int | None = None) -> list[dict[str, Any]]:
+        entries = _field(self._call("Group.Activity", {"ID": group_id, "Limit": limit}), "Activity")
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
     def _error(self, error: RemoteError) -> Exception:
         data = error.data if isinstance(error.data, dict) else {}
