@@ -36,7 +36,6 @@ _GROUP_ACTIONS = {
     events.UPDATE_DONE: "every instance has the new configuration",
     events.CIRCUIT: "provisioning failures",
     events.FREED: "a free",
-    events.GROUP_DESTROYED: "a destroy",
 }
 
 
@@ -81,6 +80,7 @@ class ActivityLog:
         self._pending: dict[str, list[Entry]] = {}
         self._loaded: dict[str, list[dict[str, Any]]] = {}  # as stored, per group read
         self._causes: dict[tuple[str, str], str] = {}  # (group, logical ID) -> why it acts
+        self._destroyed: set[str] = set()  # groups whose stored history is to go
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="activity-writer", daemon=True)
         self._thread.start()
@@ -90,6 +90,13 @@ class ActivityLog:
         if not self._leading():
             return
         with self._lock:
+            if event.kind == events.GROUP_DESTROYED:  # a destroy leaves no history behind
+                self._destroyed.add(event.group)
+                self._pending[event.group] = []
+                self._loaded.pop(event.group, None)
+                self._causes = {k: v for k, v in self._causes.items() if k[0] != event.group}
+                self._wake.notify()
+                return
             entry = self._entry(event)
             if entry is None:
                 return
@@ -186,6 +193,7 @@ class ActivityLog:
     def _flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+            destroyed, self._destroyed = self._destroyed, set()
         if not pending or not self._leading():
             return  # only the leader writes: a follower's entries are its predecessor's
         written: dict[str, list[dict[str, Any]]] = {}
@@ -193,7 +201,9 @@ class ActivityLog:
             for group_id, entries in pending.items():
                 with self._lock:
                     stored = self._loaded.get(group_id)
-                if stored is None:
+                if group_id in destroyed:
+                    stored = []  # what came after the destroy (a new commit) starts afresh
+                elif stored is None:
                     stored = self._store.load_activity(group_id)
                 kept = [*stored, *(e.to_json() for e in entries)][-self._per_group :]
                 written[group_id] = kept
@@ -201,6 +211,7 @@ class ActivityLog:
         except Exception as error:  # the store is down, or we no longer lead: try again
             log.warning("cannot store the activity history: %s", error)
             with self._lock:
+                self._destroyed |= destroyed
                 for group_id, entries in pending.items():
                     self._pending[group_id] = [*entries, *self._pending.get(group_id, ())]
             return

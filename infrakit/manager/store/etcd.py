@@ -99,7 +99,8 @@ class EtcdStore:
 
     def put_activity(self, histories: dict[str, list[dict[str, Any]]]) -> None:
         """Replace the activity history of each group given, in one transaction (fenced, as
-        every write: a deposed leader's is refused with NotLeaderError)."""
+        every write: a deposed leader's is refused with NotLeaderError); an empty history
+        removes the group's key."""
         if not histories:
             return
         requests = [
@@ -109,6 +110,8 @@ class EtcdStore:
                     "value": encode(json.dumps(entries, sort_keys=True)),
                 }
             }
+            if entries
+            else {"request_delete_range": {"key": encode(self._activity_key(group_id))}}
             for group_id, entries in histories.items()
         ]
         self._write_all("activity", requests)

@@ -71,10 +71,15 @@ class FileStore:
         return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
     def put_activity(self, histories: dict[str, list[dict[str, Any]]]) -> None:
-        """Replace the activity history of each group given, in one atomic write."""
+        """Replace the activity history of each group given, in one atomic write (an empty
+        history removes the group's)."""
         with self._activity_lock:
             data = _read_activity(self.activity_path)
-            data.update(histories)
+            for group_id, entries in histories.items():
+                if entries:
+                    data[group_id] = entries
+                else:
+                    data.pop(group_id, None)
             _write_atomically(self.activity_path, json.dumps(data, sort_keys=True) + "\n")
 
     def _read(self) -> dict[str, Any]:

@@ -62,3 +62,16 @@ def test_a_follower_records_nothing(tmp_path: Path) -> None:
     log.stop()
     assert store.load_activity("web") == []
     assert not (tmp_path / "global.activity.json").exists()
+
+
+def test_a_destroyed_group_leaves_no_history_and_a_new_one_starts_afresh(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "global.config")
+    log = ActivityLog(store, leading=lambda: True, flush_every=0.01)
+    log.record(event(events.ADOPTED, "adopted i-1", instance="i-1"))
+    wait_for(lambda: store.load_activity("web"), what="the history written")
+    log.record(event(events.GROUP_DESTROYED, "destroyed: every instance is gone", lid=None))
+    wait_for(lambda: not store.load_activity("web"), what="the history removed")
+    assert log.history("web") == []
+    log.record(event(events.COMMITTED, "committed: Managing 1 instances", lid=None))
+    log.stop()
+    assert [e["What"] for e in store.load_activity("web")] == ["committed: Managing 1 instances"]
