@@ -609,6 +609,7 @@ class InstanceActor(PooledActor):
                 f"{self.note} (Update.DrainTimeout); destroying it anyway",
                 instance_id,
             )
+            self._report()
         elif error is not None:
             self.failures += 1
             self._event(events.DESTROY_FAILED, f"drain of {instance_id} failed: {error}")

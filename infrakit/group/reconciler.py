@@ -182,6 +182,7 @@ class Reconciler(SupervisedActor):
         self.members: list[Description] = []
         self._held: tuple[str, ...] = ()
         self._protected: tuple[str, ...] = ()
+        self._notes: dict[str, str] = {}  # logical ID -> its last drain abandoned, until a commit
         self._describe_failing: str | None = None
         self._sweep_failed: str | None = None
         self._foreign: frozenset[str] = frozenset()
@@ -274,6 +275,7 @@ class Reconciler(SupervisedActor):
         if _resumes(old, rollout) and old is not None:
             self._event(events.ROLLING, f"rolling update resumed at {old.done}/{old.total}")
         self.spec, self.rollout = spec, rollout
+        self._notes.clear()
         self.destroying = False
         self.converged = False  # until a look at the group says otherwise
         previous = rollout.previous if rollout is not None else None
@@ -300,6 +302,9 @@ class Reconciler(SupervisedActor):
         if lid not in self.refs and lid not in self.status:
             return  # from an actor that has since been stopped
         old = self.status.get(lid)
+        if message.status.note and self._notes.get(lid) != message.status.note:
+            self._notes[lid] = message.status.note
+            self._publish_view()
         if (
             old is not None
             and old.instance_id
@@ -311,7 +316,7 @@ class Reconciler(SupervisedActor):
             self._set_status(lid, None)
             self.refs.pop(lid, None)
             self._sent.pop(lid, None)
-            self.supervisor.tell(StopInstance(lid))
+            self._tell(self.supervisor, StopInstance(lid))
             self._look_soon()
             return
         self._set_status(lid, message.status)
@@ -638,7 +643,7 @@ class Reconciler(SupervisedActor):
                 f"{', '.join(self._protected)} kept beyond the group's size: protected"
                 f" ({TAG_PROTECTED}=true)"
             )
-        found.extend(sorted({report.note for report in self.status.values() if report.note}))
+        found.extend(sorted(set(self._notes.values())))
         return tuple(found)
 
     # -- helpers ---------------------------------------------------------------------------
