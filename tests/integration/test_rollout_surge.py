@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import environments, wait_for
+from support import TEST_IMAGE, TEST_LABEL, environments, wait_for
 
 from infrakit import Runtime
 from infrakit.events import Event
@@ -278,3 +278,64 @@ def test_a_hung_drain_is_abandoned_after_drain_timeout_and_the_instance_destroye
         (abandoned,) = recorder.of("drain-abandoned")
     assert hanging.draining == [gone], hanging.draining
     assert said in abandoned.line()
+
+
+# -- the same with the real Docker engine ---------------------------------------------------
+
+
+def test_a_surged_rollout_of_containers_keeps_every_slot_served(
+    engine: Any, token: str, home: Path
+) -> None:
+    from infrakit.plugins.instance.docker import DockerInstancePlugin
+
+    group = f"surge-{token}"
+
+    def spec(version: str) -> dict[str, Any]:
+        return {
+            "ID": group,
+            "Properties": {
+                "Allocation": {"Size": 2},
+                "Instance": {
+                    "Plugin": "instance-docker",
+                    "Properties": {
+                        "Image": TEST_IMAGE,
+                        "NetworkMode": "none",
+                        "Labels": {TEST_LABEL: token},
+                    },
+                },
+                "Flavor": {
+                    "Plugin": "flavor-vanilla",
+                    "Properties": {"Init": [f"echo {version}", "while true; do sleep 1; done"]},
+                },
+                "Health": {"Interval": "200ms", "GracePeriod": "10m"},
+                "Update": {"MaxSurge": 1, "MaxUnavailable": 0},
+            },
+        }
+
+    def running() -> set[str]:
+        filters = {"label": [f"infrakit.group={group}"], "status": "running"}
+        return {c.id for c in engine.containers.list(ignore_removed=True, filters=filters)}
+
+    plugin = DockerInstancePlugin(stop_timeout=1)
+    with Runtime(home=home, plugins={"instance-docker": plugin}) as runtime:
+        runtime.commit(spec("v1"))
+        runtime.wait_converged(group)
+
+        def two() -> set[str] | None:
+            ids = running()
+            return ids if len(ids) == 2 else None
+
+        before = wait_for(two, what="two v1 containers")
+        runtime.commit(spec("v2"))
+        counts: list[int] = []
+
+        def sample_until_rolled() -> bool:
+            ids = running()
+            counts.append(len(ids))
+            assert len(ids) >= 2, f"a slot went unserved: running containers {counts}"
+            described = runtime.describe(group)
+            return len(ids) == 2 and not ids & before and described["Converged"]
+
+        wait_for(sample_until_rolled, what="the containers to be rolled")
+        runtime.destroy(group)
+    assert max(counts) == 3, counts
