@@ -101,7 +101,7 @@ class Recorder:
         return "\n".join(f"  {e.kind}: {e.line()}" for e in list(self.events))
 
 
-def rolled(runtime: Runtime, recorder: Recorder, size: int) -> bool:
+def rolled(runtime: Runtime, recorder: Recorder) -> bool:
     """The rollout is done and the group converged on it."""
     described = runtime.describe("surge")
     return bool(recorder.of("update-done")) and described["Converged"]
@@ -132,7 +132,7 @@ def test_a_surged_rollout_never_has_fewer_healthy_instances_than_the_size(home: 
                 f"only {samples[-1][1]} of {size} instances healthy during a rollout with"
                 f" MaxUnavailable 0 (samples so far: {samples[-20:]})\n{recorder.lines()}"
             )
-            return rolled(runtime, recorder, size)
+            return rolled(runtime, recorder)
 
         wait_for(sample_until_rolled, what="the surged rollout to finish")
         final = ready.live()
@@ -160,25 +160,24 @@ def in_flight_at_most(recorder: Recorder) -> int:
     return most
 
 
-def test_max_unavailable_two_replaces_two_at_a_time(home: Path) -> None:
-    update = {"MaxUnavailable": 2}
+def roll_out(home: Path, size: int, update: dict[str, Any]) -> Recorder:
+    """Converge a group of `size` at v1, roll it to v2 with `update`; the rollout's events."""
     ready = Ready(home.parent)
     with Runtime(home=home) as runtime:
-        converge(runtime, ready, 4, update)
+        converge(runtime, ready, size, update)
         recorder = Recorder(runtime)
-        runtime.commit(ready.group("v2", 4, update))
-        wait_for(lambda: rolled(runtime, recorder, 4), what="the rollout to finish")
+        runtime.commit(ready.group("v2", size, update))
+        wait_for(lambda: rolled(runtime, recorder), what="the rollout to finish")
+    return recorder
+
+
+def test_max_unavailable_two_replaces_two_at_a_time(home: Path) -> None:
+    recorder = roll_out(home, 4, {"MaxUnavailable": 2})
     assert in_flight_at_most(recorder) == 2, recorder.lines()
 
 
 def test_min_ready_time_delays_the_next_replacement(home: Path) -> None:
-    update = {"MaxUnavailable": 1, "MinReadyTime": "2s"}
-    ready = Ready(home.parent)
-    with Runtime(home=home) as runtime:
-        converge(runtime, ready, 2, update)
-        recorder = Recorder(runtime)
-        runtime.commit(ready.group("v2", 2, update))
-        wait_for(lambda: rolled(runtime, recorder, 2), what="the rollout to finish")
+    recorder = roll_out(home, 2, {"MaxUnavailable": 1, "MinReadyTime": "2s"})
     first, second = recorder.of("replacing")
     (became_healthy,) = [e for e in recorder.of("healthy") if e.logical_id == first.logical_id][:1]
     assert second.time - became_healthy.time >= 2.0, recorder.lines()
