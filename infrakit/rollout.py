@@ -87,9 +87,13 @@ class Rollout:
         )
 
     def resumed(self, now: float) -> Rollout:
-        """The same rollout, no longer paused; replacements under way are timed from now."""
+        """The same rollout, no longer paused; replacements under way, and its
+        ProgressDeadline, are timed from now."""
         return replace(
-            self, paused=None, in_flight=MappingProxyType(dict.fromkeys(self.in_flight, now))
+            self,
+            paused=None,
+            since=now,
+            in_flight=MappingProxyType(dict.fromkeys(self.in_flight, now)),
         )
 
 

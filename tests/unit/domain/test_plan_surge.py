@@ -197,3 +197,12 @@ def test_scale_in_leaves_a_protected_instance_and_says_so() -> None:
     members = members[:2] + members[3:]
     after = plan(spec, members, status, now=2.0)
     assert after.start == () and after.retire == () and after.converged
+
+
+def test_a_rollout_resumed_after_its_deadline_gets_a_new_deadline() -> None:
+    old, new = group(), group(note="v2", ProgressDeadline="1m")
+    members, status = running(old)
+    stored = Rollout(target=new.config_hash, total=4, since=1.0, paused="past its deadline")
+    resumed = stored.resumed(now=1000.0)
+    result = plan(new, members, status, now=1001.0, rollout=resumed)
+    assert result.failed is None and len(result.replace) == 1
