@@ -36,6 +36,7 @@ _GROUP_ACTIONS = {
     events.UPDATE_DONE: "every instance has the new configuration",
     events.CIRCUIT: "provisioning failures",
     events.FREED: "a free",
+    events.PROTECTED_HELD: "a smaller size, met only by protected instances",
 }
 
 
@@ -166,6 +167,9 @@ class ActivityLog:
         if kind == events.DUPLICATE:
             cause = f"a second instance for {lid}"
             return Entry(event.time, event.message, cause, kind, lid, event.instance)
+        if kind == events.DRAIN_ABANDONED:
+            what = f"destroyed {event.instance} undrained"
+            return Entry(event.time, what, event.message, kind, lid, event.instance)
         if kind in (events.PROVISION_FAILED, events.DESTROY_FAILED):
             what = "provisioning failed" if kind == events.PROVISION_FAILED else "destroy failed"
             return Entry(event.time, f"{what} for {lid}", event.message, kind, lid)

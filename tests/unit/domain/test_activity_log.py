@@ -75,3 +75,14 @@ def test_a_destroyed_group_leaves_no_history_and_a_new_one_starts_afresh(tmp_pat
     log.record(event(events.COMMITTED, "committed: Managing 1 instances", lid=None))
     log.stop()
     assert [e["What"] for e in store.load_activity("web")] == ["committed: Managing 1 instances"]
+
+
+def test_an_abandoned_drain_is_kept_with_its_reason(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "global.config")
+    log = ActivityLog(store, leading=lambda: True, flush_every=0.01)
+    said = "drain of i-1 abandoned after 5m (Update.DrainTimeout); destroying it anyway"
+    log.record(event(events.DRAIN_ABANDONED, said, instance="i-1"))
+    log.stop()
+    assert [(e["What"], e["Cause"]) for e in store.load_activity("web")] == [
+        ("destroyed i-1 undrained", said)
+    ]
