@@ -1,0 +1,204 @@
+"""How long each `infrakit` client command takes, start to exit, against real servers.
+
+Starts `infrakit plugin start file` and `infrakit run` on a one-group cluster file (file
+instances, vanilla flavor) in a temporary INFRAKIT_HOME, waits until both answer, then runs
+each command `--runs` times as a subprocess through the installed `infrakit` entry point and
+prints the p50 and max wall time of each. Then the import time of each CLI module
+(`python -X importtime`, cumulative, best of 5) and of a bare `python -c pass`, which every
+command pays too. Stops both servers and removes the home at the end.
+
+    .venv/bin/python bench/cli.py [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+INFRAKIT = str(BIN / "infrakit") if (BIN / "infrakit").exists() else shutil.which("infrakit")
+GROUP = "workers"
+PLUGIN = "instance-file"
+MODULES = [
+    "infrakit.cli.main",
+    "infrakit.cli.client",
+    "infrakit.cli.manager",
+    "infrakit.cli.instance",
+    "infrakit.cli.plugin",
+    "infrakit.cli.validate",
+]
+STARTUP_DEADLINE = 120.0
+
+
+def cluster(size: int) -> dict[str, object]:
+    """The benchmark's cluster: one group of file instances, quick to converge."""
+    return {
+        "Groups": [
+            {
+                "ID": GROUP,
+                "Properties": {
+                    "Allocation": {"Size": size},
+                    "Instance": {"Plugin": "instance-file", "Properties": {"Note": "bench"}},
+                    "Flavor": {"Plugin": "flavor-vanilla"},
+                },
+            }
+        ]
+    }
+
+
+def commands(cluster_file: Path) -> list[tuple[str, list[str]]]:
+    """(label, argv after `infrakit`) of every command timed, client commands first."""
+    return [
+        ("home", ["home"]),
+        ("group ls", ["group", "ls"]),
+        (f"group describe {GROUP}", ["group", "describe", GROUP]),
+        ("manager status", ["manager", "status"]),
+        ("plugin ls", ["plugin", "ls"]),
+        (f"instance --name {PLUGIN} describe", ["instance", "--name", PLUGIN, "describe"]),
+        ("validate FILE", ["validate", str(cluster_file)]),
+        ("--help", ["--help"]),
+    ]
+
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Seconds `argv` took from spawn to exit, and what it did."""
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    return time.perf_counter() - started, done
+
+
+def wait_until(what: str, check: Callable[[], bool]) -> None:
+    """Poll `check()` until it is true; exit with a message after STARTUP_DEADLINE."""
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while not check():
+        if time.monotonic() > deadline:
+            sys.exit(f"bench: {what} did not come up within {STARTUP_DEADLINE:g}s")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def servers(home: Path, cluster_file: Path, env: dict[str, str]) -> Iterator[None]:
+    """A plugin (`infrakit plugin start file`) and a runtime (`infrakit run`) on `home`,
+    answering; both stopped with SIGTERM afterwards."""
+    logs = home / "logs"
+    logs.mkdir()
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, argv in [
+            ("plugin", [INFRAKIT, "plugin", "start", "file"]),
+            ("runtime", [INFRAKIT, "run", str(cluster_file)]),
+        ]:
+            with open(logs / f"{name}.log", "wb") as log:
+                started.append(
+                    subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+                )
+
+        def answering() -> bool:
+            for server in started:
+                if server.poll() is not None:
+                    sys.exit(f"bench: {server.args} exited; see {logs}")
+            described = run([INFRAKIT, "group", "describe", GROUP], env)[1]
+            plugin = run([INFRAKIT, "instance", "--name", PLUGIN, "describe", "-q"], env)[1]
+            return described.returncode == 0 and plugin.returncode == 0
+
+        wait_until("the runtime and the plugin", answering)
+        yield
+    finally:
+        for server in started:
+            if server.poll() is None:
+                server.send_signal(signal.SIGTERM)
+        for server in started:
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def time_commands(
+    labelled: list[tuple[str, list[str]]], env: dict[str, str], runs: int
+) -> list[tuple[str, float, float]]:
+    """(label, p50 ms, max ms) of each command over `runs` runs (after one to warm the page
+    cache); a run that fails stops the benchmark, saying why."""
+    rows = []
+    for label, args in labelled:
+        samples = []
+        for attempt in range(runs + 1):
+            seconds, done = run([INFRAKIT, *args], env)
+            if done.returncode != 0:
+                sys.exit(f"bench: `infrakit {' '.join(args)}` failed: {done.stderr.strip()}")
+            if attempt:
+                samples.append(seconds * 1000)
+        rows.append((label, statistics.median(samples), max(samples)))
+    return rows
+
+
+def import_ms(module: str, env: dict[str, str], tries: int = 5) -> float:
+    """Cumulative import time of `module` in ms (`-X importtime`), best of `tries`."""
+    best = float("inf")
+    pattern = re.compile(r"import time:\s+\d+\s+\|\s+(\d+)\s+\|\s*(\S+)\s*$")
+    for _ in range(tries):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for line in done.stderr.splitlines():
+            found = pattern.match(line)
+            if found and found.group(2) == module:
+                best = min(best, int(found.group(1)) / 1000)
+    return best
+
+
+def bare_python_ms(env: dict[str, str], tries: int = 10) -> float:
+    """Median wall ms of `python -c pass`: the floor under every command."""
+    return statistics.median(
+        run([sys.executable, "-c", "pass"], env)[0] * 1000 for _ in range(tries)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20, help="timed runs of each command")
+    parser.add_argument("--size", type=int, default=3, help="instances in the group")
+    options = parser.parse_args()
+    if INFRAKIT is None:
+        sys.exit("bench: no `infrakit` entry point beside this Python nor on PATH")
+    home = Path(tempfile.mkdtemp(prefix="infrakit-bench-cli-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
+    env["INFRAKIT_HOME"] = str(home)
+    cluster_file = home / "cluster.json"
+    cluster_file.write_text(json.dumps(cluster(options.size)))
+    try:
+        with servers(home, cluster_file, env):
+            rows = time_commands(commands(cluster_file), env, options.runs)
+        imports = [(module, import_ms(module, env)) for module in MODULES]
+        bare = bare_python_ms(env)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    print(f"{'command':<36} {'p50 ms':>8} {'max ms':>8}   ({options.runs} runs)")
+    for label, p50, worst in rows:
+        print(f"infrakit {label:<27} {p50:8.1f} {worst:8.1f}")
+    print()
+    print(f"{'import (cumulative, best of 5)':<36} {'ms':>8}")
+    for module, ms in imports:
+        print(f"{module:<36} {ms:8.1f}")
+    print(f"{'python -c pass (wall, p50)':<36} {bare:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
