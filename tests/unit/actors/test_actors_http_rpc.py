@@ -12,6 +12,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from support import wait_for
 
 from actors.http_rpc import HttpRef, HttpRpcServer, probe_http
+from actors.remote import RpcServer
 from actors.rpc_errors import (
     APPLICATION_ERROR,
     INVALID_REQUEST,
@@ -163,6 +165,16 @@ def test_probe_tells_http_from_other_sockets(sockdir: Path) -> None:
     finally:
         silent.close()
     assert probe_http(sockdir / "missing") is None
+
+
+def test_probe_of_a_zeromq_socket_does_not_sit_out_its_timeout(sockdir: Path) -> None:
+    """A ZeroMQ server greets first, so the probe knows at once that it is no HTTP server:
+    `plugin ls` and `instance --name` probe every plugin that way. (The bound is half the
+    probe's timeout: without the greeting check the probe waits all of it.)"""
+    with RpcServer(f"ipc://{sockdir / 'zmq'}", handlers()):
+        started = time.monotonic()
+        assert probe_http(sockdir / "zmq", timeout=60.0) is None
+        assert time.monotonic() - started < 30.0
 
 
 def test_call_waits_for_a_server_that_starts_late(sockdir: Path) -> None:
