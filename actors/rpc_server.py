@@ -51,7 +51,8 @@ from actors.rpc_errors import (
     too_large_message,
 )
 from actors.unix_socket import release_stale
-from actors.zmq_io import BATCH, logger, set_heartbeat
+from actors.zmq_dealer import set_heartbeat
+from actors.zmq_io import BATCH, logger
 
 if TYPE_CHECKING:
     from types import TracebackType
