@@ -14,15 +14,15 @@ import signal
 import stat
 import sys
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
 import click
 
-from actors.http_rpc import probe_http
-from actors.remote import RemoteRef, RpcServer
+from actors.blocking_client import BlockingRef
+from actors.http_probe import probe_http
 from actors.rpc_errors import AddressInUse, RemoteError
 from infrakit import paths
 from infrakit.cli.helpformat import Group
@@ -143,6 +143,8 @@ def serve(name: str, served: Any) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    from actors.rpc_server import RpcServer  # a server's: the client commands have no use for it
+
     server = RpcServer(endpoint, plugin_handlers(served), name=name)
     try:
         server.start()
@@ -242,24 +244,25 @@ def probe_all(paths: dict[str, Path]) -> dict[str, list[str] | None]:
 def handshake_all(endpoints: dict[str, str]) -> dict[str, list[str] | None]:
     """Ask every endpoint for its interfaces concurrently: name -> `["Instance/0.1.0", ...]`,
     or None for one that does not answer within `LS_TIMEOUT`."""
-    refs: dict[str, RemoteRef] = {}
-    futures: dict[str, Future[Any]] = {}
-    try:
-        for name, endpoint in endpoints.items():
-            if not ipc_listening(endpoint):
-                continue
-            ref = refs[name] = RemoteRef(endpoint, timeout=LS_TIMEOUT, retries=0, name="ls")
-            futures[name] = ref.call_async(HANDSHAKE, {})
-        answers: dict[str, list[str] | None] = dict.fromkeys(endpoints)
-        for name, future in futures.items():
-            try:
-                result = future.result(timeout=LS_TIMEOUT + 5.0)
-                answers[name] = [f"{a['Name']}/{a['Version']}" for a in result.get("APIs") or []]
-            except RemoteError:
-                answers[name] = []  # alive, but does not say what it implements
-            except Exception:
-                answers[name] = None
+    listening = [name for name, endpoint in endpoints.items() if ipc_listening(endpoint)]
+    answers: dict[str, list[str] | None] = dict.fromkeys(endpoints)
+    if not listening:
         return answers
-    finally:
-        for ref in refs.values():
-            ref.close(timeout=1.0)
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(listening)))) as pool:
+        futures = {name: pool.submit(interfaces, endpoints[name]) for name in listening}
+        for name, future in futures.items():
+            answers[name] = future.result()
+    return answers
+
+
+def interfaces(endpoint: str) -> list[str] | None:
+    """The interfaces the ZeroMQ server at `endpoint` implements (its handshake), [] if it
+    answers without saying, None if it does not answer within `LS_TIMEOUT`."""
+    with BlockingRef(endpoint, timeout=LS_TIMEOUT, retries=0) as ref:
+        try:
+            result = ref.call(HANDSHAKE, {})
+        except RemoteError:
+            return []  # alive, but does not say what it implements
+        except Exception:
+            return None
+    return [f"{a['Name']}/{a['Version']}" for a in result.get("APIs") or []]
