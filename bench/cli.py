@@ -151,13 +151,15 @@ def time_commands(
 
 
 def import_ms(module: str, env: dict[str, str], tries: int = 5) -> float:
-    """Cumulative import time of `module` in ms (`-X importtime`), best of `tries`."""
+    """Cumulative import time of `module` in ms (`-X importtime`), best of `tries`; run in the
+    home, so that `-c`'s current directory on sys.path shadows nothing."""
     best = float("inf")
     pattern = re.compile(r"import time:\s+\d+\s+\|\s+(\d+)\s+\|\s*(\S+)\s*$")
     for _ in range(tries):
         done = subprocess.run(
             [sys.executable, "-X", "importtime", "-c", f"import {module}"],
             env=env,
+            cwd=env["INFRAKIT_HOME"],
             capture_output=True,
             text=True,
             check=True,
