@@ -51,9 +51,10 @@ def loaded(home: Path, out: Path, *args: str) -> list[str]:
 
 @pytest.fixture
 def plugin(home: Path) -> Iterator[None]:
-    """`infrakit plugin start file`, serving in `home`'s plugins directory."""
+    """`infrakit plugin start file --name files`, serving in `home`'s plugins directory (beside
+    the runtime's own instance-file)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "infrakit.cli.main", "plugin", "start", "file"],
+        [sys.executable, "-m", "infrakit.cli.main", "plugin", "start", "file", "--name", "files"],
         env=cli_env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -91,6 +92,7 @@ def runtime(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
         ["group", "inspect", "cattle"],
         ["manager", "status"],
         ["plugin", "ls"],
+        ["instance", "--name", "files", "describe"],
         ["instance", "--name", "instance-file", "describe"],
         ["home"],
     ],
