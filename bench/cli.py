@@ -95,30 +95,33 @@ def wait_until(what: str, check: Callable[[], bool]) -> None:
 
 @contextlib.contextmanager
 def servers(home: Path, cluster_file: Path, env: dict[str, str]) -> Iterator[None]:
-    """A plugin (`infrakit plugin start file`) and a runtime (`infrakit run`) on `home`,
-    answering; both stopped with SIGTERM afterwards."""
+    """A plugin (`infrakit plugin start file`, up first: a leading runtime serves its own
+    instance-file where no live server holds that socket) and a runtime (`infrakit run`) on
+    `home`, answering; both stopped with SIGTERM afterwards."""
     logs = home / "logs"
     logs.mkdir()
     started: list[subprocess.Popen[bytes]] = []
-    try:
-        for name, argv in [
-            ("plugin", [INFRAKIT, "plugin", "start", "file"]),
-            ("runtime", [INFRAKIT, "run", str(cluster_file)]),
-        ]:
-            with open(logs / f"{name}.log", "wb") as log:
-                started.append(
-                    subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-                )
+
+    def start(name: str, argv: list[str], check: list[str]) -> None:
+        with open(logs / f"{name}.log", "wb") as log:
+            server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        started.append(server)
 
         def answering() -> bool:
-            for server in started:
-                if server.poll() is not None:
-                    sys.exit(f"bench: {server.args} exited; see {logs}")
-            described = run([INFRAKIT, "group", "describe", GROUP], env)[1]
-            plugin = run([INFRAKIT, "instance", "--name", PLUGIN, "describe", "-q"], env)[1]
-            return described.returncode == 0 and plugin.returncode == 0
+            if server.poll() is not None:
+                said = (logs / f"{name}.log").read_text(errors="replace").strip()
+                sys.exit(f"bench: `{' '.join(argv[1:])}` exited: {said[-2000:]}")
+            return run([INFRAKIT, *check], env)[1].returncode == 0
 
-        wait_until("the runtime and the plugin", answering)
+        wait_until(f"the {name}", answering)
+
+    try:
+        start(
+            "plugin",
+            [INFRAKIT, "plugin", "start", "file"],
+            ["instance", "--name", PLUGIN, "describe"],
+        )
+        start("runtime", [INFRAKIT, "run", str(cluster_file)], ["group", "describe", GROUP])
         yield
     finally:
         for server in started:
@@ -202,6 +205,7 @@ def main() -> None:
     try:
         with servers(home, cluster_file, env):
             rows = time_commands(commands(cluster_file), env, options.runs)
+            sockets = len(run([INFRAKIT, "plugin", "ls", "-q"], env)[1].stdout.split())
         imports = [(module, import_ms(module, env)) for module in MODULES]
         bare = bare_python_ms(env)
     finally:
@@ -210,6 +214,7 @@ def main() -> None:
     print(f"{'command':<48} {'p50 ms':>8} {'max ms':>8}   ({options.runs} runs, {bytecode})")
     for label, p50, worst in rows:
         print(f"{'infrakit ' + label:<48} {p50:8.1f} {worst:8.1f}")
+    print(f"(plugin ls asked {sockets} sockets: the plugin's and those the runtime serves)")
     print()
     print(f"{'import (cumulative, best of 5)':<48} {'ms':>8}")
     for module, ms in imports:
