@@ -215,3 +215,28 @@ TEST_IMAGE = os.environ.get("INFRAKIT_TEST_IMAGE", "infrakit-test/busybox:latest
 
 # The label a test puts on the containers it makes, so that teardown finds them all.
 TEST_LABEL = "infrakit.test"
+
+
+_HANGING_SERVER = (
+    "import sys, threading\n"
+    "from actors.rpc_server import RpcServer\n"
+    "hang = threading.Event()\n"
+    "def slow(p):\n"
+    "    print('called', flush=True)\n"
+    "    hang.wait()\n"
+    "server = RpcServer(sys.argv[1], {'Slow.Provision': slow, 'Slow.Describe': slow})\n"
+    "server.start()\n"
+    "print('ready', flush=True)\n"
+    "hang.wait()\n"
+)
+
+
+def start_hanging_server(endpoint: str) -> subprocess.Popen[str]:
+    """An `RpcServer` in a process of its own at `endpoint`, returned once it serves: its
+    `Slow.Provision` and `Slow.Describe` print `called` on its stdout and never answer (a
+    server to kill with a call in flight)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HANGING_SERVER, endpoint], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process

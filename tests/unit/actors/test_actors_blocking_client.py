@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any
 
 import pytest
 import zmq
-from support import wait_for
+from support import start_hanging_server, wait_for
 
 from actors.blocking_client import BlockingRef
 from actors.curve import CurveClientConfig, CurveServerConfig, generate_keypair, load_keypair
@@ -142,24 +140,8 @@ def test_nothing_listening_is_a_timeout_that_says_so(tmp_path: Path) -> None:
 def test_a_call_in_flight_when_the_server_dies_fails_with_peer_down(tmp_path: Path) -> None:
     """Not idempotent: `PeerDown` as soon as the connection drops, long before its deadline."""
     endpoint = f"ipc://{tmp_path}/dying"
-    script = (
-        "import sys, threading\n"
-        "from actors.rpc_server import RpcServer\n"
-        "hang = threading.Event()\n"
-        "def slow(p):\n"
-        "    print('called', flush=True)\n"
-        "    hang.wait()\n"
-        "server = RpcServer(sys.argv[1], {'Slow.Provision': slow, 'Slow.Describe': slow})\n"
-        "server.start()\n"
-        "print('ready', flush=True)\n"
-        "hang.wait()\n"
-    )
-
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, endpoint], stdout=subprocess.PIPE, text=True
-    )
+    process = start_hanging_server(endpoint)
     try:
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
         with BlockingRef(endpoint, timeout=600, idempotent={"Slow.Describe"}) as ref:
             errors: list[BaseException] = []
 

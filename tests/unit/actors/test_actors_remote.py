@@ -19,7 +19,7 @@ from typing import Any
 import pykka
 import pytest
 import zmq
-from support import wait_for
+from support import start_hanging_server, wait_for
 
 from actors.remote import (
     CurveClientConfig,
@@ -723,23 +723,8 @@ def test_a_call_in_flight_when_the_peer_dies_fails_at_once_with_peer_down(
     long before its own deadline; an idempotent one is sent again to the server that returns."""
 
     endpoint = f"ipc://{tmp_path}/dying"
-    script = (
-        "import sys, threading\n"
-        "from actors.remote import RpcServer\n"
-        "hang = threading.Event()\n"
-        "def slow(p):\n"
-        "    print('called', flush=True)\n"
-        "    hang.wait()\n"
-        "server = RpcServer(sys.argv[1], {'Slow.Provision': slow, 'Slow.Describe': slow})\n"
-        "server.start()\n"
-        "print('ready', flush=True)\n"
-        "hang.wait()\n"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, endpoint], stdout=subprocess.PIPE, text=True
-    )
+    process = start_hanging_server(endpoint)
     try:
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
         with RemoteRef(endpoint, timeout=60.0, heartbeat=0.2) as ref:
             provision = ref.call_async("Slow.Provision", {})
             # In flight: the server has it (killed before that, it would be a call never sent,
