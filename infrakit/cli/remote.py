@@ -16,7 +16,6 @@ from infrakit import jsondoc
 from infrakit.cli.output import print_table
 from infrakit.spi.errors import PluginError, SpecError, ValidationError
 from infrakit.spi.group import GroupNotFoundError, NotLeaderError
-from infrakit.spi.instance import TAG_LOGICAL_ID
 from infrakit.wire.common import Client, Unreachable, param
 
 CONNECT_TIMEOUT = 5.0
@@ -230,6 +229,8 @@ def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
 def print_descriptions(descriptions: Iterable[Mapping[str, Any]], quiet: bool) -> None:
     """Instance descriptions as a table of ID, LOGICAL and TAGS, or just the IDs (`quiet`).
     LOGICAL is the LogicalID, else the `infrakit.logical_id` tag (a Size group's slot)."""
+    from infrakit.spi.instance import TAG_LOGICAL_ID  # here: `group ls` need not load it
+
     items = list(descriptions)
     if quiet:
         for item in items:
