@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import zmq
+
 T = TypeVar("T")
 
 
@@ -240,3 +242,29 @@ def start_hanging_server(endpoint: str) -> subprocess.Popen[str]:
     )
     assert process.stdout is not None and process.stdout.readline().strip() == "ready"
     return process
+
+
+class Router:
+    """A bare ROUTER on 127.0.0.1 standing in for a server, to see exactly what arrives on the
+    wire, and to answer (or not) as a test needs."""
+
+    def __init__(self) -> None:
+        self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.bind("tcp://127.0.0.1:0")
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def receive(self) -> tuple[bytes, dict[str, Any]]:
+        """The next request: the sender's identity and the JSON-RPC message."""
+        assert self.sock.poll(5000), "nothing arrived"
+        identity, body = self.sock.recv_multipart()
+        message: dict[str, Any] = json.loads(body)
+        return identity, message
+
+    def answer(self, identity: bytes, id: Any, result: Any) -> None:
+        """Send the reply `result` to request `id` of the sender `identity`."""
+        reply = {"jsonrpc": "2.0", "id": id, "result": result}
+        self.sock.send_multipart([identity, json.dumps(reply).encode()])
+
+    def close(self) -> None:
+        self.sock.close(linger=0)

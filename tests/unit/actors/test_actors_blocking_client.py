@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 import zmq
-from support import start_hanging_server, wait_for
+from support import Router, start_hanging_server, wait_for
 
 from actors.blocking_client import BlockingRef
 from actors.curve import CurveClientConfig, CurveServerConfig, generate_keypair, load_keypair
@@ -33,31 +32,11 @@ def fail(params: dict[str, Any]) -> Any:
     raise ValueError("no such thing")
 
 
-class Router:
-    """A bare ROUTER standing in for a server, to see exactly what arrives on the wire."""
-
-    def __init__(self) -> None:
-        self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind("tcp://127.0.0.1:0")
-        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
-
-    def receive(self) -> tuple[bytes, dict[str, Any]]:
-        assert self.sock.poll(60_000), "nothing arrived"
-        identity, body = self.sock.recv_multipart()
-        message: dict[str, Any] = json.loads(body)
-        return identity, message
-
-    def answer(self, identity: bytes, id: Any, result: Any) -> None:
-        reply = {"jsonrpc": "2.0", "id": id, "result": result}
-        self.sock.send_multipart([identity, json.dumps(reply).encode()])
-
-
 @pytest.fixture
 def router() -> Iterator[Router]:
     router = Router()
     yield router
-    router.sock.close(linger=0)
+    router.close()
 
 
 def test_calls_results_and_error_replies(ipc: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pykka
 import pytest
 import zmq
-from support import start_hanging_server, wait_for
+from support import Router, start_hanging_server, wait_for
 
 from actors.remote import (
     CurveClientConfig,
@@ -194,25 +194,6 @@ def test_timeout_raises_rpc_timeout(ipc: str) -> None:
         assert isinstance(caught.value, TimeoutError)
         assert str(caught.value) == f"Instance.Provision to {server.endpoint} timed out after 0.2s"
         assert ref.call("Echo.Echo", {"after": 1}, timeout=60) == {"after": 1}
-
-
-class Router:
-    """A bare ROUTER standing in for a server, to count exactly what arrives on the wire."""
-
-    def __init__(self) -> None:
-        self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind("tcp://127.0.0.1:0")
-        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
-
-    def receive(self) -> tuple[bytes, dict[str, Any]]:
-        assert self.sock.poll(5000), "nothing arrived"
-        identity, body = self.sock.recv_multipart()
-        message: dict[str, Any] = json.loads(body)
-        return identity, message
-
-    def close(self) -> None:
-        self.sock.close(linger=0)
 
 
 @pytest.fixture
