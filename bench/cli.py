@@ -4,8 +4,9 @@ Starts `infrakit plugin start file` and `infrakit run` on a one-group cluster fi
 instances, vanilla flavor) in a temporary INFRAKIT_HOME, waits until both answer, then runs
 each command `--runs` times as a subprocess through the installed `infrakit` entry point and
 prints the p50 and max wall time of each. Then the import time of each CLI module
-(`python -X importtime`, cumulative, best of 5) and of a bare `python -c pass`, which every
-command pays too. Stops both servers and removes the home at the end.
+(`python -X importtime`, cumulative, best of 5), and the floor every command pays before any
+code of ours: the wall time of `python -c pass`, of importing click, and click and pyzmq.
+Stops both servers and removes the home at the end.
 
 Python writes and reuses bytecode as it does for a user (PYTHONDONTWRITEBYTECODE is dropped;
 the cache goes under the temporary home, PYTHONPYCACHEPREFIX), and one untimed run of each
