@@ -12,7 +12,6 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,12 +168,10 @@ def test_probe_tells_http_from_other_sockets(sockdir: Path) -> None:
 
 def test_probe_of_a_zeromq_socket_does_not_sit_out_its_timeout(sockdir: Path) -> None:
     """A ZeroMQ server greets first, so the probe knows at once that it is no HTTP server:
-    `plugin ls` and `instance --name` probe every plugin that way. (The bound is half the
-    probe's timeout: without the greeting check the probe waits all of it.)"""
+    `plugin ls` and `instance --name` probe every plugin that way. (The probe's timeout is
+    longer than the test's own: without the greeting check it never returns in time.)"""
     with RpcServer(f"ipc://{sockdir / 'zmq'}", handlers()):
-        started = time.monotonic()
-        assert probe_http(sockdir / "zmq", timeout=60.0) is None
-        assert time.monotonic() - started < 30.0
+        assert probe_http(sockdir / "zmq", timeout=3600.0) is None
 
 
 def test_call_waits_for_a_server_that_starts_late(sockdir: Path) -> None:
