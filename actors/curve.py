@@ -1,4 +1,6 @@
-"""CURVE for `actors.remote`: key pairs, and what a server or a client needs to use them.
+"""CURVE for `actors.remote`: key pairs, and what a server or a client needs to use them
+(immutable records as NamedTuples, not dataclasses: a short-lived client does not pay for
+the dataclasses module).
 
 Encryption plus client authentication: a server accepts the clients whose public keys are in a
 directory, checked by pyzmq's ZAP authenticator (see `RpcServer`).
@@ -10,9 +12,7 @@ import contextlib
 import glob
 import os
 import stat
-from dataclasses import dataclass
-
-import zmq.auth
+from typing import NamedTuple
 
 __all__ = [
     "CurveClientConfig",
@@ -23,8 +23,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class CurveServerConfig:
+class CurveServerConfig(NamedTuple):
     """The server's CURVE keypair (Z85) and the directory of client public keys it accepts.
 
     `authorized_keys_dir=None` accepts any client key: encryption without authentication.
@@ -36,8 +35,7 @@ class CurveServerConfig:
     authorized_keys_dir: str | None
 
 
-@dataclass(frozen=True)
-class CurveClientConfig:
+class CurveClientConfig(NamedTuple):
     """The client's CURVE keypair and the server's public key (all Z85)."""
 
     public_key: bytes
@@ -47,12 +45,16 @@ class CurveClientConfig:
 
 def generate_keypair(directory: str | os.PathLike[str], name: str) -> tuple[str, str]:
     """Write `name.key` (public) and `name.key_secret` into `directory`; return their paths."""
+    import zmq.auth  # on first use: a client without CURVE has no use for it
+
     os.makedirs(directory, exist_ok=True)
     return zmq.auth.create_certificates(directory, name)
 
 
 def load_keypair(path: str | os.PathLike[str]) -> tuple[bytes, bytes | None]:
     """Read (public, secret) Z85 keys from a certificate file; secret is None for `.key`."""
+    import zmq.auth
+
     return zmq.auth.load_certificate(path)
 
 

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from actors.http_probe import JSON, probe_http, socket_path
 from actors.jsonrpc import (
     MAX_MESSAGE_BYTES,
     BadMessage,
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = ["HttpRef", "HttpRpcServer", "UnixHTTPConnection", "probe_http"]
-
-JSON = "application/json"
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -343,38 +342,6 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 class _NotSent(Exception):
     """The connection could not be made: the request never left."""
-
-
-def socket_path(endpoint: str) -> str:
-    """The socket path of `unix:///path` (or of a bare path)."""
-    return endpoint[len("unix://") :] if endpoint.startswith("unix://") else endpoint
-
-
-def probe_http(
-    path: str | Path,
-    timeout: float = 0.5,
-    methods: tuple[str, ...] = ("Plugin.Implements", "Handshake.Implements"),
-) -> list[dict[str, Any]] | None:
-    """The APIs an HTTP JSON-RPC plugin at socket `path` lists in its handshake (the first of
-    `methods` it answers: Go InfraKit's plugins know one name or the other, by version; [] if
-    it answers neither), or None if what listens there does not answer HTTP (e.g. a ZeroMQ
-    socket) within `timeout`."""
-    for method in methods:
-        conn = UnixHTTPConnection(str(path), timeout)
-        try:
-            conn.request("POST", "/", encode_request(1, method, {}), {"Content-Type": JSON})
-            reply = parse_reply(conn.getresponse().read(MAX_MESSAGE_BYTES))
-        except (OSError, http.client.HTTPException, BadMessage, ValueError):
-            return None
-        finally:
-            conn.close()
-        if reply.error is not None:
-            continue
-        if not isinstance(reply.result, dict):
-            return None
-        apis = reply.result.get("APIs")
-        return [dict(a) for a in apis if isinstance(a, dict)] if isinstance(apis, list) else []
-    return []
 
 
 class HttpRef:

@@ -11,8 +11,7 @@ fifteen times faster than the standard library's encoder and decoder here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -55,8 +54,7 @@ class BadMessage(Exception):
         self.id = id
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """A parsed JSON-RPC request; `notification` means it had no id and gets no reply."""
 
     method: str
@@ -65,8 +63,7 @@ class Request:
     notification: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """A parsed JSON-RPC reply: either `error` (code, message, data) or `result` is set."""
 
     id: RequestId

@@ -59,6 +59,11 @@ class ActorPool:
         """Whether actors still run: not shut down, and every worker lives."""
         return not self._shut_down and all(thread.is_alive() for thread in self._threads)
 
+    @property
+    def queued(self) -> int:
+        """Actors waiting for a worker now (approximate, as any queue's size read live)."""
+        return self._ready.qsize()
+
     def schedule(self, actor: PooledActor) -> None:
         """Queue `actor` to run a slice of its inbox on the next free worker."""
         self._ready.put(actor)

@@ -17,12 +17,12 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, cast
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from actors.curve import CurveClientConfig
 from actors.jsonrpc import MAX_MESSAGE_BYTES, BadMessage, Reply, encode_request, parse_reply
 from actors.rpc_errors import MessageTooLarge, PeerDown, RemoteError, RpcClosed, RpcTimeout
-from actors.zmq_io import BATCH, Wakeup, logger, set_heartbeat
+from actors.zmq_dealer import HANDSHAKE_FAILURES, close_dealer, connect_dealer, next_event
+from actors.zmq_io import BATCH, Wakeup, logger
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -88,53 +88,6 @@ class _Call:
             self.waiter.release()
 
 
-_MONITOR_EVENTS = (
-    zmq.EVENT_HANDSHAKE_SUCCEEDED
-    | zmq.EVENT_DISCONNECTED
-    | zmq.EVENT_CONNECT_RETRIED
-    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-)
-
-_HANDSHAKE_FAILURES: dict[int, str] = {
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused",
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol error",
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "no detail",
-}
-
-
-def _connect(
-    endpoint: str, heartbeat: float, curve: CurveClientConfig | None
-) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
-    """A DEALER connecting to `endpoint`, and the monitor socket that reports on it."""
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-    sock = context.socket(zmq.DEALER)
-    try:
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only to a live connection
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        set_heartbeat(sock, heartbeat)
-        if curve is not None:
-            sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public_key)
-            sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret_key)
-            sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_key)
-        monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
-        sock.connect(endpoint)
-    except BaseException:
-        sock.close(linger=0)
-        raise
-    return sock, monitor
-
-
-def _close(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes]) -> None:
-    with contextlib.suppress(zmq.ZMQError):
-        sock.disable_monitor()
-    monitor.close(linger=0)
-    sock.close(linger=0)
-
-
 class _Deadlines:
     """Calls in flight, soonest deadline first, with O(1) add and remove.
 
@@ -192,7 +145,7 @@ class _DirectConnection:
     """
 
     def __init__(self, endpoint: str, heartbeat: float, curve: CurveClientConfig | None) -> None:
-        self.sock, self.monitor = _connect(endpoint, heartbeat, curve)
+        self.sock, self.monitor = connect_dealer(endpoint, heartbeat, curve)
         self.up = False
         self.drops = 0  # connections lost so far: a request sent before one was lost with it
         self.poller = zmq.Poller()
@@ -204,9 +157,8 @@ class _DirectConnection:
         if not cast(int, self.monitor.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             return self.up  # no news (and no exception raised to say so: this is per call)
         while True:
-            try:
-                kind = recv_monitor_message(self.monitor, zmq.NOBLOCK)["event"]
-            except zmq.Again:
+            kind = next_event(self.monitor)
+            if kind is None:
                 return self.up
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.up = True
@@ -215,7 +167,7 @@ class _DirectConnection:
                 self.up = False
 
     def close(self) -> None:
-        _close(self.sock, self.monitor)
+        close_dealer(self.sock, self.monitor)
 
 
 class RemoteRef:
@@ -283,13 +235,13 @@ class RemoteRef:
         self._direct_busy = 0
         self._direct_max = direct
         self._direct_made = 0
-        sock, monitor = _connect(endpoint, heartbeat, curve)
+        sock, monitor = connect_dealer(endpoint, heartbeat, curve)
         self._closing_read, self._closing_write = os.pipe()  # readable once closed
         if direct:  # made now, so that it is likely connected by the first call
             try:
                 self._direct_idle.append(self._new_direct())
             except BaseException:
-                _close(sock, monitor)
+                close_dealer(sock, monitor)
                 os.close(self._closing_read)
                 os.close(self._closing_write)
                 raise
@@ -597,7 +549,7 @@ class RemoteRef:
             closed = RpcClosed(f"RemoteRef to {self.endpoint} is closed")
             for call in [*pending.values(), *self._outbox]:
                 call.finish(error=closed)
-            _close(sock, monitor)
+            close_dealer(sock, monitor)
 
     def _flush(self, sock: zmq.Socket[bytes], backlog: collections.deque[_Call]) -> None:
         while backlog:
@@ -667,9 +619,8 @@ class RemoteRef:
         backlog: collections.deque[_Call],
     ) -> None:
         while True:
-            try:
-                kind = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
-            except zmq.Again:
+            kind = next_event(monitor)
+            if kind is None:
                 return
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._set_state(True, f"connected to {self.endpoint}")
@@ -681,7 +632,7 @@ class RemoteRef:
                 if self._state is None:
                     self._set_state(False, f"cannot connect to {self.endpoint}; retrying")
             else:
-                detail = _HANDSHAKE_FAILURES.get(kind, "no detail")
+                detail = HANDSHAKE_FAILURES.get(kind, "no detail")
                 self._set_state(False, f"handshake with {self.endpoint} failed: {detail}")
 
     def _orphaned(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import contextvars
 import glob
 import inspect
 import logging
@@ -41,6 +40,7 @@ from actors.jsonrpc import (
     request_id,
 )
 from actors.leader_followers import LeaderFollowers, Replies
+from actors.rpc_caller import caller
 from actors.rpc_errors import (
     ACTOR_NOT_RUNNING,
     ACTOR_TIMEOUT,
@@ -54,7 +54,8 @@ from actors.rpc_errors import (
     too_large_message,
 )
 from actors.unix_socket import release_stale
-from actors.zmq_io import BATCH, logger, set_heartbeat
+from actors.zmq_dealer import set_heartbeat
+from actors.zmq_io import BATCH, logger
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -65,7 +66,6 @@ __all__ = [
     "LogLimiter",
     "RpcServer",
     "answer",
-    "authenticated_user",
     "serve_actor",
 ]
 
@@ -73,16 +73,6 @@ Handler = Callable[[dict[str, Any]], Any]
 """Takes the request's params object, returns a JSON-serialisable result."""
 
 BUILTINS = ("rpc.methods", "rpc.ping")
-
-_USER: contextvars.ContextVar[str | None] = contextvars.ContextVar("rpc_user", default=None)
-
-
-def authenticated_user() -> str | None:
-    """Who sent the call a handler is answering, as the server authenticated them: the name of
-    the client's CURVE public key file (`alice` for `alice.key`), or None when the transport
-    authenticates nobody (ipc://, HTTP, CURVE without a keys directory). A handler keeps its
-    one-argument signature and asks this when it needs to know."""
-    return _USER.get()
 
 
 class _NamingAuthenticator(ThreadAuthenticator):
@@ -407,11 +397,11 @@ class RpcServer:
         return None if body is None else [*job.envelope, body]
 
     def _answer(self, job: _Job) -> bytes | None:
-        token = _USER.set(job.user)
+        token = caller.set(job.user)  # what `authenticated_user()` answers the handler
         try:
             return answer(job.request, job.handler, self.name, self._log)
         finally:
-            _USER.reset(token)
+            caller.reset(token)
 
 
 def _user_id(frame: zmq.Frame) -> str | None:

@@ -4,11 +4,8 @@ a path (a stale file is taken over, a live server never), and that clients make 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
-
-logger = logging.getLogger("actors.remote")
 
 
 def accepting(path: str, timeout: float) -> bool:
@@ -34,7 +31,9 @@ def release_stale(path: str, timeout: float, owner: str) -> bool:
         return True
     if accepting(path, timeout):
         return False
-    logger.info("%s: taking over stale socket file %s", owner, path)
+    import logging  # a server's concern: a client that only checks has no use for it
+
+    logging.getLogger("actors.remote").info("%s: taking over stale socket file %s", owner, path)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     return True

@@ -10,9 +10,7 @@ import contextlib
 import logging
 import os
 
-import zmq
-
-__all__ = ["BATCH", "Wakeup", "logger", "set_heartbeat"]
+__all__ = ["BATCH", "Wakeup", "logger"]
 
 logger = logging.getLogger("actors.remote")
 
@@ -48,12 +46,3 @@ class Wakeup:
         for fd in (self.fd, self._write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def set_heartbeat(sock: zmq.Socket[bytes], heartbeat: float) -> None:
-    """ZMTP heartbeats every `heartbeat` seconds; a peer silent for three is gone."""
-    if heartbeat > 0:
-        interval = max(1, int(heartbeat * 1000))
-        sock.setsockopt(zmq.HEARTBEAT_IVL, interval)
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * interval)
-        sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * interval)

@@ -23,6 +23,8 @@ DESTROYED = "destroyed"
 DUPLICATE = "duplicate"
 PROVISION_FAILED = "provision-failed"
 DESTROY_FAILED = "destroy-failed"
+DRAIN_ABANDONED = "drain-abandoned"
+PROTECTED_HELD = "protected-held"
 CIRCUIT = "circuit"
 UPDATE_STARTED = "update-started"
 ROLLING = "rolling"
@@ -43,6 +45,8 @@ _WARNINGS = {
     UNHEALTHY,
     PROVISION_FAILED,
     DESTROY_FAILED,
+    DRAIN_ABANDONED,
+    PROTECTED_HELD,
     UPDATE_PAUSED,
     UNHEALTHY_HELD,
     DESCRIBE_FAILED,

@@ -88,11 +88,13 @@ class Rollout:
         )
 
     def resumed(self, now: float) -> Rollout:
-        """The same rollout, no longer paused; replacements under way are timed from now."""
+        """The same rollout, no longer paused; replacements under way, and its
+        ProgressDeadline, are timed from now."""
         return replace(
             self,
             paused=None,
             held=False,
+            since=now,
             in_flight=MappingProxyType(dict.fromkeys(self.in_flight, now)),
         )
 

@@ -34,6 +34,7 @@ from actors.pooled import ActorPool, default_pool
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
 from actors.workpool import WorkPool
 from infrakit import events
+from infrakit.activity import ActivityLog
 from infrakit.endpoints import connectable, exposed
 from infrakit.eventlog import EventLog
 from infrakit.events import Event, EventBus
@@ -66,6 +67,7 @@ from infrakit.spec import (
 from infrakit.spi import FlavorPlugin, InstancePlugin
 from infrakit.spi.flavor import Reportable
 from infrakit.spi.group import (
+    ActivityHistory,
     Caller,
     GroupID,
     GroupNotFoundError,
@@ -144,6 +146,9 @@ class Runtime:
         self.event_log = EventLog()
         """The recent events, numbered: what `infrakit events --since` replays."""
         self.views = Views()
+        self.metrics = self._make_metrics()
+        self.activity: ActivityLog | None = None
+        """Each group's activity history, while running (infrakit/activity.py)."""
         self.group_plugin: GroupPlugin = _GroupPlugin(self)
         """This runtime's Group API, as its servers serve it (infrakit/wire/group.py)."""
         self.plugins = {**self._make_plugins(), **extra}
@@ -168,6 +173,7 @@ class Runtime:
         self._unsubscribe: Any = None
         self._unrecord: Any = None
         self._unpublish: Any = None
+        self._unobserve: list[Callable[[], None]] = []
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Runtime:
@@ -190,11 +196,15 @@ class Runtime:
         self.plugins_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         threading.stack_size(ACTOR_STACK_SIZE)
         try:  # tcp:// servers first: the location the election publishes is their bound one
+            if self.metrics is not None and self.config.manager.metrics is not None:
+                self.metrics.serve(self.config.manager.metrics)
             for endpoint in self.listen:
                 if endpoint.startswith("tcp://"):
                     self._servers.append(self._serve(endpoint))
         except BaseException:
             self._stop_servers()
+            if self.metrics is not None:
+                self.metrics.stop()
             raise
         bound = self._servers[0].endpoint if self.listen[0].startswith("tcp://") else ""
         if not self._location_given and bound and connectable(bound) != self.location:
@@ -202,6 +212,7 @@ class Runtime:
             election, store = self._backends()  # that publish this location
         self._unsubscribe = self.events.subscribe(self._on_event)
         self._unrecord = self.events.subscribe(self.event_log.record)
+        self._observe(store)
         self._election = election
         self._health_checks = WorkPool(self.config.limits.health_checks, name="health-check")
         manager = ChildSpec(
@@ -256,6 +267,9 @@ class Runtime:
     def stop(self, timeout: float = 120.0) -> None:
         """Stop every actor, in reverse start order. Instances keep running."""
         root, self._root, self._manager = self._root, None, None
+        activity, self.activity = self.activity, None
+        if activity is not None:
+            activity.stop()  # written while still leading: a follower writes nothing
         self._stop_servers()
         if root is not None:
             with contextlib.suppress(pykka.ActorDeadError):
@@ -268,6 +282,7 @@ class Runtime:
             self._unsubscribe()
             self._unrecord()
             self._unsubscribe = None
+        self._stop_observing()
         for plugin in self.plugins.values():
             close = getattr(plugin, "close", None)
             if callable(close):
@@ -481,6 +496,16 @@ class Runtime:
         self._require_leading()
         return self.event_log.recent(since, group_id, after).to_json()
 
+    def group_activity(self, group_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """What the runtime did to the group and why, oldest first (the last `limit` entries
+        if given), as `Group.Activity` answers (docs/protocol.md); a destroyed group's too."""
+        self._require_leading()
+        activity = self.activity
+        entries = activity.history(group_id, limit) if activity is not None else []
+        if not entries:
+            self._record(group_id)  # none, or not a group: say which
+        return entries
+
     def wait_converged(self, group_id: str, timeout: float = 120.0) -> dict[str, Any]:
         """Wait until a look begun after this call finds the group converged; returns its
         description. Raises TimeoutError if that does not happen within `timeout` seconds."""
@@ -563,6 +588,36 @@ class Runtime:
                 )
         return found
 
+    def _make_metrics(self) -> Any:
+        """The metrics (infrakit/metrics.py) if the cluster file asks for them (imported only
+        then), fed by the looks the groups publish; else None."""
+        if self.config.manager.metrics is None:
+            return None
+        from infrakit.metrics import Metrics
+
+        metrics = Metrics(self.views, lambda: self._pool)
+        self.views.on_look = metrics.on_look
+        return metrics
+
+    def _observe(self, store: Store) -> None:
+        """Feed the events to the activity history and the metrics."""
+        self.activity = ActivityLog(store, lambda: self.views.leading)
+        self._unobserve.append(self.event_log.subscribe(lambda _seq, e: self._note(e)))
+        if self.metrics is not None:
+            self._unobserve.append(self.event_log.subscribe(self.metrics.on_event))
+
+    def _note(self, event: Event) -> None:
+        activity = self.activity
+        if activity is not None:
+            activity.record(event)
+
+    def _stop_observing(self) -> None:
+        for unsubscribe in self._unobserve:
+            unsubscribe()
+        self._unobserve.clear()
+        if self.metrics is not None:
+            self.metrics.stop()
+
     def _make_plugins(self) -> dict[str, InstancePlugin | FlavorPlugin]:
         plugins: dict[str, InstancePlugin | FlavorPlugin] = {}
         named = {p.name for p in self.config.plugins}
@@ -577,6 +632,8 @@ class Runtime:
                 plugins[config.name] = connect_plugin(
                     config.name, endpoint, on_change=self._plugin_watcher(config.name, endpoint)
                 )
+        if self.metrics is not None:
+            self.metrics.time_plugins(plugins)
         return plugins
 
     def _refuse_what_cannot_run(self, store: Store) -> None:
@@ -690,6 +747,8 @@ class Runtime:
         if event.kind != events.LEADERSHIP:
             return
         if event.message.startswith("gained"):
+            if self.activity is not None:
+                self.activity.forget_cache()  # another leader may have written since
             self._start_leader_servers()
         else:
             self._stop_leader_servers()
@@ -734,7 +793,7 @@ class Runtime:
             publisher.stop()
 
 
-class _GroupPlugin(GroupPlugin, RecentEvents, Revisions):
+class _GroupPlugin(GroupPlugin, RecentEvents, ActivityHistory, Revisions):
     """A runtime's Group API under the contract's names (spi/group.py); each method is the
     runtime's own, and `destroy_group` only begins the destroy, as InfraKit's did."""
 
@@ -805,3 +864,6 @@ class _GroupPlugin(GroupPlugin, RecentEvents, Revisions):
         self, since: float, group: GroupID | None = None, after: int = 0
     ) -> dict[str, Any]:
         return self._runtime.recent_events(since, group, after)
+
+    def group_activity(self, group_id: GroupID, limit: int | None = None) -> list[dict[str, Any]]:
+        return self._runtime.group_activity(group_id, limit)

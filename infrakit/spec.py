@@ -8,6 +8,7 @@ them has a default. Plugin `Properties` stay opaque here: the plugins validate t
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import shlex
@@ -177,13 +178,23 @@ def _count_or_percent(value: str | int) -> str | int:
     return value
 
 
-def _share_of(value: str | int, size: int) -> int:
-    """How many of `size` a count or percentage allows (at least 1)."""
+def _share_of(value: str | int, size: int, floor: int = 1, round_up: bool = False) -> int:
+    """How many of `size` a count or percentage allows (at least `floor`); a percentage
+    rounds down, or up with `round_up`."""
     if isinstance(value, int):
-        return max(1, value)
+        return max(floor, value)
     match = _PERCENT.fullmatch(value)
     assert match is not None
-    return max(1, int(size * float(match.group(1)) / 100))
+    share = size * float(match.group(1)) / 100
+    return max(floor, math.ceil(share) if round_up else int(share))
+
+
+def _is_zero(value: str | int) -> bool:
+    """True for a count of 0 or a percentage of 0 (which is 0 of any group)."""
+    if isinstance(value, int):
+        return value == 0
+    match = _PERCENT.fullmatch(value)
+    return match is not None and float(match.group(1)) == 0
 
 
 MAX_PARALLEL_CHECKS = 10_000
@@ -222,12 +233,74 @@ class Health(_Model):
         return max(self.interval, self.resync) if told_of_changes else self.interval
 
 
-class Update(_Model):
-    """How a changed configuration is rolled out."""
+ProgressDeadline = Annotated[float, BeforeValidator(_duration(1.0, 7 * _DAY))]
+DrainTimeout = Annotated[float, BeforeValidator(_duration(0.0, _DAY))]
 
-    max_parallel: int = Field(default=1, alias="MaxParallel", ge=1, le=MAX_COUNT)
+TAG_PROTECTED = "infrakit.protected"
+"""An instance tagged `infrakit.protected=true` is never removed to scale its group in."""
+
+
+class Update(_Model):
+    """How a changed configuration is rolled out, and which instances go first.
+
+    `MaxUnavailable` (older name: `MaxParallel`) bounds the wanted instances out of service
+    at once, `MaxSurge` the extra instances a sized group may run to replace old ones before
+    removing them (make-before-break); both default to Kubernetes' values for a group that
+    gives only `MaxParallel`: no surge, one unavailable.
+    """
+
+    max_parallel: int | None = Field(default=None, alias="MaxParallel", ge=1, le=MAX_COUNT)
+    max_unavailable: str | int | None = Field(default=None, alias="MaxUnavailable")
+    max_surge: str | int = Field(default=0, alias="MaxSurge")
+    min_ready_time: Timeout = Field(default=0.0, alias="MinReadyTime")
     healthy_timeout: Timeout = Field(default=60.0, alias="HealthyTimeout")
+    progress_deadline: ProgressDeadline = Field(default=600.0, alias="ProgressDeadline")
     on_failure: Literal["pause", "rollback"] = Field(default="pause", alias="OnFailure")
+    termination_policy: Literal["HighestSlot", "Newest", "Oldest"] = Field(
+        default="HighestSlot", alias="TerminationPolicy"
+    )
+    drain_timeout: DrainTimeout = Field(default=300.0, alias="DrainTimeout")
+
+    @field_validator("max_unavailable", "max_surge")
+    @classmethod
+    def _count_or_percent(cls, value: str | int | None) -> str | int | None:
+        return None if value is None else _count_or_percent(value)
+
+    @model_validator(mode="after")
+    def _can_move(self) -> Update:
+        if self.max_parallel is not None and self.max_unavailable is not None:
+            raise ValueError(
+                "give MaxUnavailable or MaxParallel (its older name), not both:"
+                f" got MaxParallel {self.max_parallel} and MaxUnavailable"
+                f" {_shown(self.max_unavailable)}"
+            )
+        if _is_zero(self.max_surge) and _is_zero(self.unavailable):
+            raise ValueError(
+                "MaxSurge and MaxUnavailable are both 0: a rolling update could replace"
+                " nothing (allow at least one extra instance, or one out of service)"
+            )
+        return self
+
+    @property
+    def unavailable(self) -> str | int:
+        """MaxUnavailable as given, or MaxParallel, or the default 1."""
+        if self.max_unavailable is not None:
+            return self.max_unavailable
+        return self.max_parallel if self.max_parallel is not None else 1
+
+    def max_surge_of(self, size: int) -> int:
+        """Extra instances a group of `size` may have during a rollout (a percentage
+        rounds up, as Kubernetes' maxSurge does)."""
+        return _share_of(self.max_surge, size, floor=0, round_up=True)
+
+    def max_unavailable_of(self, size: int) -> int:
+        """Wanted instances of `size` that may be out of service during a rollout (a
+        percentage rounds down); 1 when that and the surge both come to 0 for so small a
+        group, so that a rollout always moves (Kubernetes' rule)."""
+        unavailable = _share_of(self.unavailable, size, floor=0)
+        if unavailable == 0 and self.max_surge_of(size) == 0:
+            return 1
+        return unavailable
 
 
 class GroupProperties(_Model):
@@ -414,6 +487,24 @@ def _listen_endpoint(endpoint: str, info: ValidationInfo) -> str:
     return endpoint
 
 
+def _metrics_address(address: str | None, info: ValidationInfo) -> str | None:
+    """Manager.Metrics: `HOST:PORT` (`[::1]:PORT` for IPv6), beyond loopback only with
+    `Insecure`: the metrics are read-only but name every group, plugin and failure, and
+    Prometheus' HTTP carries no CURVE."""
+    if address is None:
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, got {address!r}")
+    if exposed(f"tcp://{host}:{port}") and not info.data.get("insecure"):
+        raise ValueError(
+            f"{address} serves metrics beyond this host (only 127.0.0.0/8, ::1 and localhost are"
+            " loopback), where anyone who connects reads every group, plugin and failure: use"
+            " 127.0.0.1, or set Manager.Insecure: true to serve them to anyone anyway"
+        )
+    return address
+
+
 class ManagerConfig(_Model):
     """The manager: election and store backends, and where it serves its API.
 
@@ -432,6 +523,10 @@ class ManagerConfig(_Model):
     http: bool = Field(default=False, alias="HTTP")
     """Serve the Group API to Go InfraKit's CLI: JSON-RPC over HTTP at `<plugins dir>/group`,
     the ZeroMQ endpoint moving to `<plugins dir>/group.zmq` (docs/protocol.md)."""
+    metrics: Annotated[str | None, AfterValidator(_metrics_address)] = Field(
+        default=None, alias="Metrics"
+    )
+    """Serve Prometheus metrics over HTTP at this `HOST:PORT` (docs/spec.md); off by default."""
 
     @field_validator("listen", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -19,6 +19,9 @@ from actors import CircuitBreaker
 from infrakit.rollout import Rollout
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description
+
+LookListener = Callable[[str, float | None], None]
+"""Called with a group's ID and how long its look took in seconds, or None if it failed."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class Views:
         self._records: Mapping[str, GroupRecord] = MappingProxyType({})
         self._groups: dict[str, GroupView] = {}
         self._plugins: dict[str, PluginState] = {}
+        self.on_look: LookListener | None = None
+        """Told of every look a group finishes (its seconds) or fails (None): the metrics'."""
 
     # -- the manager's side ---------------------------------------------------------------
 
@@ -122,8 +127,12 @@ class Views:
     def publish(self, view: GroupView) -> None:
         """A group's latest view; ignored for a group the manager no longer has."""
         with self._lock:
-            if view.spec.id in self._records:
-                self._groups[view.spec.id] = view
+            if view.spec.id not in self._records:
+                return
+            old = self._groups.get(view.spec.id)
+            self._groups[view.spec.id] = view
+        if view.looked_at is not None and (old is None or old.looked_at != view.looked_at):
+            self._tell_look(view.spec.id, view.looked_at)
 
     def looked(self, group_id: str, at: float, wall: float) -> None:
         """A group looked and found nothing new: only when it looked changes."""
@@ -131,6 +140,18 @@ class Views:
             view = self._groups.get(group_id)
             if view is not None:
                 self._groups[group_id] = replace(view, looked_at=at, looked_at_wall=wall)
+        self._tell_look(group_id, at)
+
+    def look_failed(self, group_id: str) -> None:
+        """A group's look failed (its instances could not be listed)."""
+        on_look = self.on_look
+        if on_look is not None:
+            on_look(group_id, None)
+
+    def _tell_look(self, group_id: str, began: float) -> None:
+        on_look = self.on_look
+        if on_look is not None:
+            on_look(group_id, time.monotonic() - began)
 
     def set_plugin(self, name: str, up: bool, reason: str) -> None:
         with self._lock:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import zmq
+
 T = TypeVar("T")
 
 
@@ -215,3 +217,54 @@ TEST_IMAGE = os.environ.get("INFRAKIT_TEST_IMAGE", "infrakit-test/busybox:latest
 
 # The label a test puts on the containers it makes, so that teardown finds them all.
 TEST_LABEL = "infrakit.test"
+
+
+_HANGING_SERVER = (
+    "import sys, threading\n"
+    "from actors.rpc_server import RpcServer\n"
+    "hang = threading.Event()\n"
+    "def slow(p):\n"
+    "    print('called', flush=True)\n"
+    "    hang.wait()\n"
+    "server = RpcServer(sys.argv[1], {'Slow.Provision': slow, 'Slow.Describe': slow})\n"
+    "server.start()\n"
+    "print('ready', flush=True)\n"
+    "hang.wait()\n"
+)
+
+
+def start_hanging_server(endpoint: str) -> subprocess.Popen[str]:
+    """An `RpcServer` in a process of its own at `endpoint`, returned once it serves: its
+    `Slow.Provision` and `Slow.Describe` print `called` on its stdout and never answer (a
+    server to kill with a call in flight)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HANGING_SERVER, endpoint], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process
+
+
+class Router:
+    """A bare ROUTER on 127.0.0.1 standing in for a server, to see exactly what arrives on the
+    wire, and to answer (or not) as a test needs."""
+
+    def __init__(self) -> None:
+        self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.bind("tcp://127.0.0.1:0")
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def receive(self) -> tuple[bytes, dict[str, Any]]:
+        """The next request: the sender's identity and the JSON-RPC message."""
+        assert self.sock.poll(5000), "nothing arrived"
+        identity, body = self.sock.recv_multipart()
+        message: dict[str, Any] = json.loads(body)
+        return identity, message
+
+    def answer(self, identity: bytes, id: Any, result: Any) -> None:
+        """Send the reply `result` to request `id` of the sender `identity`."""
+        reply = {"jsonrpc": "2.0", "id": id, "result": result}
+        self.sock.send_multipart([identity, json.dumps(reply).encode()])
+
+    def close(self) -> None:
+        self.sock.close(linger=0)

@@ -8,8 +8,6 @@ seconds).
 from __future__ import annotations
 
 import importlib
-import logging
-import signal
 import sys
 import threading
 from collections.abc import Mapping
@@ -20,17 +18,14 @@ from typing import Any
 import click
 
 from infrakit.cli.helpformat import Group
-from infrakit.cli.logs import configure
 from infrakit.cli.output import json_option, print_json, show_error
 from infrakit.paths import default_home
-
-log = logging.getLogger("infrakit")
 
 # Command groups in modules of their own: name -> "module:attribute", imported on first use.
 LAZY_COMMANDS = {
     "validate": "infrakit.cli.validate:validate",
     "plugin": "infrakit.cli.plugin:plugin",
-    "group": "infrakit.cli.revisions:group",  # client.py's, with the revision commands
+    "group": "infrakit.cli.groups:group",
     "instance": "infrakit.cli.instance:instance",
     "flavor": "infrakit.cli.flavor:flavor",
     "manager": "infrakit.cli.manager:manager",
@@ -103,9 +98,14 @@ def run(cluster: Path, log_level: str, json_logs: bool, http_group: bool) -> Non
     A runtime that can no longer act (its supervisors gave up, a shared thread died) says what
     died in one CRITICAL line and exits with status 1.
     """
+    import logging  # here, not above: the client commands have no use for them
+    import signal
+
+    from infrakit.cli.logs import configure
     from infrakit.runtime import Runtime
     from infrakit.spec import SpecError
 
+    log = logging.getLogger("infrakit")
     configure(log_level, json_logs)
     try:
         runtime = Runtime.from_file(cluster, http_group=True if http_group else None)

@@ -14,19 +14,18 @@ import signal
 import stat
 import sys
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
 import click
 
-from actors.http_rpc import probe_http
-from actors.remote import RemoteRef, RpcServer
+from actors.blocking_client import BlockingRef
+from actors.http_probe import probe_http
 from actors.rpc_errors import AddressInUse, RemoteError
 from infrakit import paths
 from infrakit.cli.helpformat import Group
-from infrakit.cli.logs import configure
 from infrakit.cli.output import json_option, print_json, print_table, status_column
 from infrakit.cli.remote import (
     Reached,
@@ -105,6 +104,8 @@ def start(kind: str, name: str | None, options: tuple[str, ...], log_level: str)
     Prints `Listening at: ENDPOINT` once it serves. State goes under $INFRAKIT_HOME (as for
     `infrakit run`) unless the plugin is given a Dir option.
     """
+    from infrakit.cli.logs import configure  # a server's logging: `ls` has no use for it
+
     configure(log_level, False)
     try:
         served = create_plugin(kind, parse_pairs(options, "--option"), paths.default_home())
@@ -143,6 +144,8 @@ def serve(name: str, served: Any) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    from actors.rpc_server import RpcServer  # a server's: the client commands have no use for it
+
     server = RpcServer(endpoint, plugin_handlers(served), name=name)
     try:
         server.start()
@@ -229,37 +232,60 @@ def probe_all(paths: dict[str, Path]) -> dict[str, list[str] | None]:
     """The sockets that answer an HTTP `Plugin.Implements` (Go InfraKit's wire) within
     `LS_TIMEOUT`, asked concurrently: name -> `["Instance/0.1.0", ...]`. A ZeroMQ socket
     drops the HTTP request at once, so this costs the others next to nothing."""
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(paths)))) as pool:
-        futures = {name: pool.submit(probe_http, path, LS_TIMEOUT) for name, path in paths.items()}
-        found: dict[str, list[str] | None] = {}
-        for name, future in futures.items():
-            apis = future.result()
-            if apis is not None:
-                found[name] = [f"{a.get('Name')}/{a.get('Version')}" for a in apis]
-        return found
+    found: dict[str, list[str] | None] = {}
+    for name, apis in concurrently(lambda path: probe_http(path, LS_TIMEOUT), paths).items():
+        if apis is not None:
+            found[name] = [f"{a.get('Name')}/{a.get('Version')}" for a in apis]
+    return found
 
 
 def handshake_all(endpoints: dict[str, str]) -> dict[str, list[str] | None]:
     """Ask every endpoint for its interfaces concurrently: name -> `["Instance/0.1.0", ...]`,
     or None for one that does not answer within `LS_TIMEOUT`."""
-    refs: dict[str, RemoteRef] = {}
-    futures: dict[str, Future[Any]] = {}
-    try:
-        for name, endpoint in endpoints.items():
-            if not ipc_listening(endpoint):
-                continue
-            ref = refs[name] = RemoteRef(endpoint, timeout=LS_TIMEOUT, retries=0, name="ls")
-            futures[name] = ref.call_async(HANDSHAKE, {})
-        answers: dict[str, list[str] | None] = dict.fromkeys(endpoints)
-        for name, future in futures.items():
-            try:
-                result = future.result(timeout=LS_TIMEOUT + 5.0)
-                answers[name] = [f"{a['Name']}/{a['Version']}" for a in result.get("APIs") or []]
-            except RemoteError:
-                answers[name] = []  # alive, but does not say what it implements
-            except Exception:
-                answers[name] = None
-        return answers
-    finally:
-        for ref in refs.values():
-            ref.close(timeout=1.0)
+    listening = [name for name, endpoint in endpoints.items() if ipc_listening(endpoint)]
+    answers: dict[str, list[str] | None] = dict.fromkeys(endpoints)
+    answers.update(concurrently(interfaces, {name: endpoints[name] for name in listening}))
+    return answers
+
+
+def interfaces(endpoint: str) -> list[str] | None:
+    """The interfaces the ZeroMQ server at `endpoint` implements (its handshake), [] if it
+    answers without saying, None if it does not answer within `LS_TIMEOUT`."""
+    with BlockingRef(endpoint, timeout=LS_TIMEOUT, retries=0) as ref:
+        try:
+            result = ref.call(HANDSHAKE, {})
+        except RemoteError:
+            return []  # alive, but does not say what it implements
+        except Exception:
+            return None
+    return [f"{a['Name']}/{a['Version']}" for a in result.get("APIs") or []]
+
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+def concurrently(function: Callable[[A], R], arguments: Mapping[str, A]) -> dict[str, R]:
+    """`{name: function(argument)}` for every item of `arguments`, each on a thread of its own
+    (each may wait up to `LS_TIMEOUT` for its socket); the first exception is raised. Plain
+    threads: concurrent.futures would import logging, a cost `ls` need not pay."""
+    results: dict[str, R] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str, argument: A) -> None:
+        try:
+            results[name] = function(argument)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=run, args=(name, argument), daemon=True)
+        for name, argument in arguments.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return {name: results[name] for name in arguments}

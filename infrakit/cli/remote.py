@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Generic, Self, TypeVar
 
 import click
 
-from actors.http_rpc import HttpRef, probe_http, socket_path
-from actors.remote import CurveClientConfig, RemoteRef, load_keypair
+from actors.blocking_client import BlockingRef
+from actors.curve import CurveClientConfig, load_keypair
 from actors.unix_socket import accepting
 from infrakit import jsondoc
 from infrakit.cli.output import print_table
 from infrakit.spi.errors import PluginError, SpecError, ValidationError
 from infrakit.spi.group import GroupNotFoundError, NotLeaderError, RevisionError
-from infrakit.spi.instance import TAG_LOGICAL_ID
 from infrakit.wire.common import Client, Unreachable, param
 
 CONNECT_TIMEOUT = 5.0
@@ -117,37 +115,16 @@ def connect(
     """
     if not ipc_listening(endpoint):
         raise click.ClickException(unreachable)
-    settled = threading.Event()  # connected, or a handshake refused: no point waiting more
-    up: list[bool] = []
-    failures: list[str] = []
-
-    def on_up(_reason: str) -> None:
-        up.append(True)
-        settled.set()
-
-    def on_down(reason: str) -> None:
-        if "failed" in reason:  # the handshake was refused, e.g. CURVE authentication
-            failures.append(reason)
-            settled.set()
-
     try:
-        ref = RemoteRef(
-            endpoint,
-            timeout=call_timeout,
-            retries=1,
-            idempotent=kind.IDEMPOTENT,
-            curve=curve,
-            on_up=on_up,
-            on_down=on_down,
-            name="cli",
+        ref = BlockingRef(
+            endpoint, timeout=call_timeout, retries=1, idempotent=kind.IDEMPOTENT, curve=curve
         )
     except Exception as error:  # zmq refuses a malformed endpoint
         raise click.ClickException(f"cannot connect to {endpoint}: {error}") from None
-    settled.wait(connect_timeout)
-    if not up:
-        ref.close(timeout=1.0)
-        if failures:
-            raise click.ClickException(f"cannot talk to {endpoint}: {failures[-1]}")
+    if not ref.wait_up(connect_timeout):
+        ref.close()
+        if ref.refused:  # the handshake was refused, e.g. CURVE authentication
+            raise click.ClickException(f"cannot talk to {endpoint}: {ref.down_reason}")
         raise click.ClickException(unreachable)
     return Reached(kind(ref), unreachable, curve)
 
@@ -157,6 +134,9 @@ def connect_http(
 ) -> Reached[C]:
     """A client of `kind` for the HTTP JSON-RPC server (Go InfraKit's wire) at `unix://`
     `endpoint`, once it has answered a handshake; `click.ClickException(unreachable)` if not."""
+    from actors.http_probe import probe_http, socket_path  # only for HTTP: not cheap
+    from actors.http_rpc import HttpRef
+
     if probe_http(socket_path(endpoint), timeout=CONNECT_TIMEOUT) is None:
         raise click.ClickException(unreachable)
     ref = HttpRef(endpoint, timeout=call_timeout, retries=1, idempotent=kind.IDEMPOTENT, name="cli")
@@ -249,6 +229,8 @@ def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
 def print_descriptions(descriptions: Iterable[Mapping[str, Any]], quiet: bool) -> None:
     """Instance descriptions as a table of ID, LOGICAL and TAGS, or just the IDs (`quiet`).
     LOGICAL is the LogicalID, else the `infrakit.logical_id` tag (a Size group's slot)."""
+    from infrakit.spi.instance import TAG_LOGICAL_ID  # here: `group ls` need not load it
+
     items = list(descriptions)
     if quiet:
         for item in items:

@@ -1,6 +1,6 @@
 """`infrakit group history|rollback|pause|resume|scale`: a group's revisions and the steering
 of its rolling updates, over the runtime's Group API (docs/protocol.md). Adds these commands to
-`infrakit.cli.client`'s `group`, which is what the CLI loads."""
+`infrakit.cli.client`'s `group` (gathered by infrakit/cli/groups.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from infrakit.cli.client import (
 )
 from infrakit.cli.output import json_option, print_json, print_table
 from infrakit.wire.common import param
-
-__all__ = ["group"]
 
 
 @group.command()

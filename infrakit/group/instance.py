@@ -4,9 +4,12 @@ The group's reconciler tells each actor what exists (an `Observe`, or a `Gone` w
 says its instance vanished), and asks it to `Replace` or `Retire`; the actor makes the plugin
 calls, checks its own instance's health on its own schedule (on the group's health lane, so that
 checks of different instances run side by side and a hung one holds up only its own instance),
-and reports its phase back (`StatusReport`). Plugin errors are retried with backoff behind the
-group's circuit breaker; anything unexpected crashes the actor, and its supervisor restarts it
-(it then adopts its instance from the next look).
+and reports its phase back (`StatusReport`). A surged replacement makes the new instance first
+and removes the old one once the new one has been healthy for Update.MinReadyTime. Drains run
+on the group's work lane, so that a drain that hangs is abandoned after Update.DrainTimeout
+(the instance is destroyed anyway) without ever blocking the actor. Plugin errors are retried
+with backoff behind the group's circuit breaker; anything unexpected crashes the actor, and its
+supervisor restarts it (it then adopts its instance from the next look).
 
 Observations taken before the actor's last action are ignored: a describe that started before a
 provision finished would otherwise make the actor think its new instance is missing and make a
@@ -68,6 +71,7 @@ class GroupContext:
     fence: Callable[[], bool]
     reconciler: Address
     health_lane: Lane
+    work_lane: Lane  # drains: slow flavor work the actor must never wait on
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.5, maximum=30.0))
     _probes: dict[str, bool] = field(default_factory=dict)
 
@@ -133,9 +137,41 @@ class _Checked:
 
 @dataclass(frozen=True)
 class Replace:
-    """Drain and destroy the current instance, then provision a new one."""
+    """Drain and destroy the current instance, then provision a new one; with `surge`,
+    provision the new one first and remove the old one once the new one is ready."""
 
     reason: str
+    surge: bool = False
+
+
+@dataclass(frozen=True)
+class Release:
+    """Leave the group without destroying anything (its instance is protected): report RETIRED."""
+
+
+@dataclass(frozen=True)
+class _Drained:
+    """The drain of an instance came back (with the error it raised, if any)."""
+
+    instance_id: str
+    attempt: int
+    error: BaseException | None
+
+
+@dataclass(frozen=True)
+class _DrainExpired:
+    """Update.DrainTimeout has passed since the drain of an instance began."""
+
+    instance_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """Update.MinReadyTime may have passed since the new instance of this generation turned
+    healthy: time to remove the old one of a surged replacement."""
+
+    generation: int
 
 
 @dataclass(frozen=True)
@@ -212,6 +248,12 @@ class InstanceActor(PooledActor):
         self._reported: SlotStatus | None = None
         self._generation = 0  # of the owned instance, so that old checks are told apart
         self._checking = False
+        self.outgoing: Description | None = None  # the old instance of a surged replacement
+        self.ready_at: float | None = None  # wall clock: when the owned one last turned healthy
+        self.note = ""  # for operators: the last drain abandoned
+        self._to_remove: dict[str, Description] = {}  # instance ID -> instance: drain, destroy
+        self._draining: dict[str, int] = {}  # of `_to_remove`: drains under way -> attempt
+        self._attempts = 0
 
     # -- Pykka hooks ---------------------------------------------------------------------
 
@@ -232,14 +274,22 @@ class InstanceActor(PooledActor):
         elif isinstance(message, _Checked):
             self._checked(message)
         elif isinstance(message, SetSpec):
-            self.spec, self.previous = message.spec, message.previous
+            self._set_spec(message.spec, message.previous)
         elif isinstance(message, ReportAgain):
             self._reported = None
             self._report()
         elif isinstance(message, Replace):
-            self._replace(message.reason)
+            self._replace(message.reason, message.surge)
         elif isinstance(message, Retire):
             self._retire()
+        elif isinstance(message, Release):
+            self._release()
+        elif isinstance(message, _Drained):
+            self._drain_ended(message.instance_id, message.attempt, message.error, False)
+        elif isinstance(message, _DrainExpired):
+            self._drain_ended(message.instance_id, message.attempt, None, True)
+        elif isinstance(message, _Ready):
+            self._ready(message.generation)
         elif isinstance(message, _Retry):
             self._retry()
         else:
@@ -252,10 +302,20 @@ class InstanceActor(PooledActor):
         observation = message.observation
         if message.taken_at < self.acted_at and not self._shows_mine(observation):
             return  # the look began before our last action and does not show its result
-        self.extras = observation.extras
-        for extra in observation.extras:
-            self._event(events.DUPLICATE, f"destroying duplicate {extra.id}", extra.id)
-            self._destroy(extra)
+        outgoing = self.outgoing
+        keep = outgoing.id if outgoing is not None else None
+        self.extras = tuple(extra for extra in observation.extras if extra.id != keep)
+        for extra in self.extras:
+            if extra.id not in self._to_remove:
+                self._event(events.DUPLICATE, f"destroying duplicate {extra.id}", extra.id)
+                self._remove(extra)
+        if (
+            outgoing is not None
+            and observation.outgoing is None
+            and outgoing.id not in self._draining
+        ):
+            self.outgoing = None  # the old instance of a surged replacement is gone already
+            self._to_remove.pop(outgoing.id, None)
         if self.retiring:
             self.owned = observation.owned
             self._retire()
@@ -270,6 +330,12 @@ class InstanceActor(PooledActor):
 
     def _gone(self, instance_id: str) -> None:
         self.extras = tuple(extra for extra in self.extras if extra.id != instance_id)
+        outgoing = self.outgoing
+        draining = instance_id in self._draining
+        if outgoing is not None and outgoing.id == instance_id and not draining:
+            self.outgoing = None
+            self._to_remove.pop(instance_id, None)
+            self._report()
         owned = self.owned
         if owned is None or owned.id != instance_id or self.retiring:
             return
@@ -378,7 +444,11 @@ class InstanceActor(PooledActor):
             self.unhealthy_checks = 0
             if self.phase is not Phase.RUNNING:
                 self.phase = Phase.RUNNING
+                self.ready_at = time.time()
                 self._event(events.HEALTHY, f"{instance.id} is healthy", instance.id)
+                if self.outgoing is not None:
+                    ready = self.spec.properties.update.min_ready_time
+                    tell_later(self.actor_ref, ready, _Ready(self._generation))
         elif health is Health.UNKNOWN and in_grace:
             if self.phase not in (Phase.RUNNING, Phase.UNHEALTHY):
                 self.phase = Phase.STARTING
@@ -397,18 +467,65 @@ class InstanceActor(PooledActor):
 
     # -- replacing and retiring -----------------------------------------------------------
 
-    def _replace(self, reason: str) -> None:
-        if self.retiring or self.phase in (Phase.REPLACING, Phase.PROVISIONING):
+    def _replace(self, reason: str, surge: bool = False) -> None:
+        if self.retiring or self.outgoing is not None:
             return
-        self.phase, self.reason = Phase.REPLACING, reason
+        if self.phase in (Phase.REPLACING, Phase.PROVISIONING):
+            return
+        self.reason = reason
+        old = self.owned
+        if surge and old is not None:
+            # Make before break: the old instance serves until its replacement is ready.
+            self._event(
+                events.REPLACING,
+                f"replacing {old.id} ({reason}): its replacement first, {old.id} serving"
+                " until then",
+                old.id,
+                data={"Reason": reason},
+            )
+            self.outgoing, self.owned = old, None
+            self._generation += 1  # checks of the old instance are no longer ours
+            self.acted_at = time.monotonic()
+            self._provision()
+            self._report()
+            return
+        self.phase = Phase.REPLACING
         self._report()
-        if self.owned is not None:
-            self._event(events.REPLACING, f"replacing {self.owned.id} ({reason})", self.owned.id)
-            if not self._destroy(self.owned):
-                self._schedule_retry()
-                return
-            self.owned = None
-        self._provision()
+        if old is not None:
+            self._event(
+                events.REPLACING, f"replacing {old.id} ({reason})", old.id, data={"Reason": reason}
+            )
+            self._remove(old)  # the new one is provisioned once the old one is gone
+        else:
+            self._provision()
+            self._report()
+
+    def _ready(self, generation: int) -> None:
+        """The new instance of a surged replacement may be ready: remove the old one."""
+        outgoing = self.outgoing
+        if outgoing is None or generation != self._generation or self.phase is not Phase.RUNNING:
+            return
+        ready = self.spec.properties.update.min_ready_time
+        if self.ready_at is None or time.time() - self.ready_at < ready * 0.999:
+            return  # turned unhealthy and healthy again since: a later _Ready comes
+        self._remove(outgoing)
+
+    def _set_spec(self, spec: GroupSpec, previous: GroupSpec | None) -> None:
+        """Take a new spec. A surged replacement whose old instance has the new spec's
+        configuration (a rollback) is undone: the old one is kept, the new one removed."""
+        self.spec, self.previous = spec, previous
+        outgoing, owned = self.outgoing, self.owned
+        if outgoing is None or outgoing.id in self._draining:
+            return
+        found = hash_of(outgoing)
+        if found != spec.config_hash and found not in spec.legacy_hashes:
+            return
+        self.outgoing = None
+        self._to_remove.pop(outgoing.id, None)
+        self.phase = Phase.PENDING
+        self._own(outgoing)
+        if owned is not None:
+            self._remove(owned)
         self._report()
 
     def _retire(self) -> None:
@@ -416,24 +533,107 @@ class InstanceActor(PooledActor):
         if self.phase is not Phase.RETIRING:
             self.phase = Phase.RETIRING
             self._report()
-        for instance in (self.owned, *self.extras):
-            if instance is not None and not self._destroy(instance):
-                self._schedule_retry()
-                return
-        self.owned, self.extras = None, ()
+        for instance in (self.owned, self.outgoing, *self.extras):
+            if instance is not None:
+                self._remove(instance)
+        if not self._to_remove and self.owned is None and self.outgoing is None:
+            self.extras = ()
+            self.phase = Phase.RETIRED
+            self._report()
+
+    def _release(self) -> None:
+        """Leave the group, leaving its instance alone (it is protected)."""
+        self.retiring = True
+        self.owned, self.outgoing, self.extras = None, None, ()
+        self._to_remove.clear()
         self.phase = Phase.RETIRED
         self._report()
 
     def _retry(self) -> None:
         self.retry_pending = False
+        for instance in list(self._to_remove.values()):
+            if instance.id not in self._draining:
+                self._remove(instance)  # a removal that failed: again
         if self.retiring:
             self._retire()
-        elif self.phase is Phase.REPLACING:
+        elif self.phase is Phase.REPLACING and not self._to_remove:
             self.phase = Phase.STARTING
             self._replace(self.reason)
         elif self.phase is Phase.FAILING:
             # Provision may have half-succeeded: ask for a fresh look rather than provision blind.
             self._ask_for_look()
+
+    # -- removing: drain on the work lane, bounded by Update.DrainTimeout, then destroy ---
+
+    def _remove(self, instance: Description) -> None:
+        """Drain `instance` on the group's work lane, then destroy it; a drain still running
+        after Update.DrainTimeout is abandoned and the instance destroyed anyway. The actor
+        goes on meanwhile, and hears the outcome as a message."""
+        self._to_remove[instance.id] = instance
+        if instance.id in self._draining:
+            return
+        if not self.context.fence():
+            log.warning("%s: not the leader; not destroying %s", self.logical_id, instance.id)
+            self._schedule_retry()
+            return
+        self._attempts += 1
+        attempt = self._attempts
+        self._draining[instance.id] = attempt
+        props = self._made_with(instance).properties.flavor.properties
+        flavor = self.context.flavor_plugin
+        ref = self.actor_ref
+        instance_id = instance.id
+
+        def done(outcome: Outcome[None]) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(_Drained(instance_id, attempt, outcome.error))
+
+        self.context.work_lane.submit(lambda: flavor.drain(props, instance), done)
+        timeout = self.spec.properties.update.drain_timeout
+        tell_later(ref, timeout, _DrainExpired(instance_id, attempt))
+
+    def _drain_ended(
+        self, instance_id: str, attempt: int, error: BaseException | None, abandoned: bool
+    ) -> None:
+        if self._draining.get(instance_id) != attempt:
+            return  # the drain already came back, or its time ran out first
+        del self._draining[instance_id]
+        instance = self._to_remove.get(instance_id)
+        if instance is None:
+            return
+        if abandoned:
+            timeout = format_duration(self.spec.properties.update.drain_timeout)
+            self.note = f"drain of {instance_id} abandoned after {timeout}"
+            self._event(
+                events.DRAIN_ABANDONED,
+                f"{self.note} (Update.DrainTimeout); destroying it anyway",
+                instance_id,
+            )
+            self._report()
+        elif error is not None:
+            self.failures += 1
+            self._event(events.DESTROY_FAILED, f"drain of {instance_id} failed: {error}")
+            self._schedule_retry()
+            return
+        if self._destroy(instance):
+            self._removed(instance)
+        else:
+            self._schedule_retry()
+
+    def _removed(self, instance: Description) -> None:
+        """`instance` is gone: carry on with what its removal was for."""
+        self._to_remove.pop(instance.id, None)
+        self.extras = tuple(extra for extra in self.extras if extra.id != instance.id)
+        if self.outgoing is not None and self.outgoing.id == instance.id:
+            self.outgoing = None
+        if self.owned is not None and self.owned.id == instance.id:
+            self.owned = None
+            if self.phase is Phase.REPLACING and not self.retiring:
+                self._provision()
+        if self.retiring:
+            self._retire()
+            return
+        self._report()
 
     # -- plugin calls ---------------------------------------------------------------------
 
@@ -483,6 +683,7 @@ class InstanceActor(PooledActor):
             self._event(
                 events.PROVISION_FAILED,
                 f"provision failed: {error}; retrying in {format_duration(delay)}",
+                data={"Error": type(error).__name__},
             )
             return
         context.breaker.record_success()
@@ -504,12 +705,12 @@ class InstanceActor(PooledActor):
             log.warning("%s: cannot label %s: %s", self.logical_id, instance.id, error)
 
     def _destroy(self, instance: Description) -> bool:
+        """Destroy a drained (or abandoned) instance; False if the plugin failed."""
         context = self.context
         if not context.fence():
             log.warning("%s: not the leader; not destroying %s", self.logical_id, instance.id)
             return False
         try:
-            context.flavor_plugin.drain(self.spec.properties.flavor.properties, instance)
             context.instance_plugin.destroy(instance.id)
         except PluginError as error:
             self.failures += 1
@@ -540,7 +741,10 @@ class InstanceActor(PooledActor):
             instance_id=owned.id if owned else None,
             config_hash=hash_of(owned) if owned else None,
             since=self.started_at,
-            reason=self.reason if self.phase is Phase.REPLACING else "",
+            reason=self.reason if self.phase is Phase.REPLACING or self.outgoing else "",
+            outgoing=self.outgoing.id if self.outgoing is not None else None,
+            ready_at=self.ready_at if self.phase is Phase.RUNNING else None,
+            note=self.note,
         )
 
     def _report(self) -> None:
@@ -549,7 +753,13 @@ class InstanceActor(PooledActor):
             self._reported = status
             self.context.reconciler.tell(StatusReport(self.logical_id, status))
 
-    def _event(self, kind: str, message: str, instance: str | None = None) -> None:
+    def _event(
+        self,
+        kind: str,
+        message: str,
+        instance: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         self.context.publish(
             events.Event(
                 group=self.context.group_id,
@@ -557,5 +767,6 @@ class InstanceActor(PooledActor):
                 message=message,
                 logical_id=self.logical_id,
                 instance=instance,
+                data=data or {},
             )
         )

@@ -8,14 +8,14 @@ should own, and which instances to replace now for a rolling update or for ill h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from dataclasses import replace as dataclass_replace
 from enum import StrEnum
 from types import MappingProxyType
 
 from infrakit.rollout import Rollout
-from infrakit.spec import GroupSpec
+from infrakit.spec import TAG_PROTECTED, GroupSpec
 from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_CONFIG_SHA_OLD, TAG_LOGICAL_ID, Description
 
 LogicalID = str
@@ -40,21 +40,31 @@ IN_SERVICE = frozenset({Phase.RUNNING})
 
 @dataclass(frozen=True)
 class SlotStatus:
-    """An instance actor's last report about its logical instance."""
+    """An instance actor's last report about its logical instance.
+
+    `outgoing` is the old instance a surged replacement keeps in service until the new one
+    (`instance_id`) is ready; `ready_at` when (wall clock) the instance last became healthy;
+    `note` something an operator should know (a drain abandoned).
+    """
 
     phase: Phase
     instance_id: str | None = None
     config_hash: str | None = None
     since: float = 0.0
     reason: str = ""
+    outgoing: str | None = None
+    ready_at: float | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)
 class Observation:
-    """What one actor is told exists: the instance it owns (if any) and duplicates to remove."""
+    """What one actor is told exists: the instance it owns (if any), duplicates to remove, and
+    the old instance its surged replacement keeps in service (if it still exists)."""
 
     owned: Description | None
     extras: tuple[Description, ...] = ()
+    outgoing: Description | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,10 @@ class Plan:
     start: tuple[LogicalID, ...] = ()
     retire: tuple[LogicalID, ...] = ()
     replace: tuple[tuple[LogicalID, str], ...] = ()
+    surge: frozenset[LogicalID] = frozenset()  # of `replace`: make the new one first
     unhealthy_held: tuple[LogicalID, ...] = ()
+    protected_held: tuple[LogicalID, ...] = ()  # surplus slots kept: their instance is protected
+    release: tuple[LogicalID, ...] = ()  # actors to stop without destroying (protected)
     rollout: Rollout | None = None
     failed: tuple[LogicalID, str] | None = None  # a replacement that never turned healthy
     converged: bool = False
@@ -129,11 +142,24 @@ def assign(
 _NOTHING = Observation(owned=None)
 
 
+def is_protected(member: Description) -> bool:
+    """True when the instance is tagged `infrakit.protected=true` (never removed to scale in)."""
+    return member.tags.get(TAG_PROTECTED, "").strip().lower() == "true"
+
+
 def _pick_owned(
     candidates: list[Description],
     current: SlotStatus | None,
     spec: GroupSpec,
 ) -> Observation:
+    """Which candidate the slot's actor owns: the one it reports, else the current-config one;
+    the rest are duplicates, but for the old instance of a surged replacement under way."""
+    if current is not None and current.outgoing is not None:
+        outgoing = next((m for m in candidates if m.id == current.outgoing), None)
+        if outgoing is not None:
+            others = [m for m in candidates if m is not outgoing]
+            picked = _pick_owned(others, current, spec)
+            return Observation(owned=picked.owned, extras=picked.extras, outgoing=outgoing)
     if not candidates:
         return _NOTHING
     if len(candidates) == 1:  # the common case, by far
@@ -158,10 +184,12 @@ def plan(
     """Decide the group's next actions, and the rolling update's next state.
 
     `status` holds every live actor's last report, `rollout` the rolling update under way (if
-    any) and `now` the wall-clock time. Replacements share one budget: a rolling update
-    replaces an instance only while fewer than Update.MaxParallel wanted instances are out of
-    service, and at most Health.MaxInFlight unhealthy ones are replaced at once, unless more
-    than Health.MaxUnhealthy are ill, which looks like a wider problem that replacing would not
+    any) and `now` the wall-clock time. A rolling update replaces a stale instance in place
+    while fewer than Update.MaxUnavailable wanted instances are out of service or, in a sized
+    group, makes its replacement first (surge) while fewer than Update.MaxSurge extra instances
+    exist; a replacement is done once healthy for Update.MinReadyTime. At most
+    Health.MaxInFlight unhealthy instances are replaced at once, unless more than
+    Health.MaxUnhealthy are ill, which looks like a wider problem that replacing would not
     cure. A paused update replaces nothing, for any reason, until it is resumed.
     """
     by_lid, surplus = assign(spec, members, status)
@@ -171,24 +199,29 @@ def plan(
     for lid, candidates in surplus.items():
         observations[lid] = _pick_owned(candidates, status.get(lid), spec)
 
-    wanted = spec.logical_ids()
-    start = tuple(lid for lid in (*wanted, *sorted(surplus)) if lid not in status)
+    # Scale-in never removes a protected instance: its slot is left alone, actor and all.
+    protected = {lid for lid, found in surplus.items() if any(map(is_protected, found))}
     leaving = (Phase.RETIRING, Phase.RETIRED)
+    release = tuple(
+        lid for lid in sorted(protected) if lid in status and status[lid].phase not in leaving
+    )
+    wanted = spec.logical_ids()
+    start = tuple(
+        lid for lid in (*wanted, *sorted(surplus)) if lid not in status and lid not in protected
+    )
     retire = tuple(
         lid
         for lid in sorted(set(status) | set(surplus))
-        if lid not in by_lid and (lid not in status or status[lid].phase not in leaving)
+        if lid not in by_lid
+        and lid not in protected
+        and (lid not in status or status[lid].phase not in leaving)
     )
 
-    available = {
-        lid
-        for lid in wanted
-        if (report := status.get(lid)) is not None
-        and report.phase in IN_SERVICE
-        and observations[lid].owned is not None
-    }
+    available = {lid for lid in wanted if _in_service(lid, status, observations)}
 
     # Rolling update.
+    update = spec.properties.update
+
     def stale(lid: LogicalID) -> bool:
         owned = observations[lid].owned
         return owned is not None and not is_current(owned, spec)
@@ -199,7 +232,7 @@ def plan(
     in_flight = {
         lid: at
         for lid, at in started.items()
-        if lid in by_lid and not _settled(lid, status, spec) and not _lost(lid, status, stale)
+        if lid in by_lid and not _settled(lid, status, spec, now) and not _lost(lid, status, stale)
     }
     stale_lids = [lid for lid in wanted if stale(lid) and lid not in in_flight]
     if rollout is None and (stale_lids or in_flight):
@@ -208,34 +241,47 @@ def plan(
     operator_paused = rollout is not None and rollout.held  # healing goes on
     failed: tuple[LogicalID, str] | None = None
     if rollout is not None and paused is None:
-        timeout = spec.properties.update.healthy_timeout
+        timeout = update.healthy_timeout
         for lid, at in sorted(in_flight.items()):
             if now - at > timeout:
                 failed = (lid, f"not healthy within {timeout:g}s")
                 break
+        deadline = update.progress_deadline
+        if failed is None and rollout.since and now - rollout.since > deadline:
+            late = min(in_flight, default=None) or (stale_lids[0] if stale_lids else "")
+            failed = (late, f"rolling update not done within its ProgressDeadline {deadline:g}s")
         back = rollout.revert or rollout.previous
         can_roll_back = back is not None and not rollout.rolling_back
-        if failed is not None and not (
-            spec.properties.update.on_failure == "rollback" and can_roll_back
-        ):
-            paused = f"{failed[0]} {failed[1]}"
+        if failed is not None and not (update.on_failure == "rollback" and can_roll_back):
+            paused = f"{failed[0]} {failed[1]}".strip()
             rollout = dataclass_replace(rollout, paused=paused)
     replace: list[tuple[LogicalID, str]] = []
+    surge: set[LogicalID] = set()
     if stale_lids and paused is None and failed is None:
+        size = len(wanted)
+        max_surge = update.max_surge_of(size) if spec.is_sized else 0
+        max_unavailable = update.max_unavailable_of(size)
         busy = {lid for lid in wanted if lid in status and status[lid].phase is Phase.REPLACING}
-        unavailable = len(wanted) - len(available)
-        room = spec.properties.update.max_parallel - len(in_flight)
-        # Stale instances already out of service cost nothing to replace: take them first.
-        for lid in sorted(stale_lids, key=lambda lid: lid in available):
-            if room <= 0 or lid in busy:
+        surging = {lid for lid in wanted if _surging(lid, status)}
+        in_place = {lid for lid in in_flight if lid not in surging}
+        unavailable = size - len(available)
+        order = termination_order(spec, stale_lids, status, available, begun=set(started))
+        for lid in order:
+            if lid in busy:
                 continue
-            if lid in available:
-                if unavailable >= spec.properties.update.max_parallel:
-                    continue
-                unavailable += 1
+            if lid in available and len(surging) < max_surge:
+                surging.add(lid)  # make-before-break: nothing goes out of service
+                surge.add(lid)
+            elif len(in_place) < max(max_unavailable, 1) and (
+                lid not in available or unavailable < max_unavailable
+            ):
+                if lid in available:
+                    unavailable += 1
+                in_place.add(lid)
+            else:
+                continue
             replace.append((lid, REASON_UPDATE))
             in_flight[lid] = now
-            room -= 1
     if rollout is not None:
         left = len(stale_lids) + len(in_flight) - len(replace)
         total = max(rollout.total, rollout.done + left)
@@ -275,22 +321,76 @@ def plan(
     converged = (
         not start
         and not retire
-        and not surplus
+        and not release
+        and not (set(surplus) - protected)
         and not replace
         and rollout is None
         and len(available) == len(wanted)
         and all(not observations[lid].extras for lid in wanted)
+        and not any(_surging(lid, status) for lid in wanted)
     )
     return Plan(
         observations=observations,
         start=start,
         retire=retire,
         replace=tuple(replace),
+        surge=frozenset(surge),
         unhealthy_held=held,
+        protected_held=tuple(sorted(protected)),
+        release=release,
         rollout=rollout,
         failed=failed,
         converged=converged,
     )
+
+
+def termination_order(
+    spec: GroupSpec,
+    lids: Sequence[LogicalID],
+    status: Mapping[LogicalID, SlotStatus],
+    available: set[LogicalID],
+    begun: Set[LogicalID] = frozenset(),
+) -> list[LogicalID]:
+    """The order in which a rolling update takes stale instances: those out of service first
+    (replacing them costs nothing), the unhealthy among them before the rest, then those whose
+    replacement the rollout had begun (a crash lost it), then by
+    Update.TerminationPolicy: `HighestSlot` (the highest slot or last logical ID first),
+    `Oldest` or `Newest` (by when the slot's instance was made or adopted)."""
+    policy = spec.properties.update.termination_policy
+    position = {lid: index for index, lid in enumerate(spec.logical_ids())}
+
+    def key(lid: LogicalID) -> tuple[bool, bool, bool, float]:
+        report = status.get(lid)
+        unhealthy = report is not None and report.phase is Phase.UNHEALTHY
+        since = report.since if report is not None else 0.0
+        if policy == "Oldest":
+            rank = since
+        elif policy == "Newest":
+            rank = -since
+        else:
+            rank = -position.get(lid, 0)
+        return (lid in available, not unhealthy, lid not in begun, rank)
+
+    return sorted(lids, key=key)
+
+
+def _in_service(
+    lid: LogicalID, status: Mapping[LogicalID, SlotStatus], observations: Mapping[str, Observation]
+) -> bool:
+    """Whether the slot serves: its instance is running, or the old instance of its surged
+    replacement still runs beside the new one."""
+    report = status.get(lid)
+    if report is None:
+        return False
+    observed = observations[lid]
+    if report.outgoing is not None and observed.outgoing is not None:
+        return True
+    return report.phase in IN_SERVICE and observed.owned is not None
+
+
+def _surging(lid: LogicalID, status: Mapping[LogicalID, SlotStatus]) -> bool:
+    report = status.get(lid)
+    return report is not None and report.outgoing is not None
 
 
 def _lost(
@@ -306,13 +406,21 @@ def _lost(
 _NOT_REPLACING = frozenset({Phase.PENDING, Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY})
 
 
-def _settled(lid: LogicalID, status: Mapping[LogicalID, SlotStatus], spec: GroupSpec) -> bool:
+def _settled(
+    lid: LogicalID, status: Mapping[LogicalID, SlotStatus], spec: GroupSpec, now: float
+) -> bool:
+    """A replacement is done: its instance runs the spec's config, no old one is left beside
+    it, and it has been healthy for Update.MinReadyTime."""
     report = status.get(lid)
-    return (
-        report is not None
-        and report.phase is Phase.RUNNING
-        and report.config_hash == spec.config_hash
-    )
+    if (
+        report is None
+        or report.phase is not Phase.RUNNING
+        or report.config_hash != spec.config_hash
+        or report.outgoing is not None
+    ):
+        return False
+    ready = spec.properties.update.min_ready_time
+    return not ready or (report.ready_at is not None and now - report.ready_at >= ready)
 
 
 def describe_commit(

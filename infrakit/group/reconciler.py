@@ -28,6 +28,7 @@ from infrakit.group.instance import (
     Gone,
     GroupContext,
     Observe,
+    Release,
     Replace,
     ReportAgain,
     Retire,
@@ -38,7 +39,7 @@ from infrakit.group.instance import (
 from infrakit.group.plan import Observation, Phase, SlotStatus
 from infrakit.rollout import Rollout
 from infrakit.rollout import rollback as rollback_of
-from infrakit.spec import GroupSpec
+from infrakit.spec import TAG_PROTECTED, GroupSpec
 from infrakit.spi import Description, PluginError
 from infrakit.spi.instance import TAG_CLUSTER, TAG_GROUP, Changes, Sweepable
 from infrakit.views import GroupRecord, GroupView, Views
@@ -180,6 +181,8 @@ class Reconciler(SupervisedActor):
         self.converged = False
         self.members: list[Description] = []
         self._held: tuple[str, ...] = ()
+        self._protected: tuple[str, ...] = ()
+        self._notes: dict[str, str] = {}  # logical ID -> its last drain abandoned, until a commit
         self._describe_failing: str | None = None
         self._sweep_failed: str | None = None
         self._foreign: frozenset[str] = frozenset()
@@ -272,6 +275,7 @@ class Reconciler(SupervisedActor):
         if _resumes(old, rollout) and old is not None:
             self._event(events.ROLLING, f"rolling update resumed at {old.done}/{old.total}")
         self.spec, self.rollout = spec, rollout
+        self._notes.clear()
         self.destroying = False
         self.converged = False  # until a look at the group says otherwise
         previous = rollout.previous if rollout is not None else None
@@ -298,6 +302,9 @@ class Reconciler(SupervisedActor):
         if lid not in self.refs and lid not in self.status:
             return  # from an actor that has since been stopped
         old = self.status.get(lid)
+        if message.status.note and self._notes.get(lid) != message.status.note:
+            self._notes[lid] = message.status.note
+            self._publish_view()
         if (
             old is not None
             and old.instance_id
@@ -309,7 +316,7 @@ class Reconciler(SupervisedActor):
             self._set_status(lid, None)
             self.refs.pop(lid, None)
             self._sent.pop(lid, None)
-            self.supervisor.tell(StopInstance(lid))
+            self._tell(self.supervisor, StopInstance(lid))
             self._look_soon()
             return
         self._set_status(lid, message.status)
@@ -380,6 +387,7 @@ class Reconciler(SupervisedActor):
             if self._describe_failing is None:
                 self._event(events.DESCRIBE_FAILED, f"cannot list instances: {error}")
             self._describe_failing = f"cannot list instances: {error}"
+            self.views.look_failed(spec.id)
             self._publish_view()
             self._schedule(spec.properties.health.interval)
             return
@@ -397,6 +405,7 @@ class Reconciler(SupervisedActor):
             self._dispatch(plan, started)
             self._follow_rollout(spec, plan)
             self._track_health(plan)
+            self._track_protected(plan)
             if plan.converged and not self.converged:
                 what = "destroyed" if self.destroying else _instances(len(members))
                 self._event(events.CONVERGED, f"converged: {what}")
@@ -445,12 +454,24 @@ class Reconciler(SupervisedActor):
             if ref is not None:
                 self._tell(ref, Retire())
                 self._set_status(lid, SlotStatus(Phase.RETIRING))
+        for lid in plan.release:
+            ref = self.refs.get(lid)
+            if ref is not None:
+                self._tell(ref, Release())
+                self._set_status(lid, SlotStatus(Phase.RETIRING))
         for lid, reason in plan.replace:
             ref = self.refs.get(lid)
             if ref is None:
                 continue
-            self._tell(ref, Replace(reason))
-            self._set_status(lid, SlotStatus(Phase.REPLACING, reason=reason))
+            surge = lid in plan.surge
+            self._tell(ref, Replace(reason, surge=surge))
+            if surge:  # the old instance serves on until the new one is ready
+                old = plan.observations[lid].owned
+                outgoing = old.id if old is not None else None
+                status = SlotStatus(Phase.PROVISIONING, reason=reason, outgoing=outgoing)
+            else:
+                status = SlotStatus(Phase.REPLACING, reason=reason)
+            self._set_status(lid, status)
 
     def _follow_rollout(self, spec: GroupSpec, plan: planner.Plan) -> None:
         """Say how the rolling update goes, roll back if it failed and may, and hand every
@@ -464,7 +485,7 @@ class Reconciler(SupervisedActor):
             self._event(
                 events.UPDATE_STARTED,
                 f"rolling update of {_instances(new.total - new.done)} to config"
-                f" {spec.config_hash[:8]} ({spec.properties.update.max_parallel} at a time)",
+                f" {spec.config_hash[:8]} ({_pace(spec)})",
             )
         if new is not None and new.paused is not None and (old is None or old.paused is None):
             self._event(
@@ -498,6 +519,16 @@ class Reconciler(SupervisedActor):
         if self.hooks.on_rollback is not None:
             self.hooks.on_rollback(spec, reverse)  # stored, then told back to us as an update
         self._update(spec, reverse)
+
+    def _track_protected(self, plan: planner.Plan) -> None:
+        """Say (once per change) that scale-in leaves protected instances in place."""
+        if plan.protected_held and plan.protected_held != self._protected:
+            self._event(
+                events.PROTECTED_HELD,
+                f"not removing {', '.join(plan.protected_held)} to scale in: protected"
+                f" ({TAG_PROTECTED}=true)",
+            )
+        self._protected = plan.protected_held
 
     def _track_health(self, plan: planner.Plan) -> None:
         if plan.unhealthy_held and plan.unhealthy_held != self._held:
@@ -607,6 +638,12 @@ class Reconciler(SupervisedActor):
             )
         if self._held:
             found.append(f"{len(self._held)} instances unhealthy: not replacing them")
+        if self._protected:
+            found.append(
+                f"{', '.join(self._protected)} kept beyond the group's size: protected"
+                f" ({TAG_PROTECTED}=true)"
+            )
+        found.extend(sorted(set(self._notes.values())))
         return tuple(found)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -650,6 +687,18 @@ def _resumes(old: Rollout | None, new: Rollout | None) -> bool:
 def _done_while_paused(done: int, total: int) -> str:
     """The progress of a paused update: never "rolling", which only a resume says again."""
     return f"rolling update paused at {done}/{total}: {done}/{total} done while paused"
+
+
+def _pace(spec: GroupSpec) -> str:
+    """How fast a rollout of `spec` goes, in words: "1 at a time", or its surge and
+    unavailability budget."""
+    update = spec.properties.update
+    size = len(spec.logical_ids())
+    surge = update.max_surge_of(size) if spec.is_sized else 0
+    unavailable = update.max_unavailable_of(size)
+    if not surge:
+        return f"{unavailable} at a time"
+    return f"up to {surge} extra, at most {unavailable} out of service"
 
 
 def _instances(count: int) -> str:

@@ -40,6 +40,10 @@ from infrakit.views import Views
 
 log = logging.getLogger(__name__)
 
+# Drains of one group that run at once (a hung one holds its place until DrainTimeout, then
+# its instance is destroyed anyway and the place is the pool's until the drain returns).
+DRAINS_AT_ONCE = 8
+
 # Never a logical ID: those refuse control characters.
 RECONCILER = "\x00reconciler"
 
@@ -78,6 +82,7 @@ class GroupSupervisor(Supervisor):
             fence=fence,
             reconciler=Address(),
             health_lane=health_checks.lane(spec.properties.health.parallel_checks),
+            work_lane=health_checks.lane(DRAINS_AT_ONCE),
         )
         self.views = views
         self.hooks = hooks or Hooks()

@@ -1,64 +1,50 @@
 """The built-in plugin kinds, the options each takes (a cluster file's `Plugins[i].Options`, or
-`infrakit plugin start --option`), and a factory that makes them from options."""
+`infrakit plugin start --option`), and a factory that makes them from options.
+
+The options' models (infrakit/plugins/options.py) are imported on first use: naming the kinds
+(`infrakit plugin ls`, `infrakit instance`) has no use for pydantic, whose import costs a short
+command several times its own work.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BeforeValidator, Field
+if TYPE_CHECKING:
+    from infrakit.plugins._props import PropertiesModel
+    from infrakit.spi.flavor import FlavorPlugin
+    from infrakit.spi.instance import InstancePlugin
 
-from infrakit import jsonmodel
-from infrakit.plugins._props import PropertiesModel, non_empty
-from infrakit.plugins.instance.aws.settings import AwsOptions
-from infrakit.plugins.instance.gcp.config import GcpPluginOptions
-from infrakit.plugins.instance.terraform.options import TerraformOptions
-from infrakit.spi.flavor import FlavorPlugin
-from infrakit.spi.instance import InstancePlugin
-
-
-class NoOptions(PropertiesModel):
-    """The options of a kind that takes none."""
-
-
-def _directory(value: Any) -> Path:
-    return Path(non_empty(value)).expanduser()
-
-
-class DirOptions(PropertiesModel):
-    """The options of a kind that keeps its state in a directory: `Dir` (default: under the
-    home), `~` expanded."""
-
-    dir: Annotated[Path, BeforeValidator(_directory)] | None = Field(default=None, alias="Dir")
-
-
-_OPTIONS: dict[str, type[PropertiesModel]] = {
-    "file": DirOptions,
-    "process": DirOptions,
-    "docker": NoOptions,
-    "dind": NoOptions,
-    "vagrant": DirOptions,
-    "gcp": GcpPluginOptions,
-    "aws": AwsOptions,
-    "terraform": TerraformOptions,
-    "vanilla": NoOptions,
-    "zookeeper": NoOptions,
-    "swarm": NoOptions,
-}
+_KINDS = (
+    "file",
+    "process",
+    "docker",
+    "dind",
+    "vagrant",
+    "gcp",
+    "aws",
+    "terraform",
+    "vanilla",
+    "zookeeper",
+    "swarm",
+)
+"""The kinds of `infrakit.plugins.options.OPTIONS`, without importing their models."""
 
 
 def builtin_kinds() -> list[str]:
     """The names of the plugin kinds that ship with infrakit."""
-    return list(_OPTIONS)
+    return list(_KINDS)
 
 
 def options_model(kind: str) -> type[PropertiesModel]:
     """The model of the options of plugin `kind`; `ValueError` for a kind that is not built in."""
-    model = _OPTIONS.get(kind)
-    if model is None:
-        raise ValueError(f"unknown plugin kind {kind!r}; built-in kinds: {', '.join(_OPTIONS)}")
-    return model
+    if kind not in _KINDS:
+        raise ValueError(f"unknown plugin kind {kind!r}; built-in kinds: {', '.join(_KINDS)}")
+    from infrakit.plugins.options import OPTIONS
+
+    return OPTIONS[kind]
 
 
 def create_plugin(
@@ -71,6 +57,12 @@ def create_plugin(
     Raises ValueError for an unknown kind, and `SpecError` (a ValueError) naming every fault of
     the options (keys in any letter case).
     """
+    from infrakit import jsonmodel
+    from infrakit.plugins.instance.aws.settings import AwsOptions
+    from infrakit.plugins.instance.gcp.config import GcpPluginOptions
+    from infrakit.plugins.instance.terraform.options import TerraformOptions
+    from infrakit.plugins.options import DirOptions
+
     source = f"options of plugin kind {kind!r}"
     parsed = jsonmodel.parse(options_model(kind), options, source=source)
     directory = parsed.dir if isinstance(parsed, DirOptions) else None

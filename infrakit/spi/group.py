@@ -4,8 +4,7 @@ errors both raise. A runtime implements it; the wire serves it and calls it (inf
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 GroupID = str
 
@@ -43,8 +42,7 @@ class RevisionError(ValueError):
         return str(self.args[0])
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """Who asks for a change, as a revision records it: the CURVE key's name (`authenticated`),
     or the user name a client says it runs as (not checked), or a name the runtime gives its
     own changes ("cluster file", "OnFailure")."""
@@ -167,4 +165,15 @@ class Revisions(Protocol):
         who: Caller | None = None,
     ) -> dict[str, Any]:
         """Set a Size group's size, as a revision of its own (no rolling update)."""
+        ...
+
+
+@runtime_checkable
+class ActivityHistory(Protocol):
+    """A Group API that also says what it did to each group and why (ours: `Group.Activity`)."""
+
+    def group_activity(self, group_id: GroupID, limit: int | None = None) -> list[dict[str, Any]]:
+        """`[{"Time", "What", "Cause", "Kind", "LogicalID", "Instance"}]`, oldest first: the
+        last `limit` entries if given (docs/protocol.md). May raise `NotLeaderError`, and
+        `GroupNotFoundError` for a group neither watched nor with a history."""
         ...

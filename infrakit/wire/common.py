@@ -5,10 +5,8 @@ own error (client side)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from actors.http_rpc import HttpRef
-from actors.remote import RemoteRef
 from actors.rpc_errors import METHOD_NOT_FOUND, RemoteError, RpcClosed, RpcError, RpcTimeout
 from infrakit.spi.errors import PluginError, SpecError, ValidationError
 
@@ -121,19 +119,38 @@ def spec_problems(error: RemoteError) -> list[tuple[str, str]]:
     return problems or [("", error.message)]
 
 
-class Client:
-    """The base of the typed clients: a `RemoteRef` (or an `HttpRef`), the server's handshake
-    (asked once), and calls whose failures are raised as the SPI's errors: `ValidationError`
-    with every fault, `Unsupported`, `Unreachable` or `PluginError`, their messages after
-    `label` if given.
+class Ref(Protocol):
+    """What a typed client needs of its connection: `RemoteRef` (a long-lived client, shared
+    by threads), `BlockingRef` (a short-lived one, e.g. the CLI's) or `HttpRef`."""
 
-    `IDEMPOTENT` names the calls a client may resend when a reply is lost (its `RemoteRef`
-    needs them).
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def retries(self) -> int: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    def call(
+        self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any: ...
+
+    def close(self, timeout: float = 5.0) -> None: ...
+
+
+class Client:
+    """The base of the typed clients: a `Ref`, the server's handshake (asked once), and calls
+    whose failures are raised as the SPI's errors: `ValidationError` with every fault,
+    `Unsupported`, `Unreachable` or `PluginError`, their messages after `label` if given.
+
+    `IDEMPOTENT` names the calls a client may resend when a reply is lost (its `Ref` needs
+    them).
     """
 
     IDEMPOTENT: ClassVar[frozenset[str]] = frozenset({HANDSHAKE, OLD_HANDSHAKE})
 
-    def __init__(self, ref: RemoteRef | HttpRef, label: str = "") -> None:
+    def __init__(self, ref: Ref, label: str = "") -> None:
         self.ref = ref
         self._label = label
         self._apis: list[dict[str, str]] | None = None

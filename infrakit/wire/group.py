@@ -10,10 +10,11 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from actors.rpc_caller import authenticated_user
 from actors.rpc_errors import INVALID_PARAMS, METHOD_NOT_FOUND, RemoteError, RpcError
-from actors.rpc_server import authenticated_user
 from infrakit.spi.errors import PluginError, SpecError
 from infrakit.spi.group import (
+    ActivityHistory,
     Caller,
     GroupCannotRunError,
     GroupID,
@@ -92,6 +93,19 @@ def group_handlers(plugin: GroupPlugin) -> dict[str, Handler]:
             return guarded(lambda: source.recent_events(since, group, after))
 
         extra["Events.Recent"] = recent
+    if isinstance(plugin, ActivityHistory):
+        history = plugin
+
+        def activity(p: dict[str, Any]) -> Any:
+            group_id = string_param(p, "ID")
+            limit = param(p, "Limit")
+            if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+                raise RpcError(INVALID_PARAMS, "params.Limit must be a whole number or null")
+            if limit is not None and limit < 1:
+                raise RpcError(INVALID_PARAMS, "params.Limit must be 1 or more")
+            return {"Activity": guarded(lambda: history.group_activity(group_id, limit))}
+
+        extra["Group.Activity"] = activity
     if isinstance(plugin, Revisions):
         extra.update(_revision_handlers(plugin, guarded))
     return {
@@ -195,7 +209,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class GroupClient(Client, GroupPlugin, RecentEvents, Revisions):
+class GroupClient(Client, GroupPlugin, RecentEvents, ActivityHistory, Revisions):
     """The Group and Manager API of a runtime in another process (or of Go InfraKit's manager,
     which serves no `Manager.Status` nor `Manager.LeaderLocation`: those raise `Unsupported`).
     Messages are the server's own, whole: they are written for operators."""
@@ -207,6 +221,7 @@ class GroupClient(Client, GroupPlugin, RecentEvents, Revisions):
         "Manager.LeaderLocation",
         "Manager.Status",
         "Events.Recent",
+        "Group.Activity",
         "Group.History",
         "Group.Pause",
         "Group.Resume",
@@ -287,6 +302,10 @@ class GroupClient(Client, GroupPlugin, RecentEvents, Revisions):
     ) -> dict[str, Any]:
         replay = self._call("Events.Recent", {"Since": since, "Group": group, "After": after})
         return replay if isinstance(replay, dict) else {}
+
+    def group_activity(self, group_id: GroupID, limit: int | None = None) -> list[dict[str, Any]]:
+        entries = _field(self._call("Group.Activity", {"ID": group_id, "Limit": limit}), "Activity")
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
     def _error(self, error: RemoteError) -> Exception:
         data = error.data if isinstance(error.data, dict) else {}

@@ -8,11 +8,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from actors.http_rpc import HttpRef, probe_http, socket_path
-from actors.remote import RemoteRef
+from actors.http_probe import probe_http, socket_path
 from infrakit.spi.flavor import AllocationMethod, FlavorPlugin
 from infrakit.spi.instance import InstancePlugin
-from infrakit.wire.common import Handler, handshake
+from infrakit.wire.common import Handler, Ref, handshake
 from infrakit.wire.flavor import FlavorClient, flavor_apis, flavor_handlers
 from infrakit.wire.instance import InstanceClient, instance_apis, instance_handlers
 
@@ -43,7 +42,7 @@ class RemotePlugin(InstanceClient, FlavorClient):
 
     IDEMPOTENT = InstanceClient.IDEMPOTENT | FlavorClient.IDEMPOTENT
 
-    def __init__(self, name: str, ref: RemoteRef | HttpRef) -> None:
+    def __init__(self, name: str, ref: Ref) -> None:
         super().__init__(ref, f"plugin {name!r}")
         self.name = name
 
@@ -67,10 +66,13 @@ def connect_plugin(
     `on_change(up, reason)` hears when the connection to the plugin is lost or back (ZMTP
     heartbeats notice a peer that stops answering); it must return at once.
     """
+    from actors.http_rpc import HttpRef  # the runtime's: a CLI command has no use for them
+    from actors.rpc_client import RemoteRef
+
     on_down = (lambda reason: on_change(False, reason)) if on_change else None
     on_up = (lambda reason: on_change(True, reason)) if on_change else None
     http = http_endpoint(endpoint)
-    ref: RemoteRef | HttpRef
+    ref: Ref
     if http is not None:
         ref = HttpRef(
             http,

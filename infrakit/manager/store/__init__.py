@@ -28,3 +28,11 @@ class Store(Protocol):
         """The cluster's ID: the one stored, or else `proposed`, stored now (atomically, so
         that managers sharing the store all get the same)."""
         ...
+
+    def load_activity(self, group_id: str) -> list[dict[str, Any]]:
+        """The group's stored activity history, oldest first (empty if none)."""
+        ...
+
+    def put_activity(self, histories: dict[str, list[dict[str, Any]]]) -> None:
+        """Replace the stored activity history of each group given (kept apart from the
+        group records: writing it never touches a spec)."""

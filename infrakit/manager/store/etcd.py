@@ -88,6 +88,38 @@ class EtcdStore:
         kvs = self.etcd.get(self._cluster_key)
         return decode(kvs[0].get("value", "")) if kvs else None
 
+    def load_activity(self, group_id: str) -> list[dict[str, Any]]:
+        """The group's stored activity history (at `<prefix>.activity/<ID>`), oldest first."""
+        kvs = self.etcd.get(self._activity_key(group_id))
+        try:
+            entries = json.loads(decode(kvs[0].get("value", ""))) if kvs else []
+        except json.JSONDecodeError:
+            return []  # a record for people: never worth refusing to run over
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+    def put_activity(self, histories: dict[str, list[dict[str, Any]]]) -> None:
+        """Replace the activity history of each group given, in one transaction (fenced, as
+        every write: a deposed leader's is refused with NotLeaderError); an empty history
+        removes the group's key."""
+        if not histories:
+            return
+        requests = [
+            {
+                "request_put": {
+                    "key": encode(self._activity_key(group_id)),
+                    "value": encode(json.dumps(entries, sort_keys=True)),
+                }
+            }
+            if entries
+            else {"request_delete_range": {"key": encode(self._activity_key(group_id))}}
+            for group_id, entries in histories.items()
+        ]
+        self._write_all("activity", requests)
+
+    def _activity_key(self, group_id: str) -> str:
+        # Starts with '.', so `load` never takes it for a group.
+        return f"{self.prefix}.activity/{group_id}"
+
     @property
     def _cluster_key(self) -> str:
         # A group ID never starts with '.', so this key cannot be a group's.
@@ -106,4 +138,15 @@ class EtcdStore:
         if fence is None or not self.etcd.txn(fence, [request])["succeeded"]:
             raise NotLeaderError(
                 f"not the leader any more ({self.election.key}); refusing to write {group_id!r}"
+            )
+
+    def _write_all(self, what: str, requests: list[dict[str, Any]]) -> None:
+        """`requests` in one transaction, fenced as `_write`'s."""
+        if self.election is None:
+            self.etcd.txn([], requests)
+            return
+        fence = self.election.fence()
+        if fence is None or not self.etcd.txn(fence, requests)["succeeded"]:
+            raise NotLeaderError(
+                f"not the leader any more ({self.election.key}); refusing to write {what}"
             )

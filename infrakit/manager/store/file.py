@@ -22,6 +22,7 @@ class FileStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._activity_lock = threading.Lock()
 
     def load(self) -> dict[str, dict[str, Any]]:
         """Every stored group record by ID; empty when nothing was ever stored."""
@@ -58,6 +59,29 @@ class FileStore:
             self._save(data)
             return proposed
 
+    @property
+    def activity_path(self) -> Path:
+        """Where the activity histories are kept: a file of their own beside the specs', so
+        that writing one never rewrites a spec."""
+        return self.path.with_name(self.path.stem + ".activity.json")
+
+    def load_activity(self, group_id: str) -> list[dict[str, Any]]:
+        """The group's stored activity history, oldest first."""
+        entries = _read_activity(self.activity_path).get(group_id)
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+    def put_activity(self, histories: dict[str, list[dict[str, Any]]]) -> None:
+        """Replace the activity history of each group given, in one atomic write (an empty
+        history removes the group's)."""
+        with self._activity_lock:
+            data = _read_activity(self.activity_path)
+            for group_id, entries in histories.items():
+                if entries:
+                    data[group_id] = entries
+                else:
+                    data.pop(group_id, None)
+            _write_atomically(self.activity_path, json.dumps(data, sort_keys=True) + "\n")
+
     def _read(self) -> dict[str, Any]:
         try:
             text = self.path.read_text(encoding="utf-8")
@@ -72,23 +96,38 @@ class FileStore:
         return data
 
     def _save(self, data: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-        fd, temp = tempfile.mkstemp(prefix=".global.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _write_atomically(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temp file beside `path`, fsync it, rename it over `path` and fsync
+    the directory: a crash leaves the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.stem}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_activity(path: Path) -> dict[str, Any]:
+    """Group ID -> activity history, as stored at `path`; empty if none (a torn or foreign
+    file too: the history is a record for people, never worth refusing to run over)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _cluster_id_in(data: dict[str, Any]) -> str | None:

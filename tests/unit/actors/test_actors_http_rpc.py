@@ -20,6 +20,7 @@ import pytest
 from support import wait_for
 
 from actors.http_rpc import HttpRef, HttpRpcServer, probe_http
+from actors.remote import RpcServer
 from actors.rpc_errors import (
     APPLICATION_ERROR,
     INVALID_REQUEST,
@@ -163,6 +164,14 @@ def test_probe_tells_http_from_other_sockets(sockdir: Path) -> None:
     finally:
         silent.close()
     assert probe_http(sockdir / "missing") is None
+
+
+def test_probe_of_a_zeromq_socket_does_not_sit_out_its_timeout(sockdir: Path) -> None:
+    """A ZeroMQ server greets first, so the probe knows at once that it is no HTTP server:
+    `plugin ls` and `instance --name` probe every plugin that way. (The probe's timeout is
+    longer than the test's own: without the greeting check it never returns in time.)"""
+    with RpcServer(f"ipc://{sockdir / 'zmq'}", handlers()):
+        assert probe_http(sockdir / "zmq", timeout=3600.0) is None
 
 
 def test_call_waits_for_a_server_that_starts_late(sockdir: Path) -> None:

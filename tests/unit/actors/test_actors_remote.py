@@ -19,7 +19,7 @@ from typing import Any
 import pykka
 import pytest
 import zmq
-from support import wait_for
+from support import Router, start_hanging_server, wait_for
 
 from actors.remote import (
     CurveClientConfig,
@@ -194,25 +194,6 @@ def test_timeout_raises_rpc_timeout(ipc: str) -> None:
         assert isinstance(caught.value, TimeoutError)
         assert str(caught.value) == f"Instance.Provision to {server.endpoint} timed out after 0.2s"
         assert ref.call("Echo.Echo", {"after": 1}, timeout=60) == {"after": 1}
-
-
-class Router:
-    """A bare ROUTER standing in for a server, to count exactly what arrives on the wire."""
-
-    def __init__(self) -> None:
-        self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind("tcp://127.0.0.1:0")
-        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
-
-    def receive(self) -> tuple[bytes, dict[str, Any]]:
-        assert self.sock.poll(5000), "nothing arrived"
-        identity, body = self.sock.recv_multipart()
-        message: dict[str, Any] = json.loads(body)
-        return identity, message
-
-    def close(self) -> None:
-        self.sock.close(linger=0)
 
 
 @pytest.fixture
@@ -723,23 +704,8 @@ def test_a_call_in_flight_when_the_peer_dies_fails_at_once_with_peer_down(
     long before its own deadline; an idempotent one is sent again to the server that returns."""
 
     endpoint = f"ipc://{tmp_path}/dying"
-    script = (
-        "import sys, threading\n"
-        "from actors.remote import RpcServer\n"
-        "hang = threading.Event()\n"
-        "def slow(p):\n"
-        "    print('called', flush=True)\n"
-        "    hang.wait()\n"
-        "server = RpcServer(sys.argv[1], {'Slow.Provision': slow, 'Slow.Describe': slow})\n"
-        "server.start()\n"
-        "print('ready', flush=True)\n"
-        "hang.wait()\n"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, endpoint], stdout=subprocess.PIPE, text=True
-    )
+    process = start_hanging_server(endpoint)
     try:
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
         with RemoteRef(endpoint, timeout=60.0, heartbeat=0.2) as ref:
             provision = ref.call_async("Slow.Provision", {})
             # In flight: the server has it (killed before that, it would be a call never sent,

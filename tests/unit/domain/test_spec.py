@@ -41,7 +41,8 @@ def test_infrakit_tutorial_file_is_accepted_with_defaults() -> None:
     spec = parse_group(CATTLE)
     assert spec.logical_ids() == ("cattle-0", "cattle-1", "cattle-2", "cattle-3", "cattle-4")
     assert spec.properties.health.interval == 1.0
-    assert spec.properties.update.max_parallel == 1
+    assert spec.properties.update.max_unavailable_of(5) == 1
+    assert spec.properties.update.max_surge_of(5) == 0
     assert spec.to_json() == {**CATTLE, "Properties": {**CATTLE["Properties"]}}
 
 

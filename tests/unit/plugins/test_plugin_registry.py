@@ -10,6 +10,7 @@ from infrakit.plugins import builtin_kinds, create_plugin
 from infrakit.plugins.flavor.vanilla import VanillaFlavor
 from infrakit.plugins.instance.file import FileInstancePlugin
 from infrakit.plugins.instance.process import ProcessInstancePlugin
+from infrakit.plugins.options import OPTIONS
 from infrakit.spec import SpecError
 from infrakit.spi import FlavorPlugin, InstancePlugin
 
@@ -28,6 +29,7 @@ def test_builtin_kinds() -> None:
         "zookeeper",
         "swarm",
     ]
+    assert builtin_kinds() == list(OPTIONS), "every kind has its options model, in order"
 
 
 def test_default_directories_are_under_home(tmp_path: Path) -> None:
