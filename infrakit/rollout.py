@@ -28,6 +28,8 @@ class Rollout:
     `Update.HealthyTimeout`; `paused` why it stopped, if it did, and `held` whether an
     operator paused it (self-healing goes on then). `revert` is the spec OnFailure "rollback"
     goes back to when it is not `previous`: the last revision that fully rolled out.
+    `canaries` are the slots Update.Canary replaced first, `canary_ready` when (wall clock) they
+    all were healthy, from which the rollout waits for its promotion (`promoted`).
     """
 
     target: str
@@ -40,6 +42,19 @@ class Rollout:
     since: float = 0.0
     held: bool = False
     revert: GroupSpec | None = None
+    canaries: tuple[LogicalID, ...] = ()
+    canary_ready: float = 0.0
+    promoted: bool = False
+
+    @property
+    def waiting_for_promotion(self) -> bool:
+        """Its canaries are healthy and the rest waits for `promote` (or AutoPromote)."""
+        return bool(self.canary_ready) and not self.promoted
+
+    def promote(self, now: float) -> Rollout:
+        """The same rollout, its canaries promoted: the rest rolls, its ProgressDeadline
+        counted from now."""
+        return replace(self, promoted=True, since=now)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (kept with the group's spec)."""
@@ -54,6 +69,9 @@ class Rollout:
             "Since": self.since,
             "Held": self.held,
             "Revert": self.revert.to_json() if self.revert is not None else None,
+            "Canaries": list(self.canaries),
+            "CanaryReady": self.canary_ready,
+            "Promoted": self.promoted,
         }
 
     @classmethod
@@ -66,6 +84,8 @@ class Rollout:
         revert = _spec(data.get("Revert"), "rollback", max_group_size)
         in_flight = data.get("InFlight") or {}
         paused = data.get("Paused")
+        canaries = data.get("Canaries")
+        ready = data.get("CanaryReady")
         return cls(
             target=data["Target"],
             previous=previous,
@@ -85,6 +105,9 @@ class Rollout:
             since=float(data["Since"]) if isinstance(data.get("Since"), int | float) else 0.0,
             held=data.get("Held") is True,
             revert=revert,
+            canaries=tuple(str(c) for c in canaries) if isinstance(canaries, list) else (),
+            canary_ready=float(ready) if isinstance(ready, int | float) else 0.0,
+            promoted=data.get("Promoted") is True,
         )
 
     def resumed(self, now: float) -> Rollout:

@@ -236,6 +236,19 @@ class Health(_Model):
 ProgressDeadline = Annotated[float, BeforeValidator(_duration(1.0, 7 * _DAY))]
 DrainTimeout = Annotated[float, BeforeValidator(_duration(0.0, _DAY))]
 
+
+def _auto_promote(value: Any) -> float | None:
+    """`Update.AutoPromote`: false (or absent) waits for `infrakit group promote`, true
+    promotes as soon as the canaries are healthy, a duration that long after."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return 0.0
+    return _duration(0.0, _DAY)(value)
+
+
+AutoPromote = Annotated[float | None, BeforeValidator(_auto_promote)]
+
 TAG_PROTECTED = "infrakit.protected"
 """An instance tagged `infrakit.protected=true` is never removed to scale its group in."""
 
@@ -260,6 +273,8 @@ class Update(_Model):
         default="HighestSlot", alias="TerminationPolicy"
     )
     drain_timeout: DrainTimeout = Field(default=300.0, alias="DrainTimeout")
+    canary: int = Field(default=0, alias="Canary", ge=0, le=MAX_COUNT)
+    auto_promote: AutoPromote = Field(default=None, alias="AutoPromote")
 
     @field_validator("max_unavailable", "max_surge")
     @classmethod

@@ -84,6 +84,30 @@ class Plan:
     converged: bool = False
 
 
+PROCESSES = ("heal", "launch", "terminate", "rollout")
+"""What an operator may suspend in a group (AWS ASG's suspended processes): `heal` replaces
+no unhealthy or vanished instance, `launch` provisions nothing, `terminate` destroys nothing,
+`rollout` takes no rolling-update step."""
+
+
+@dataclass(frozen=True)
+class Holds:
+    """What an operator holds a group back from: the suspended `PROCESSES`, and the logical IDs
+    in standby (out of the group's counts, never replaced nor destroyed by it). Stored with the
+    group's spec; a destroy ignores them."""
+
+    suspended: frozenset[str] = frozenset()
+    standby: frozenset[LogicalID] = frozenset()
+
+    def blocks(self, process: str) -> bool:
+        return process in self.suspended
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"Suspended": sorted(self.suspended), "Standby": sorted(self.standby)}
+
+
+NO_HOLDS = Holds()
+
 REASON_UPDATE = "rolling update"
 REASON_UNHEALTHY = "unhealthy"
 
@@ -180,6 +204,7 @@ def plan(
     *,
     now: float,
     rollout: Rollout | None = None,
+    holds: Holds = NO_HOLDS,
 ) -> Plan:
     """Decide the group's next actions, and the rolling update's next state.
 
@@ -191,6 +216,12 @@ def plan(
     Health.MaxInFlight unhealthy instances are replaced at once, unless more than
     Health.MaxUnhealthy are ill, which looks like a wider problem that replacing would not
     cure. A paused update replaces nothing, for any reason, until it is resumed.
+
+    With Update.Canary N, a rollout first replaces N instances (within the same budgets), then
+    waits, once they are healthy, until it is promoted (`infrakit group promote`, or
+    Update.AutoPromote after the canaries turned healthy); a rollback has no canaries. `holds`
+    says what an operator suspended (`PROCESSES`) and which slots are in standby: those are
+    left out of every count and never replaced nor removed.
     """
     by_lid, surplus = assign(spec, members, status)
     observations: dict[LogicalID, Observation] = {}
@@ -201,23 +232,32 @@ def plan(
 
     # Scale-in never removes a protected instance: its slot is left alone, actor and all.
     protected = {lid for lid, found in surplus.items() if any(map(is_protected, found))}
+    standby = holds.standby
+    kept = protected | (standby & set(surplus))  # never removed by the group
+    no_terminate = holds.blocks("terminate")
+    if no_terminate:  # duplicates stay too
+        observations = {
+            lid: dataclass_replace(found, extras=()) for lid, found in observations.items()
+        }
     leaving = (Phase.RETIRING, Phase.RETIRED)
     release = tuple(
         lid for lid in sorted(protected) if lid in status and status[lid].phase not in leaving
     )
     wanted = spec.logical_ids()
     start = tuple(
-        lid for lid in (*wanted, *sorted(surplus)) if lid not in status and lid not in protected
+        lid for lid in (*wanted, *sorted(surplus)) if lid not in status and lid not in kept
     )
     retire = tuple(
         lid
         for lid in sorted(set(status) | set(surplus))
         if lid not in by_lid
-        and lid not in protected
+        and lid not in kept
+        and not no_terminate
         and (lid not in status or status[lid].phase not in leaving)
     )
 
-    available = {lid for lid in wanted if _in_service(lid, status, observations)}
+    counted = [lid for lid in wanted if lid not in standby]  # standby is out of the counts
+    available = {lid for lid in counted if _in_service(lid, status, observations)}
 
     # Rolling update.
     update = spec.properties.update
@@ -234,11 +274,17 @@ def plan(
         for lid, at in started.items()
         if lid in by_lid and not _settled(lid, status, spec, now) and not _lost(lid, status, stale)
     }
-    stale_lids = [lid for lid in wanted if stale(lid) and lid not in in_flight]
+    stale_lids = [lid for lid in counted if stale(lid) and lid not in in_flight]
     if rollout is None and (stale_lids or in_flight):
         rollout = Rollout(target=spec.config_hash, since=now)
     paused = rollout.paused if rollout is not None else None
     operator_paused = rollout is not None and rollout.held  # healing goes on
+    held_steps = any(map(holds.blocks, ("rollout", "launch", "terminate")))
+    canary = _canary_phase(
+        rollout, (update.canary, update.auto_promote), stale_lids, in_flight, set(wanted), now
+    )
+    if rollout is not None and canary.rollout is not None:
+        rollout = canary.rollout
     failed: tuple[LogicalID, str] | None = None
     if rollout is not None and paused is None:
         timeout = update.healthy_timeout
@@ -247,7 +293,8 @@ def plan(
                 failed = (lid, f"not healthy within {timeout:g}s")
                 break
         deadline = update.progress_deadline
-        if failed is None and rollout.since and now - rollout.since > deadline:
+        waits = canary.waiting or held_steps  # an operator's wait is not the rollout's delay
+        if failed is None and not waits and rollout.since and now - rollout.since > deadline:
             late = min(in_flight, default=None) or (stale_lids[0] if stale_lids else "")
             failed = (late, f"rolling update not done within its ProgressDeadline {deadline:g}s")
         back = rollout.revert or rollout.previous
@@ -257,18 +304,21 @@ def plan(
             rollout = dataclass_replace(rollout, paused=paused)
     replace: list[tuple[LogicalID, str]] = []
     surge: set[LogicalID] = set()
-    if stale_lids and paused is None and failed is None:
-        size = len(wanted)
+    canaries = set(canary.chosen)
+    if stale_lids and paused is None and failed is None and not held_steps and not canary.waiting:
+        size = len(counted)
         max_surge = update.max_surge_of(size) if spec.is_sized else 0
         max_unavailable = update.max_unavailable_of(size)
-        busy = {lid for lid in wanted if lid in status and status[lid].phase is Phase.REPLACING}
-        surging = {lid for lid in wanted if _surging(lid, status)}
+        busy = {lid for lid in counted if lid in status and status[lid].phase is Phase.REPLACING}
+        surging = {lid for lid in counted if _surging(lid, status)}
         in_place = {lid for lid in in_flight if lid not in surging}
         unavailable = size - len(available)
         order = termination_order(spec, stale_lids, status, available, begun=set(started))
         for lid in order:
             if lid in busy:
                 continue
+            if canary.gated and lid not in canaries and len(canaries) >= update.canary:
+                continue  # the canaries first: the rest waits for the promotion
             if lid in available and len(surging) < max_surge:
                 surging.add(lid)  # make-before-break: nothing goes out of service
                 surge.add(lid)
@@ -282,6 +332,10 @@ def plan(
                 continue
             replace.append((lid, REASON_UPDATE))
             in_flight[lid] = now
+            if canary.gated:
+                canaries.add(lid)
+    if rollout is not None and canary.gated:
+        rollout = dataclass_replace(rollout, canaries=tuple(sorted(canaries)))
     if rollout is not None:
         left = len(stale_lids) + len(in_flight) - len(replace)
         total = max(rollout.total, rollout.done + left)
@@ -300,7 +354,8 @@ def plan(
     chosen = {lid for lid, _ in replace}
     sick: list[LogicalID] = []
     healing = 0
-    for lid in wanted:
+    no_heal = any(map(holds.blocks, ("heal", "launch", "terminate")))
+    for lid in counted:
         report = status.get(lid)
         if report is None:
             continue
@@ -312,9 +367,9 @@ def plan(
     health = spec.properties.health
     # An update paused by its failure holds the sick back; one an operator paused does not.
     failing = paused is not None and not operator_paused
-    if sick and (failing or len(sick) + healing > health.max_unhealthy_of(len(wanted))):
+    if sick and (failing or len(sick) + healing > health.max_unhealthy_of(len(counted))):
         held = tuple(sick)
-    else:
+    elif not no_heal:
         room = health.max_in_flight_of(len(wanted)) - healing
         replace.extend((lid, REASON_UNHEALTHY) for lid in sick[: max(0, room)])
 
@@ -322,10 +377,10 @@ def plan(
         not start
         and not retire
         and not release
-        and not (set(surplus) - protected)
+        and not (set(surplus) - kept)
         and not replace
         and rollout is None
-        and len(available) == len(wanted)
+        and len(available) == len(counted)
         and all(not observations[lid].extras for lid in wanted)
         and not any(_surging(lid, status) for lid in wanted)
     )
@@ -342,6 +397,47 @@ def plan(
         failed=failed,
         converged=converged,
     )
+
+
+@dataclass(frozen=True)
+class _Canary:
+    """Where a rollout is with its canaries: `gated` while they come first, `waiting` once
+    they are healthy and the rest waits for the promotion; `rollout` with its canary fields
+    brought up to date (None: unchanged)."""
+
+    gated: bool = False
+    waiting: bool = False
+    chosen: tuple[LogicalID, ...] = ()
+    rollout: Rollout | None = None
+
+
+def _canary_phase(
+    rollout: Rollout | None,
+    wanted_canary: tuple[int, float | None],
+    stale_lids: Sequence[LogicalID],
+    in_flight: Mapping[LogicalID, float],
+    wanted: Set[LogicalID],
+    now: float,
+) -> _Canary:
+    """The canary phase of `rollout` (Update.Canary `count`): none for a rollback or once
+    promoted; waiting when `count` canaries are replaced and healthy while stale instances
+    remain; promoted by Update.AutoPromote when its time has come (the rest then rolls, with
+    its ProgressDeadline counted from now)."""
+    count, after = wanted_canary
+    if rollout is None or not count or rollout.rolling_back or rollout.promoted:
+        return _Canary()
+    chosen = tuple(lid for lid in rollout.canaries if lid in wanted)
+    stale = set(stale_lids)
+    rest = [lid for lid in stale_lids if lid not in chosen]
+    healthy = len(chosen) >= count and not any(c in in_flight or c in stale for c in chosen)
+    if not healthy or not rest:
+        return _Canary(gated=True, chosen=chosen)
+    ready = rollout.canary_ready or now
+    if after is not None and now - ready >= after:
+        promoted = dataclass_replace(rollout.promote(now), canaries=chosen)
+        return _Canary(chosen=chosen, rollout=promoted)
+    waiting = dataclass_replace(rollout, canary_ready=ready, canaries=chosen)
+    return _Canary(gated=True, waiting=True, chosen=chosen, rollout=waiting)
 
 
 def termination_order(
