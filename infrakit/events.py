@@ -39,6 +39,8 @@ DESCRIBE_FAILED = "describe-failed"
 FOREIGN = "foreign"
 LEADERSHIP = "leadership"
 PLUGIN = "plugin"
+CANARY = "canary"  # a rollout's canaries are healthy: it waits for a promotion
+HOLDS = "holds"  # an operator suspended or resumed processes, or (un)stood an instance by
 
 _WARNINGS = {
     GONE,

@@ -113,12 +113,13 @@ class Rollout:
     def resumed(self, now: float) -> Rollout:
         """The same rollout, no longer paused; replacements under way, and its
         ProgressDeadline, are timed from now."""
+        return replace(self.retimed(now), paused=None, held=False)
+
+    def retimed(self, now: float) -> Rollout:
+        """The same rollout, its replacements under way and its ProgressDeadline timed from
+        now (after a wait that was not its own: a pause, a suspended process)."""
         return replace(
-            self,
-            paused=None,
-            held=False,
-            since=now,
-            in_flight=MappingProxyType(dict.fromkeys(self.in_flight, now)),
+            self, since=now, in_flight=MappingProxyType(dict.fromkeys(self.in_flight, now))
         )
 
 

@@ -72,6 +72,7 @@ from infrakit.spi.group import (
     GroupID,
     GroupNotFoundError,
     GroupPlugin,
+    Maintenance,
     RecentEvents,
     Revisions,
     not_leader,
@@ -388,6 +389,22 @@ class Runtime:
     ) -> dict[str, Any]:
         """Set a Size group's size, as a revision of its own (nothing is replaced)."""
         return dict(self._call("scale", group_id, size, expect_revision, who))
+
+    def promote(self, group_id: str, who: Caller | None = None) -> dict[str, Any]:
+        """Let a rollout whose canaries are healthy roll the rest."""
+        return dict(self._call("promote", group_id, who))
+
+    def suspend(
+        self, group_id: str, processes: list[str], suspend: bool = True, who: Caller | None = None
+    ) -> dict[str, Any]:
+        """Suspend (or resume) the group's processes: heal, launch, terminate, rollout."""
+        return dict(self._call("suspend", group_id, processes, suspend, who))
+
+    def standby(
+        self, group_id: str, logical_id: str, standby: bool = True, who: Caller | None = None
+    ) -> dict[str, Any]:
+        """Put a logical instance in standby (or take it out)."""
+        return dict(self._call("standby", group_id, logical_id, standby, who))
 
     def describe(self, group_id: str) -> dict[str, Any]:
         """`{"Instances": [...], "Converged": bool, "Conditions": [...]}` for the group, as
@@ -793,7 +810,7 @@ class Runtime:
             publisher.stop()
 
 
-class _GroupPlugin(GroupPlugin, RecentEvents, ActivityHistory, Revisions):
+class _GroupPlugin(GroupPlugin, RecentEvents, ActivityHistory, Revisions, Maintenance):
     """A runtime's Group API under the contract's names (spi/group.py); each method is the
     runtime's own, and `destroy_group` only begins the destroy, as InfraKit's did."""
 
@@ -838,6 +855,19 @@ class _GroupPlugin(GroupPlugin, RecentEvents, ActivityHistory, Revisions):
         who: Caller | None = None,
     ) -> dict[str, Any]:
         return self._runtime.scale(group_id, size, expect_revision, who)
+
+    def promote_group(self, group_id: GroupID, who: Caller | None = None) -> dict[str, Any]:
+        return self._runtime.promote(group_id, who)
+
+    def suspend_group(
+        self, group_id: GroupID, processes: list[str], suspend: bool, who: Caller | None = None
+    ) -> dict[str, Any]:
+        return self._runtime.suspend(group_id, processes, suspend, who)
+
+    def standby_instance(
+        self, group_id: GroupID, logical_id: str, standby: bool, who: Caller | None = None
+    ) -> dict[str, Any]:
+        return self._runtime.standby(group_id, logical_id, standby, who)
 
     def free_group(self, group_id: GroupID) -> None:
         self._runtime.free(group_id)

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from actors import CircuitBreaker
+from infrakit.group.plan import NO_HOLDS, Holds
 from infrakit.rollout import Rollout
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description
@@ -28,12 +29,14 @@ LookListener = Callable[[str, float | None], None]
 class GroupRecord:
     """The manager's word on one group: its committed spec, the rolling update under way (as
     stored with the spec), whether it is being destroyed, and why it cannot run, if it cannot
-    (say its plugin is unknown)."""
+    (say its plugin is unknown), and what an operator holds it back from (suspended processes,
+    standby)."""
 
     spec: GroupSpec
     destroying: bool = False
     problem: str | None = None
     rollout: Rollout | None = None
+    holds: Holds = NO_HOLDS
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class GroupView:
     conditions: tuple[str, ...] = ()
     looked_at: float | None = None  # monotonic: when the last complete look began
     looked_at_wall: float | None = None  # the same, as a time of day, for people
+    canary: str | None = None  # where the rollout's canaries are, in words
+    holds: Holds = NO_HOLDS
 
     def summary(self) -> dict[str, Any]:
         """The operator's summary (`manager status`, `Runtime.info`), less the conditions,
@@ -63,7 +68,13 @@ class GroupView:
             "Members": len(self.members),
             "Phases": dict(self.phases),
             "Converged": self.converged,
-            "Update": {"Total": self.update_total, "Done": self.update_done, "Paused": self.paused},
+            "Update": {
+                "Total": self.update_total,
+                "Done": self.update_done,
+                "Paused": self.paused,
+                "Canary": self.canary,
+            },
+            **self.holds.to_json(),
             "Circuit": self.breaker.state if self.breaker is not None else "closed",
             "Destroying": self.destroying,
             "LookedAt": self.looked_at_wall,

@@ -4,5 +4,6 @@ modules of their own, gathered here so that each registers itself on the one gro
 from __future__ import annotations
 
 from infrakit.cli import activity as activity  # registers `group activity`
+from infrakit.cli import maintenance as maintenance  # promote, suspend, unsuspend
 from infrakit.cli import revisions as revisions  # history, rollback, pause, resume, scale
 from infrakit.cli.client import group as group

@@ -30,7 +30,8 @@ def require_name(name: str | None) -> str:
 @click.option("--name", metavar="PLUGIN", help=NAME_HELP)
 @click.pass_context
 def instance(ctx: click.Context, name: str | None) -> None:
-    """Talk to the instance plugin PLUGIN: describe, provision, destroy, validate.
+    """Talk to the instance plugin PLUGIN: describe, provision, destroy, validate; or, through
+    the runtime, put a group's instance in standby (no --name needed).
 
     Example: infrakit instance --name instance-file describe -q
     """

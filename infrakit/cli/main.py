@@ -26,7 +26,7 @@ LAZY_COMMANDS = {
     "validate": "infrakit.cli.validate:validate",
     "plugin": "infrakit.cli.plugin:plugin",
     "group": "infrakit.cli.groups:group",
-    "instance": "infrakit.cli.instance:instance",
+    "instance": "infrakit.cli.maintenance:instance",  # with standby and unstandby
     "flavor": "infrakit.cli.flavor:flavor",
     "manager": "infrakit.cli.manager:manager",
     "events": "infrakit.cli.events:events",

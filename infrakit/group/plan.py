@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from infrakit.rollout import Rollout
 from infrakit.spec import TAG_PROTECTED, GroupSpec
+from infrakit.spi.group import PROCESSES as _PROCESSES
 from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_CONFIG_SHA_OLD, TAG_LOGICAL_ID, Description
 
 LogicalID = str
@@ -31,6 +32,7 @@ class Phase(StrEnum):
     UNHEALTHY = "unhealthy"  # unhealthy past the group's threshold; waiting to be replaced
     REPLACING = "replacing"  # draining / destroying the old instance before a new one
     FAILING = "failing"  # provisioning keeps failing; retrying with backoff
+    HELD = "held"  # no instance, and an operator's hold (suspend, standby) keeps it so
     RETIRING = "retiring"  # leaving the group: drain, destroy, stop
     RETIRED = "retired"  # nothing left; the actor may be stopped
 
@@ -84,10 +86,10 @@ class Plan:
     converged: bool = False
 
 
-PROCESSES = ("heal", "launch", "terminate", "rollout")
-"""What an operator may suspend in a group (AWS ASG's suspended processes): `heal` replaces
-no unhealthy or vanished instance, `launch` provisions nothing, `terminate` destroys nothing,
-`rollout` takes no rolling-update step."""
+# What an operator may suspend in a group (infrakit/spi/group.py's PROCESSES): `heal` replaces
+# no unhealthy or vanished instance, `launch` provisions nothing, `terminate` destroys nothing,
+# `rollout` takes no rolling-update step.
+PROCESSES = _PROCESSES
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,17 @@ class Holds:
 
     def blocks(self, process: str) -> bool:
         return process in self.suspended
+
+    @property
+    def stops_rollouts(self) -> bool:
+        """A rolling update takes no step (and its clocks do not judge it): it needs to
+        launch, or to terminate, or its own process is suspended."""
+        return bool(self.suspended & {"rollout", "launch", "terminate"})
+
+    @property
+    def stops_healing(self) -> bool:
+        """No unhealthy instance is replaced: that needs healing, launching and terminating."""
+        return bool(self.suspended & {"heal", "launch", "terminate"})
 
     def to_json(self) -> dict[str, list[str]]:
         return {"Suspended": sorted(self.suspended), "Standby": sorted(self.standby)}
@@ -279,7 +292,7 @@ def plan(
         rollout = Rollout(target=spec.config_hash, since=now)
     paused = rollout.paused if rollout is not None else None
     operator_paused = rollout is not None and rollout.held  # healing goes on
-    held_steps = any(map(holds.blocks, ("rollout", "launch", "terminate")))
+    held_steps = holds.stops_rollouts
     canary = _canary_phase(
         rollout, (update.canary, update.auto_promote), stale_lids, in_flight, set(wanted), now
     )
@@ -354,7 +367,6 @@ def plan(
     chosen = {lid for lid, _ in replace}
     sick: list[LogicalID] = []
     healing = 0
-    no_heal = any(map(holds.blocks, ("heal", "launch", "terminate")))
     for lid in counted:
         report = status.get(lid)
         if report is None:
@@ -369,7 +381,7 @@ def plan(
     failing = paused is not None and not operator_paused
     if sick and (failing or len(sick) + healing > health.max_unhealthy_of(len(counted))):
         held = tuple(sick)
-    elif not no_heal:
+    elif not holds.stops_healing:
         room = health.max_in_flight_of(len(wanted)) - healing
         replace.extend((lid, REASON_UNHEALTHY) for lid in sick[: max(0, room)])
 

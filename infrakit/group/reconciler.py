@@ -22,11 +22,13 @@ import pykka
 from actors import CircuitBreaker, SupervisedActor, tell_later
 from actors.scheduler import Handle
 from infrakit import events
+from infrakit.duration import format_duration
 from infrakit.group import plan as planner
 from infrakit.group.instance import (
     FirstStart,
     Gone,
     GroupContext,
+    HoldsLifted,
     Observe,
     Release,
     Replace,
@@ -36,7 +38,7 @@ from infrakit.group.instance import (
     StatusReport,
     WantLook,
 )
-from infrakit.group.plan import Observation, Phase, SlotStatus
+from infrakit.group.plan import NO_HOLDS, Holds, Observation, Phase, SlotStatus
 from infrakit.rollout import Rollout
 from infrakit.rollout import rollback as rollback_of
 from infrakit.spec import TAG_PROTECTED, GroupSpec
@@ -65,6 +67,13 @@ class Update:
 
     spec: GroupSpec
     rollout: Rollout | None
+
+
+@dataclass(frozen=True)
+class SetHolds:
+    """What an operator now holds the group back from (already stored)."""
+
+    holds: Holds
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,8 @@ class Reconciler(SupervisedActor):
         self.spec: GroupSpec = record.spec
         self.rollout: Rollout | None = record.rollout
         self.destroying = record.destroying
+        self.holds: Holds = record.holds
+        context.board.holds = NO_HOLDS if self.destroying else self.holds
         self.status: dict[str, SlotStatus] = {}
         self.refs: dict[str, pykka.ActorRef[Any] | None] = {}
         self._sent: dict[str, Observation] = {}
@@ -245,6 +256,8 @@ class Reconciler(SupervisedActor):
             self._update(message.spec, message.rollout)
         elif isinstance(message, DestroyAll):
             self._destroy_all()
+        elif isinstance(message, SetHolds):
+            self._set_holds(message.holds)
         else:
             return super().on_receive(message)
         return None
@@ -276,7 +289,9 @@ class Reconciler(SupervisedActor):
             self._event(events.ROLLING, f"rolling update resumed at {old.done}/{old.total}")
         self.spec, self.rollout = spec, rollout
         self._notes.clear()
-        self.destroying = False
+        if self.destroying:
+            self.destroying = False
+            self._apply_holds(lifted=False)
         self.converged = False  # until a look at the group says otherwise
         previous = rollout.previous if rollout is not None else None
         for lid, ref in self.refs.items():
@@ -286,8 +301,27 @@ class Reconciler(SupervisedActor):
         self._publish_view()
         self._schedule(0.0)
 
+    def _set_holds(self, holds: Holds) -> None:
+        """Take an operator's holds; a hold lifted is told to every actor, whose work may have
+        waited on it. A destroy ignores them (a commit that supersedes it restores them)."""
+        old, self.holds = self.holds, holds
+        lifted = old.suspended - holds.suspended or old.standby - holds.standby
+        self._apply_holds(lifted=bool(lifted))
+        self.converged = False
+        self._publish_view()
+        self._schedule(0.0)
+
+    def _apply_holds(self, lifted: bool) -> None:
+        self.context.board.holds = NO_HOLDS if self.destroying else self.holds
+        if lifted:
+            for ref in self.refs.values():
+                if ref is not None:
+                    self._tell(ref, HoldsLifted())
+
     def _destroy_all(self) -> None:
+        lifted = not self.destroying and self.holds != NO_HOLDS
         self.destroying = True
+        self._apply_holds(lifted)
         self.converged = False
         self._publish_view()
         self._schedule(0.0)
@@ -400,7 +434,10 @@ class Reconciler(SupervisedActor):
         if not quiet:
             self._dirty = False
             self.members = members
-            plan = planner.plan(spec, members, self.status, now=time.time(), rollout=self.rollout)
+            holds = NO_HOLDS if self.destroying else self.holds
+            plan = planner.plan(
+                spec, members, self.status, now=time.time(), rollout=self.rollout, holds=holds
+            )
             self._start(plan, spec, started)
             self._dispatch(plan, started)
             self._follow_rollout(spec, plan)
@@ -504,8 +541,24 @@ class Reconciler(SupervisedActor):
             else:
                 self._event(events.ROLLING, f"rolling {old.total}/{old.total}")
             self._event(events.UPDATE_DONE, f"rolling update done: {_instances(old.total)}")
+        self._follow_canary(spec, old, new)
         if new != old and self.hooks.on_progress is not None:
             self.hooks.on_progress(spec.id, spec.config_hash, new)
+
+    def _follow_canary(self, spec: GroupSpec, old: Rollout | None, new: Rollout | None) -> None:
+        """Say when the canaries are healthy and the rollout waits, and when AutoPromote
+        promotes them."""
+        if new is None or new.paused is not None:
+            return
+        if new.waiting_for_promotion and (old is None or not old.waiting_for_promotion):
+            words = canary_words(spec, new)
+            self._event(events.CANARY, words or "canaries healthy")
+        elif new.promoted and old is not None and old.waiting_for_promotion and not old.promoted:
+            rest = new.total - new.done
+            self._event(
+                events.ROLLING,
+                f"canaries promoted by AutoPromote: rolling the other {_instances(rest)}",
+            )
 
     def _roll_back(self, failed: tuple[str, str], rollout: Rollout) -> None:
         lid, why = failed
@@ -620,6 +673,8 @@ class Reconciler(SupervisedActor):
                 conditions=self._conditions(),
                 looked_at=self.looked_at,
                 looked_at_wall=self._looked_at_wall,
+                canary=canary_words(self.spec, rollout),
+                holds=self.holds,
             )
         )
 
@@ -636,6 +691,10 @@ class Reconciler(SupervisedActor):
             found.append(
                 f"rolling update paused: {rollout.paused}; commit the spec again to resume"
             )
+        canary = canary_words(self.spec, rollout)
+        if canary is not None and rollout is not None and rollout.waiting_for_promotion:
+            found.append(canary)
+        found.extend(holds_words(self.spec.id, self.holds))
         if self._held:
             found.append(f"{len(self._held)} instances unhealthy: not replacing them")
         if self._protected:
@@ -682,6 +741,38 @@ def _resumes(old: Rollout | None, new: Rollout | None) -> bool:
     if old is None or old.paused is None or new is None:
         return False
     return new.paused is None and new.target == old.target
+
+
+def canary_words(spec: GroupSpec, rollout: Rollout | None) -> str | None:
+    """Where the rollout's canaries are, in an operator's words ("canary 1/1 healthy; waiting
+    for `infrakit group promote web`"); None without a canary phase."""
+    update = spec.properties.update
+    if rollout is None or not update.canary or rollout.rolling_back or rollout.promoted:
+        return None
+    if rollout.target != spec.config_hash:
+        return None
+    wanted = min(update.canary, max(rollout.total, len(rollout.canaries)))
+    healthy = len([lid for lid in rollout.canaries if lid not in rollout.in_flight])
+    if not rollout.waiting_for_promotion:
+        return f"canary {healthy}/{wanted} healthy"
+    said = f"canary {healthy}/{wanted} healthy; waiting for `infrakit group promote {spec.id}`"
+    if update.auto_promote is not None:
+        said += f" (AutoPromote after {format_duration(update.auto_promote)})"
+    return said
+
+
+def holds_words(group_id: str, holds: Holds) -> list[str]:
+    """What an operator holds the group back from, as conditions."""
+    found = []
+    if holds.suspended:
+        which = ", ".join(p for p in planner.PROCESSES if p in holds.suspended)
+        found.append(f"suspended: {which} (`infrakit group unsuspend {group_id} PROCESS`)")
+    if holds.standby:
+        found.append(
+            f"in standby: {', '.join(sorted(holds.standby))} (out of the group's counts,"
+            " never replaced nor destroyed by it)"
+        )
+    return found
 
 
 def _done_while_paused(done: int, total: int) -> str:

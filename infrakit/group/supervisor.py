@@ -5,7 +5,7 @@ instance actor per logical instance, which the reconciler asks it to start and s
 a child that crashes, one for one: a reconciler that crashes leaves the instance actors alone
 (the new one asks who exists and has each report again), and an instance actor that crashes is
 restarted and told to the reconciler. Messages for the group from the manager (`Update`,
-`DestroyAll`, `WantLook`) go on to the reconciler.
+`DestroyAll`, `WantLook`, `SetHolds`) go on to the reconciler.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from infrakit.group.reconciler import (
     PluginChanged,
     PluginSaid,
     Reconciler,
+    SetHolds,
     StartInstances,
     StopInstance,
     Update,
@@ -140,7 +141,7 @@ class GroupSupervisor(Supervisor):
         elif isinstance(message, Hello):
             refs = tuple((n, r) for n, r in self.which_children() if n != RECONCILER)
             self.context.reconciler.tell(Children(refs))
-        elif isinstance(message, Update | DestroyAll | WantLook):
+        elif isinstance(message, Update | DestroyAll | WantLook | SetHolds):
             self.context.reconciler.tell(message)  # the group's business is the reconciler's
         else:
             return super().on_receive(message)

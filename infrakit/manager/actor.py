@@ -27,9 +27,10 @@ from infrakit import events
 from infrakit import rollout as rollouts
 from infrakit.confighash import config_hash
 from infrakit.group.instance import WantLook
-from infrakit.group.plan import describe_commit
-from infrakit.group.reconciler import DestroyAll, Hooks, Update
+from infrakit.group.plan import NO_HOLDS, Holds, describe_commit
+from infrakit.group.reconciler import DestroyAll, Hooks, SetHolds, Update
 from infrakit.group.supervisor import GroupSupervisor
+from infrakit.manager import maintenance
 from infrakit.manager.revisions import History, Revision, describe_change
 from infrakit.manager.store import Store
 from infrakit.manager.validation import validate_with_plugins
@@ -150,6 +151,8 @@ class ManagerActor(Supervisor):
         # pause); both kept in the store with the spec.
         self.histories: dict[str, History] = {}
         self.paused: dict[str, str] = {}
+        # Group ID -> what an operator holds it back from (suspended processes, standby).
+        self.holds: dict[str, Holds] = {}
 
     # -- Pykka hooks ---------------------------------------------------------------------
 
@@ -406,6 +409,65 @@ class ManagerActor(Supervisor):
         )
         return {"ID": group_id, "Paused": False, "Details": details}
 
+    def promote(self, group_id: str, who: Caller | None = None) -> dict[str, Any]:
+        """Let a rollout whose canaries are healthy roll the rest (stored)."""
+        self._require_leader()
+        record = self._require_group(group_id)
+        rollout = maintenance.promotable(record.spec, record.rollout).promote(time.time())
+        rest = rollout.total - rollout.done
+        details = f"canaries promoted: rolling the other {rest} of {rollout.total}"
+        self._hold(record, rollout, events.ROLLING, f"{details} (by {(who or UNKNOWN).name})")
+        return {"ID": group_id, "Promoted": True, "Details": details}
+
+    def suspend(
+        self, group_id: str, processes: Sequence[str], suspend: bool, who: Caller | None = None
+    ) -> dict[str, Any]:
+        """Suspend processes of the group (or resume them), as AWS ASG does (stored)."""
+        self._require_leader()
+        record = self._require_group(group_id)
+        named = maintenance.processes_of(processes)
+        holds = maintenance.suspended(record.holds, named, suspend)
+        verb = "suspended" if suspend else "unsuspended"
+        details = f"{verb} {', '.join(sorted(named))}; suspended now: " + (
+            ", ".join(sorted(holds.suspended)) or "nothing"
+        )
+        self._set_holds(record, holds, f"{details} (by {(who or UNKNOWN).name})")
+        return {"ID": group_id, "Suspended": sorted(holds.suspended), "Details": details}
+
+    def standby(
+        self, group_id: str, logical_id: str, standby: bool, who: Caller | None = None
+    ) -> dict[str, Any]:
+        """Put a logical instance in standby, or take it out (stored)."""
+        self._require_leader()
+        record = self._require_group(group_id)
+        holds = maintenance.stood_by(record.spec, record.holds, logical_id, standby)
+        details = (
+            f"{logical_id} in standby: out of the group's counts, never replaced nor destroyed"
+            " by it"
+            if standby
+            else f"{logical_id} back in service: counted, replaced and healed again"
+        )
+        self._set_holds(record, holds, f"{details} (by {(who or UNKNOWN).name})")
+        return {
+            "ID": group_id,
+            "LogicalID": logical_id,
+            "Standby": sorted(holds.standby),
+            "Details": details,
+        }
+
+    def _set_holds(self, record: GroupRecord, holds: Holds, message: str) -> None:
+        """Store and apply an operator's holds; a rolling update they stopped is timed
+        afresh when they no longer stop it."""
+        group_id = record.spec.id
+        self.holds[group_id] = holds
+        rollout = record.rollout
+        if rollout is not None and record.holds.stops_rollouts and not holds.stops_rollouts:
+            rollout = rollout.retimed(time.time())
+        group = self._group(group_id)
+        if group is not None:
+            group.tell(SetHolds(holds))
+        self._hold(record, rollout, events.HOLDS, message)
+
     def _hold(self, record: GroupRecord, rollout: Rollout | None, kind: str, message: str) -> None:
         """Store and apply a pause or a resume."""
         marks = {"Destroying": True} if record.destroying else {}
@@ -527,6 +589,7 @@ class ManagerActor(Supervisor):
             self.records.clear()
             self.histories.clear()  # a new leader may change them: read again when leading
             self.paused.clear()
+            self.holds.clear()
             self._step_down("following")
             return
         self.leading = True
@@ -581,6 +644,8 @@ class ManagerActor(Supervisor):
             )
             if isinstance(entry.get("Paused"), str):
                 self.paused[group_id] = entry["Paused"]
+            if entry.get("Holds") is not None:
+                self.holds[group_id] = maintenance.holds_from_json(entry["Holds"])
             try:
                 spec = parse_group(
                     entry.get("Properties"),
@@ -680,6 +745,7 @@ class ManagerActor(Supervisor):
         self.records.pop(group_id, None)
         self.histories.pop(group_id, None)  # a group gone loses its history with it
         self.paused.pop(group_id, None)
+        self.holds.pop(group_id, None)
         self.views.set_records(self.records)
         mark = self.file_marks.get(group_id)
         if mark is None:
@@ -688,6 +754,7 @@ class ManagerActor(Supervisor):
             self.store.put(group_id, None, FileSpec=mark, Removed=why)
 
     def _set_record(self, record: GroupRecord) -> None:
+        record = replace(record, holds=self.holds.get(record.spec.id, NO_HOLDS))
         self.records[record.spec.id] = record
         self.views.set_records(self.records)
 
@@ -719,6 +786,9 @@ class ManagerActor(Supervisor):
             marks["Revisions"] = history.to_json()
         if spec.id in self.paused:
             marks["Paused"] = self.paused[spec.id]
+        holds = self.holds.get(spec.id, NO_HOLDS)
+        if holds != NO_HOLDS:
+            marks["Holds"] = holds.to_json()
         self.store.put(spec.id, spec.to_json(), **marks)
 
     def _group(self, group_id: str) -> pykka.ActorRef[Any] | None:

@@ -29,6 +29,15 @@ class GroupCannotRunError(RuntimeError):
     """The group is known but cannot run (its plugin is unknown, its spec refused...)."""
 
 
+class GroupStateError(RuntimeError):
+    """The group is not in a state the request applies to (a promotion with no canary waiting,
+    a standby of a logical ID the group does not have); the message says why."""
+
+
+PROCESSES = ("heal", "launch", "terminate", "rollout")
+"""What an operator may suspend in a group (AWS ASG's suspended processes)."""
+
+
 class RevisionError(ValueError):
     """A revision that cannot be used: a stale expected revision (optimistic concurrency: the
     group moved on since the caller looked), or one the history does not hold. `current` is
@@ -176,4 +185,30 @@ class ActivityHistory(Protocol):
         """`[{"Time", "What", "Cause", "Kind", "LogicalID", "Instance"}]`, oldest first: the
         last `limit` entries if given (docs/protocol.md). May raise `NotLeaderError`, and
         `GroupNotFoundError` for a group neither watched nor with a history."""
+        ...
+
+
+@runtime_checkable
+class Maintenance(Protocol):
+    """A Group API that lets an operator steer a group by hand (ours, docs/protocol.md):
+    promote a rollout's canaries, suspend and unsuspend processes, put an instance in standby.
+    Each answers `{"ID", ..., "Details"}`, is stored (a restart or a new leader keeps it), and
+    may raise what `GroupPlugin`'s methods do, and `GroupStateError`."""
+
+    def promote_group(self, group_id: GroupID, who: Caller | None = None) -> dict[str, Any]:
+        """Let a rollout whose canaries are healthy roll the rest."""
+        ...
+
+    def suspend_group(
+        self, group_id: GroupID, processes: list[str], suspend: bool, who: Caller | None = None
+    ) -> dict[str, Any]:
+        """Suspend (or, `suspend` false, resume) `processes`, of `PROCESSES`;
+        `{"ID", "Suspended": [...], "Details"}`."""
+        ...
+
+    def standby_instance(
+        self, group_id: GroupID, logical_id: str, standby: bool, who: Caller | None = None
+    ) -> dict[str, Any]:
+        """Put the logical instance in standby (or take it out); `{"ID", "LogicalID",
+        "Standby": [...], "Details"}`."""
         ...

@@ -14,12 +14,15 @@ from actors.rpc_caller import authenticated_user
 from actors.rpc_errors import INVALID_PARAMS, METHOD_NOT_FOUND, RemoteError, RpcError
 from infrakit.spi.errors import PluginError, SpecError
 from infrakit.spi.group import (
+    PROCESSES,
     ActivityHistory,
     Caller,
     GroupCannotRunError,
     GroupID,
     GroupNotFoundError,
     GroupPlugin,
+    GroupStateError,
+    Maintenance,
     NotLeaderError,
     RecentEvents,
     RevisionError,
@@ -54,7 +57,7 @@ def group_handlers(plugin: GroupPlugin) -> dict[str, Handler]:
             raise RpcError(NOT_LEADER, str(error), {"Leader": error.leader}) from None
         except GroupNotFoundError as error:
             raise RpcError(GROUP_NOT_FOUND, str(error)) from None
-        except GroupCannotRunError as error:
+        except (GroupCannotRunError, GroupStateError) as error:
             raise RpcError(PLUGIN_ERROR, str(error)) from None
         except RevisionError as error:
             raise RpcError(BAD_REVISION, str(error), {"Current": error.current}) from None
@@ -108,6 +111,8 @@ def group_handlers(plugin: GroupPlugin) -> dict[str, Handler]:
         extra["Group.Activity"] = activity
     if isinstance(plugin, Revisions):
         extra.update(_revision_handlers(plugin, guarded))
+    if isinstance(plugin, Maintenance):
+        extra.update(_maintenance_handlers(plugin, guarded))
     return {
         **extra,
         **handshake([api("Group"), api("Manager")]),
@@ -162,6 +167,46 @@ def _revision_handlers(
     }
 
 
+def _maintenance_handlers(
+    plugin: Maintenance, guarded: Callable[[Callable[[], Any]], Any]
+) -> dict[str, Handler]:
+    """Group.Promote, Group.Suspend and Group.Standby (ours: docs/protocol.md)."""
+
+    def promote(p: dict[str, Any]) -> Any:
+        group_id, who = string_param(p, "ID"), _caller(p)
+        return guarded(lambda: plugin.promote_group(group_id, who))
+
+    def suspend(p: dict[str, Any]) -> Any:
+        group_id, who = string_param(p, "ID"), _caller(p)
+        processes = param(p, "Processes")
+        if not isinstance(processes, list) or not processes:
+            raise RpcError(INVALID_PARAMS, f"params.Processes must list some of {_PROCESSES}")
+        for index, name in enumerate(processes):
+            if name not in PROCESSES:
+                raise RpcError(
+                    INVALID_PARAMS, f"params.Processes[{index}] must be one of {_PROCESSES}"
+                )
+        on = _flag(p, "Suspend", True)
+        return guarded(lambda: plugin.suspend_group(group_id, processes, on, who))
+
+    def standby(p: dict[str, Any]) -> Any:
+        group_id, logical_id, who = string_param(p, "ID"), string_param(p, "LogicalID"), _caller(p)
+        on = _flag(p, "Standby", True)
+        return guarded(lambda: plugin.standby_instance(group_id, logical_id, on, who))
+
+    return {"Group.Promote": promote, "Group.Suspend": suspend, "Group.Standby": standby}
+
+
+_PROCESSES = ", ".join(PROCESSES)
+
+
+def _flag(p: dict[str, Any], key: str, default: bool) -> bool:
+    value = param(p, key, default)
+    if not isinstance(value, bool):
+        raise RpcError(INVALID_PARAMS, f"params.{key} must be true or false")
+    return value
+
+
 def _revision_param(p: dict[str, Any], key: str) -> int | None:
     """An optional revision number param (null or missing: None), or invalid params."""
     value = param(p, key)
@@ -209,7 +254,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class GroupClient(Client, GroupPlugin, RecentEvents, ActivityHistory, Revisions):
+class GroupClient(Client, GroupPlugin, RecentEvents, ActivityHistory, Revisions, Maintenance):
     """The Group and Manager API of a runtime in another process (or of Go InfraKit's manager,
     which serves no `Manager.Status` nor `Manager.LeaderLocation`: those raise `Unsupported`).
     Messages are the server's own, whole: they are written for operators."""
@@ -225,6 +270,8 @@ class GroupClient(Client, GroupPlugin, RecentEvents, ActivityHistory, Revisions)
         "Group.History",
         "Group.Pause",
         "Group.Resume",
+        "Group.Suspend",
+        "Group.Standby",
     }
 
     def commit_group(self, spec: Mapping[str, Any], pretend: bool = False) -> str:
@@ -269,6 +316,21 @@ class GroupClient(Client, GroupPlugin, RecentEvents, ActivityHistory, Revisions)
     ) -> dict[str, Any]:
         params = {"ID": group_id, "Size": size, **_changer(expect_revision, who)}
         return _object(self._call("Group.Scale", params))
+
+    def promote_group(self, group_id: GroupID, who: Caller | None = None) -> dict[str, Any]:
+        return _object(self._call("Group.Promote", {"ID": group_id, **_changer(None, who)}))
+
+    def suspend_group(
+        self, group_id: GroupID, processes: list[str], suspend: bool, who: Caller | None = None
+    ) -> dict[str, Any]:
+        params = {"ID": group_id, "Processes": processes, "Suspend": suspend}
+        return _object(self._call("Group.Suspend", {**params, **_changer(None, who)}))
+
+    def standby_instance(
+        self, group_id: GroupID, logical_id: str, standby: bool, who: Caller | None = None
+    ) -> dict[str, Any]:
+        params = {"ID": group_id, "LogicalID": logical_id, "Standby": standby}
+        return _object(self._call("Group.Standby", {**params, **_changer(None, who)}))
 
     def free_group(self, group_id: GroupID) -> None:
         self._call("Group.FreeGroup", {"ID": group_id})
