@@ -37,6 +37,8 @@ _GROUP_ACTIONS = {
     events.CIRCUIT: "provisioning failures",
     events.FREED: "a free",
     events.PROTECTED_HELD: "a smaller size, met only by protected instances",
+    events.CANARY: "Update.Canary",
+    events.HOLDS: "an operator",
 }
 
 

@@ -221,11 +221,14 @@ class FirstStart:
     """The look that made the group start an actor, which its first incarnation acts on at once.
 
     A restarted actor (same constructor arguments) must not trust it: its predecessor may have
-    provisioned since that look. It waits for the next one instead.
+    provisioned since that look. It waits for the next one instead. `existed` says whether the
+    slot is one the group had before (a runtime that starts again, a new leader), whose missing
+    instance is healed, not launched anew.
     """
 
-    def __init__(self, observe: Observe) -> None:
+    def __init__(self, observe: Observe, existed: bool = False) -> None:
         self._observe: Observe | None = observe
+        self.existed = existed
 
     def take(self) -> Observe | None:
         observe, self._observe = self._observe, None
@@ -259,6 +262,8 @@ class InstanceActor(PooledActor):
         self.extras: tuple[Description, ...] = ()
         now = time.monotonic()
         self._first = first_start.take() if first_start is not None else None
+        # Whether the slot had an instance once (its loss is healed), or is new (launched).
+        self.existed = first_start is None or first_start.existed or self._first is None
         self.acted_at = now if self._first is None else self._first.taken_at
         self.started_at = now
         self.unhealthy_checks = 0
@@ -373,7 +378,7 @@ class InstanceActor(PooledActor):
         if self.phase in (Phase.REPLACING, Phase.PROVISIONING):
             return
         was_live = self.owned is not None and self.phase in _LIVE
-        healing = was_live or (self.phase is Phase.HELD and self.reason == _HEAL_HELD)
+        healing = self.existed or (self.phase is Phase.HELD and self.reason == _HEAL_HELD)
         if was_live and self.owned is not None:
             held = self._held_by(healing=True)
             then = f"not replacing it: {held}" if held else "replacing it"
@@ -416,6 +421,7 @@ class InstanceActor(PooledActor):
     def _own(self, instance: Description) -> None:
         """Take `instance` as this actor's: its grace period begins, and its health checks."""
         self.owned = instance
+        self.existed = True
         self.started_at = time.monotonic()
         self.unhealthy_checks = 0
         self._generation += 1

@@ -465,8 +465,10 @@ class Reconciler(SupervisedActor):
             return
         actors = []
         previous = self.rollout.previous if self.rollout is not None else None
+        existed = self.looked_at is None  # the first look: slots the group had before
         for lid in plan.start:
-            first = FirstStart(Observe(plan.observations.get(lid, Observation(None)), started))
+            observe = Observe(plan.observations.get(lid, Observation(None)), started)
+            first = FirstStart(observe, existed=existed)
             actors.append((lid, (self.context, spec, lid, first, previous)))
             self._set_status(lid, SlotStatus(Phase.PENDING))
             self.refs.setdefault(lid, None)
@@ -556,7 +558,7 @@ class Reconciler(SupervisedActor):
         elif new.promoted and old is not None and old.waiting_for_promotion and not old.promoted:
             rest = new.total - new.done
             self._event(
-                events.ROLLING,
+                events.CANARY,
                 f"canaries promoted by AutoPromote: rolling the other {_instances(rest)}",
             )
 

@@ -416,7 +416,7 @@ class ManagerActor(Supervisor):
         rollout = maintenance.promotable(record.spec, record.rollout).promote(time.time())
         rest = rollout.total - rollout.done
         details = f"canaries promoted: rolling the other {rest} of {rollout.total}"
-        self._hold(record, rollout, events.ROLLING, f"{details} (by {(who or UNKNOWN).name})")
+        self._hold(record, rollout, events.CANARY, f"{details} (by {(who or UNKNOWN).name})")
         return {"ID": group_id, "Promoted": True, "Details": details}
 
     def suspend(
