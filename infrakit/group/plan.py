@@ -299,15 +299,20 @@ def plan(
     if rollout is not None and canary.rollout is not None:
         rollout = canary.rollout
     failed: tuple[LogicalID, str] | None = None
-    if rollout is not None and paused is None:
+    # An operator's hold (a suspended process) stops the rollout's clocks as well as its steps.
+    if rollout is not None and paused is None and not held_steps:
         timeout = update.healthy_timeout
         for lid, at in sorted(in_flight.items()):
             if now - at > timeout:
                 failed = (lid, f"not healthy within {timeout:g}s")
                 break
         deadline = update.progress_deadline
-        waits = canary.waiting or held_steps  # an operator's wait is not the rollout's delay
-        if failed is None and not waits and rollout.since and now - rollout.since > deadline:
+        if (
+            failed is None
+            and not canary.waiting
+            and rollout.since
+            and now - rollout.since > deadline
+        ):
             late = min(in_flight, default=None) or (stale_lids[0] if stale_lids else "")
             failed = (late, f"rolling update not done within its ProgressDeadline {deadline:g}s")
         back = rollout.revert or rollout.previous

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from infrakit.group.plan import (
     REASON_UNHEALTHY,
     REASON_UPDATE,
@@ -15,9 +17,11 @@ from infrakit.group.plan import (
     SlotStatus,
     plan,
 )
-from infrakit.rollout import Rollout
+from infrakit.manager import maintenance
+from infrakit.rollout import Rollout, begin
 from infrakit.spec import GroupSpec, parse_group
 from infrakit.spi import Description
+from infrakit.spi.group import GroupStateError
 from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_GROUP, TAG_LOGICAL_ID
 
 
@@ -179,11 +183,29 @@ def test_suspended_heal_launch_or_terminate_replaces_no_unhealthy_instance() -> 
 
 
 def test_suspended_rollout_takes_no_step_and_its_wait_is_not_the_deadline() -> None:
-    old, new = group(), group(note="v2", ProgressDeadline="10s")
+    old, new = group(), group(note="v2", ProgressDeadline="10s", HealthyTimeout="5s")
     slots = Slots(old)
     holds = Holds(suspended=frozenset({"rollout"}))
     held = slots.plan(new, canary_rollout(old, new), now=100.0, holds=holds)
     assert held.replace == () and held.failed is None and held.rollout is not None
+    slots.members["g-3"] = slots.made("n3", "g-3", new)
+    slots.status["g-3"] = SlotStatus(Phase.STARTING, "n3", new.config_hash)
+    in_flight = Rollout(
+        target=new.config_hash, previous=old, since=1.0, in_flight={"g-3": 1.0}, total=4
+    )
+    still = slots.plan(new, in_flight, now=100.0, holds=holds)
+    assert still.failed is None and still.replace == ()
+    assert slots.plan(new, in_flight, now=100.0).failed is not None
+
+
+def test_a_new_commit_while_canaries_wait_starts_the_canaries_over() -> None:
+    old, new = group(), group(note="v2", Canary=1)
+    waiting = Rollout(
+        target=new.config_hash, previous=old, canaries=("g-3",), canary_ready=5.0, total=4
+    )
+    newer = group(note="v3", Canary=1)
+    again = begin(new, newer, waiting, now=9.0)
+    assert again is not None and again.canaries == () and not again.waiting_for_promotion
 
 
 def test_suspended_terminate_keeps_scale_in_and_duplicates() -> None:
@@ -213,3 +235,25 @@ def test_standby_is_out_of_the_counts_never_replaced_nor_removed() -> None:
     smaller = group(1)
     shrunk = slots.plan(smaller, None, now=3.0, holds=holds)
     assert "g-1" not in shrunk.retire and "g-1" not in shrunk.release
+
+
+# -- an operator's requests, checked ---------------------------------------------------------
+
+
+def test_promote_suspend_and_standby_refuse_what_does_not_apply_saying_why() -> None:
+    old, new = group(), group(note="v2", Canary=1)
+    with pytest.raises(GroupStateError, match="no rolling update is under way"):
+        maintenance.promotable(new, None)
+    early = Rollout(target=new.config_hash, previous=old)
+    with pytest.raises(GroupStateError, match="not all healthy yet"):
+        maintenance.promotable(new, early)
+    with pytest.raises(GroupStateError, match=r"Update\.Canary is 0"):
+        maintenance.promotable(group(note="v2"), early)
+    waiting = Rollout(target=new.config_hash, previous=old, canaries=("g-3",), canary_ready=5.0)
+    assert maintenance.promotable(new, waiting) is waiting
+    with pytest.raises(ValueError, match="'nap' is not a process"):
+        maintenance.processes_of(["heal", "nap"])
+    with pytest.raises(GroupStateError, match="no instance 'g-9'"):
+        maintenance.stood_by(new, Holds(), "g-9", True)
+    holds = maintenance.stood_by(new, Holds(), "g-1", True)
+    assert maintenance.holds_from_json(holds.to_json()) == holds
