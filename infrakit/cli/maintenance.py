@@ -4,6 +4,7 @@ operator's hand on a group, over the runtime's Group API (docs/protocol.md). Reg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import click
 from infrakit.cli.client import connect_manager, group, local_user, manager_options
 from infrakit.cli.instance import instance as instance
 from infrakit.cli.output import json_option, print_json
-from infrakit.spi.group import PROCESSES
+from infrakit.spi.group import PROCESSES, Caller
 from infrakit.wire.common import param
+from infrakit.wire.group import GroupClient
 
 _PROCESS = click.Choice(PROCESSES)
 
@@ -40,22 +42,38 @@ def promote(
     _said(f"Promoted {group_id}", done, as_json)
 
 
-def _suspend_command(suspend: bool) -> Any:
+def _command(ask: Callable[[GroupClient, str, Any, Caller], dict[str, Any]]) -> Any:
+    """A command that asks the runtime `ask(group API, group ID, WHAT, who)` and says the
+    answer."""
+
     def command(
         group_id: str,
-        processes: tuple[str, ...],
+        what: Any,
         as_json: bool,
         endpoint: str,
         curve_key: Path | None,
         server_key: Path | None,
     ) -> None:
         who = local_user()
-        named = list(dict.fromkeys(processes))
         with connect_manager(endpoint, curve_key, server_key) as manager:
-            done = manager.ask(lambda g: g.suspend_group(group_id, named, suspend, who))
+            done = manager.ask(lambda g: ask(g, group_id, what, who))
         _said(group_id, done, as_json)
 
     return command
+
+
+def _suspender(on: bool) -> Callable[[GroupClient, str, Any, Caller], dict[str, Any]]:
+    def ask(g: GroupClient, group_id: str, processes: Any, who: Caller) -> dict[str, Any]:
+        return g.suspend_group(group_id, list(dict.fromkeys(processes)), on, who)
+
+    return ask
+
+
+def _stander(on: bool) -> Callable[[GroupClient, str, Any, Caller], dict[str, Any]]:
+    def ask(g: GroupClient, group_id: str, logical_id: Any, who: Caller) -> dict[str, Any]:
+        return g.standby_instance(group_id, str(logical_id), on, who)
+
+    return ask
 
 
 _SUSPEND_HELP = """Suspend processes of group ID, as AWS ASG does, until `infrakit group
@@ -85,28 +103,11 @@ for _name, _on, _help in (
 ):
     group.command(name=_name, help=_help)(
         click.argument("group_id", metavar="ID")(
-            click.argument(
-                "processes", metavar="PROCESS...", nargs=-1, required=True, type=_PROCESS
-            )(json_option(manager_options(_suspend_command(_on))))
+            click.argument("what", metavar="PROCESS...", nargs=-1, required=True, type=_PROCESS)(
+                json_option(manager_options(_command(_suspender(_on))))
+            )
         )
     )
-
-
-def _standby_command(standby: bool) -> Any:
-    def command(
-        group_id: str,
-        logical_id: str,
-        as_json: bool,
-        endpoint: str,
-        curve_key: Path | None,
-        server_key: Path | None,
-    ) -> None:
-        who = local_user()
-        with connect_manager(endpoint, curve_key, server_key) as manager:
-            done = manager.ask(lambda g: g.standby_instance(group_id, logical_id, standby, who))
-        _said(group_id, done, as_json)
-
-    return command
 
 
 _STANDBY_HELP = """Put the instance LOGICAL_ID of group GROUP in standby (for forensics): it is
@@ -137,8 +138,8 @@ for _name, _on, _help in (
 ):
     instance.command(name=_name, help=_help)(
         click.argument("group_id", metavar="GROUP")(
-            click.argument("logical_id", metavar="LOGICAL_ID")(
-                json_option(manager_options(_standby_command(_on)))
+            click.argument("what", metavar="LOGICAL_ID")(
+                json_option(manager_options(_command(_stander(_on))))
             )
         )
     )

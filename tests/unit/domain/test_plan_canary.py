@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_plan_surge import group  # a sized group of file instances, with Update keys
 
 from infrakit.group.plan import (
     REASON_UNHEALTHY,
@@ -19,24 +20,10 @@ from infrakit.group.plan import (
 )
 from infrakit.manager import maintenance
 from infrakit.rollout import Rollout, begin
-from infrakit.spec import GroupSpec, parse_group
+from infrakit.spec import GroupSpec
 from infrakit.spi import Description
 from infrakit.spi.group import GroupStateError
 from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_GROUP, TAG_LOGICAL_ID
-
-
-def group(size: int = 4, note: str = "v1", **update: Any) -> GroupSpec:
-    return parse_group(
-        {
-            "ID": "g",
-            "Properties": {
-                "Allocation": {"Size": size},
-                "Instance": {"Plugin": "instance-file", "Properties": {"Note": note}},
-                "Flavor": {"Plugin": "flavor-vanilla"},
-                "Update": {"HealthyTimeout": "1h", **update},
-            },
-        }
-    )
 
 
 class Slots:
