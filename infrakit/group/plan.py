@@ -293,9 +293,9 @@ def plan(
     paused = rollout.paused if rollout is not None else None
     operator_paused = rollout is not None and rollout.held  # healing goes on
     held_steps = holds.stops_rollouts
-    canary = _canary_phase(
-        rollout, (update.canary, update.auto_promote), stale_lids, in_flight, set(wanted), now
-    )
+    # AutoPromote waits while the rollout is paused or held, as everything else does.
+    auto = update.auto_promote if paused is None and not held_steps else None
+    canary = _canary_phase(rollout, (update.canary, auto), stale_lids, in_flight, set(wanted), now)
     if rollout is not None and canary.rollout is not None:
         rollout = canary.rollout
     failed: tuple[LogicalID, str] | None = None

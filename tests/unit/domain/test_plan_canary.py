@@ -93,6 +93,8 @@ def test_auto_promote_rolls_the_rest_once_its_time_after_the_canaries_is_up() ->
     assert updates(waiting) == [] and waiting.rollout is not None
     early = slots.plan(new, waiting.rollout, now=39.0)
     assert updates(early) == []
+    held = Holds(suspended=frozenset({"rollout"}))
+    assert updates(slots.plan(new, waiting.rollout, now=40.0, holds=held)) == []
     due = slots.plan(new, waiting.rollout, now=40.0)
     assert len(updates(due)) == 3
     assert due.rollout is not None and due.rollout.promoted and due.rollout.since == 40.0
