@@ -27,7 +27,7 @@ from infrakit import events
 from infrakit import rollout as rollouts
 from infrakit.confighash import config_hash
 from infrakit.group.instance import WantLook
-from infrakit.group.plan import describe_commit
+from infrakit.group.plan import commit_plan, describe_commit
 from infrakit.group.reconciler import DestroyAll, Hooks, Update
 from infrakit.group.supervisor import GroupSupervisor
 from infrakit.manager.revisions import History, Revision, describe_change
@@ -41,7 +41,7 @@ from infrakit.spec import (
     parse_group,
     plugin_name,
 )
-from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError
+from infrakit.spi import Description, FlavorPlugin, InstancePlugin, PluginError
 from infrakit.spi.group import Caller, RevisionError
 from infrakit.spi.group import (  # the Group API's errors, still importable from here
     GroupCannotRunError as GroupCannotRunError,
@@ -239,15 +239,23 @@ class ManagerActor(Supervisor):
         _check_expected(spec.id, history, expect_revision)
         record = self.records.get(spec.id)
         group = self._group(spec.id)
-        if record is None or group is None:
-            sentence = describe_commit(None, spec)
-        else:
+        current: GroupSpec | None = None
+        members: Sequence[Description] = ()
+        if record is not None and group is not None:
             # What the group wants now (nothing, while being destroyed) and what it last saw.
             current = record.spec.resized(0) if record.destroying else record.spec
             view = self.views.group(spec.id)
-            sentence = describe_commit(current, spec, view.members if view else ())
+            members = view.members if view else ()
+        sentence = describe_commit(current, spec, members)
+        real = record is None or record.destroying or record.spec.to_json() != spec.to_json()
         if pretend:
-            return {"Details": sentence, "Revision": history.current}
+            plan = [change.to_json() for change in commit_plan(current, spec, members)]
+            return {
+                "Details": sentence,
+                "Revision": history.current,
+                "Plan": plan,
+                "Changes": real,
+            }
         now = time.time()
         rollout = None
         if record is not None and group is not None:
@@ -257,7 +265,6 @@ class ManagerActor(Supervisor):
                 rollout = rollouts.begin(record.spec, spec, record.rollout, now)
         previous = record.rollout if record is not None else None
         started = rollout is not None and (previous is None or not _resumed(previous, rollout))
-        real = record is None or record.destroying or record.spec.to_json() != spec.to_json()
         if real:
             before = None if record is None or record.destroying else record.spec
             history = history.add(
@@ -688,6 +695,10 @@ class ManagerActor(Supervisor):
             self.store.put(group_id, None, FileSpec=mark, Removed=why)
 
     def _set_record(self, record: GroupRecord) -> None:
+        history = self.histories.get(record.spec.id)
+        revision = history.current if history is not None and history.revisions else None
+        if record.revision != revision:
+            record = replace(record, revision=revision)
         self.records[record.spec.id] = record
         self.views.set_records(self.records)
 
