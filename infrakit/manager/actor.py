@@ -249,12 +249,13 @@ class ManagerActor(Supervisor):
         sentence = describe_commit(current, spec, members)
         real = record is None or record.destroying or record.spec.to_json() != spec.to_json()
         if pretend:
-            plan = [change.to_json() for change in commit_plan(current, spec, members)]
+            plan = commit_plan(current, spec, members)
             return {
                 "Details": sentence,
                 "Revision": history.current,
-                "Plan": plan,
-                "Changes": real,
+                "Plan": [change.to_json() for change in plan],
+                # A new revision, or instances to change (a paused rollout resumed).
+                "Changes": real or any(change.action != "keep" for change in plan),
             }
         now = time.time()
         rollout = None

@@ -59,7 +59,8 @@ def test_the_same_spec_keeps_every_instance() -> None:
 def test_a_new_config_replaces_naming_both_hashes() -> None:
     old, new = group(2, note="v1"), group(2, note="v2")
     reason = f"config {old.config_hash[:8]} -> {new.config_hash[:8]}"
-    assert [(c["LogicalID"], c["Action"], c["Reason"]) for c in planned(old, new, members(old))] == [
+    plan = planned(old, new, members(old))
+    assert [(c["LogicalID"], c["Action"], c["Reason"]) for c in plan] == [
         ("g-0", "replace", reason),
         ("g-1", "replace", reason),
     ]
