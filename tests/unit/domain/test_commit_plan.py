@@ -5,24 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from test_plan import group
+
 from infrakit.group.plan import commit_plan
-from infrakit.spec import GroupSpec, parse_group
+from infrakit.spec import GroupSpec
 from infrakit.spi import Description
 from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_GROUP, TAG_LOGICAL_ID
-
-
-def group(size: int | None = 3, ids: list[str] | None = None, note: str = "v1") -> GroupSpec:
-    allocation: dict[str, Any] = {"LogicalIDs": ids} if ids is not None else {"Size": size}
-    return parse_group(
-        {
-            "ID": "g",
-            "Properties": {
-                "Allocation": allocation,
-                "Instance": {"Plugin": "instance-file", "Properties": {"Note": note}},
-                "Flavor": {"Plugin": "flavor-vanilla"},
-            },
-        }
-    )
 
 
 def members(spec: GroupSpec, count: int | None = None) -> list[Description]:
