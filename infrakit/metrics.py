@@ -46,10 +46,9 @@ _REPLACEMENT_CAUSES = {REASON_UNHEALTHY: "unhealthy", REASON_UPDATE: "update"}
 
 
 def revision_of(record: GroupRecord) -> int | None:
-    """The group's committed revision, when the record carries one (the revisions feature
-    adds it); None until then, and `infrakit_group_revision` is left out."""
-    revision = getattr(record, "revision", None)
-    return revision if isinstance(revision, int) else None
+    """The group's latest revision; None for a group with none yet (one read from a store
+    written before revisions), and `infrakit_group_revision` is then left out for it."""
+    return record.revision
 
 
 class Metrics:

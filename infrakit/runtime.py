@@ -438,7 +438,14 @@ class Runtime:
         """The group's summary for operators: phases, update progress, circuit, conditions."""
         record = self._record(group_id)
         view = self.views.group(group_id) or GroupView(record.spec, destroying=record.destroying)
-        return {**view.summary(), "Conditions": self._conditions(record, view)}
+        return {
+            **view.summary(),
+            "Conditions": self._conditions(record, view),
+            "Revision": record.revision,
+            # Whether the group has taken the committed spec: until then, its view is the
+            # previous spec's (a client following a commit waits for this).
+            "SpecSeen": view.spec is record.spec or view.spec == record.spec,
+        }
 
     def inspect(self) -> list[dict[str, Any]]:
         """Every committed group spec."""

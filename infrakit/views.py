@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from actors import CircuitBreaker
-from infrakit.group.plan import NO_HOLDS, Holds
+from infrakit.group.plan import NO_HOLDS, Holds, SlotStatus
 from infrakit.rollout import Rollout
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description
@@ -36,6 +36,7 @@ class GroupRecord:
     destroying: bool = False
     problem: str | None = None
     rollout: Rollout | None = None
+    revision: int | None = None  # the latest of its revisions (None before they exist)
     holds: Holds = NO_HOLDS
 
 
@@ -56,6 +57,8 @@ class GroupView:
     conditions: tuple[str, ...] = ()
     looked_at: float | None = None  # monotonic: when the last complete look began
     looked_at_wall: float | None = None  # the same, as a time of day, for people
+    rollout: Rollout | None = None  # the rolling update under way, as the last look left it
+    slots: Mapping[str, SlotStatus] = field(default_factory=dict)  # each actor's last report
     canary: str | None = None  # where the rollout's canaries are, in words
     holds: Holds = NO_HOLDS
 
@@ -73,11 +76,46 @@ class GroupView:
                 "Done": self.update_done,
                 "Paused": self.paused,
                 "Canary": self.canary,
+                **self.rollout_detail(time.time()),
             },
             **self.holds.to_json(),
             "Circuit": self.breaker.state if self.breaker is not None else "closed",
             "Destroying": self.destroying,
             "LookedAt": self.looked_at_wall,
+        }
+
+    def rollout_detail(self, now: float) -> dict[str, Any]:
+        """What a rolling update under way waits for, to follow it (`group commit --wait`):
+        since when it runs, each replacement in flight (its slot's phase and instance, how
+        long it has been at it) and the limits it is held to (Properties.Update)."""
+        rollout = self.rollout
+        if rollout is None:
+            return {}
+        update = self.spec.properties.update
+        in_flight = []
+        for lid, began in sorted(rollout.in_flight.items()):
+            slot = self.slots.get(lid)
+            in_flight.append(
+                {
+                    "LogicalID": lid,
+                    "Phase": slot.phase.value if slot is not None else None,
+                    "Instance": slot.instance_id if slot is not None else None,
+                    "Outgoing": slot.outgoing if slot is not None else None,
+                    "Elapsed": max(0.0, now - began),
+                    "ReadyFor": (
+                        max(0.0, now - slot.ready_at)
+                        if slot is not None and slot.ready_at is not None
+                        else None
+                    ),
+                }
+            )
+        return {
+            "Elapsed": max(0.0, now - rollout.since) if rollout.since else None,
+            "InFlight": in_flight,
+            "Held": rollout.held,
+            "HealthyTimeout": update.healthy_timeout,
+            "MinReadyTime": update.min_ready_time,
+            "ProgressDeadline": update.progress_deadline,
         }
 
     def all_conditions(self) -> list[str]:

@@ -256,7 +256,7 @@ class Router:
 
     def receive(self) -> tuple[bytes, dict[str, Any]]:
         """The next request: the sender's identity and the JSON-RPC message."""
-        assert self.sock.poll(5000), "nothing arrived"
+        assert self.sock.poll(MIN_DEADLINE * 1000), f"nothing arrived in {MIN_DEADLINE:g}s"
         identity, body = self.sock.recv_multipart()
         message: dict[str, Any] = json.loads(body)
         return identity, message

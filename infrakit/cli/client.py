@@ -11,13 +11,15 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from infrakit.cli.helpformat import Group
+from infrakit.cli.helpformat import Command, Group
 from infrakit.cli.output import (
     json_option,
     print_json,
     print_table,
     status_column,
+    status_word,
 )
+from infrakit.cli.progress import Reading, find, follow, reading, revision_said, wait_options
 from infrakit.cli.remote import (
     Reached,
     connect,
@@ -118,16 +120,74 @@ def group() -> None:
     read their history, roll back, pause, resume and scale them."""
 
 
-@group.command()
+def wait_for_change(
+    manager: Manager, group_id: str, revision: int | None, timeout: float, as_json: bool
+) -> Reading:
+    """Follow group `group_id` until it has converged at `revision` (`--wait`), showing its
+    progress unless `as_json`; exit 1 with the reason if it pauses, fails or moves on."""
+
+    def status() -> dict[str, Any]:
+        found = manager.ask(status_if_served)
+        if found is None:
+            raise click.ClickException(
+                "this runtime does not serve Manager.Status, which --wait follows"
+            )
+        return found
+
+    history = revision_said(lambda: manager.ask(lambda g: g.group_history(group_id)))
+    last = follow(status, group_id, revision, timeout, moved_on=history, show=not as_json)
+    if not as_json:
+        at = f" at revision {last.revision}" if last.revision is not None else ""
+        click.echo(f"{group_id} converged{at}: {last.healthy}/{last.size} healthy")
+    return last
+
+
+class _Failed(click.UsageError):
+    """Bad usage that exits 1, as any error of `commit --detailed-exitcode` does."""
+
+    exit_code = 1
+
+
+class _CommitCommand(Command):
+    """`group commit`: with --detailed-exitcode, bad usage exits 1 as any error does (2 says
+    that changes are pending, as Terraform's plan does)."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        given = list(args)  # parsing consumes `args`
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            if "--detailed-exitcode" in given:
+                raise _Failed(error.format_message(), error.ctx) from None
+            raise
+
+
+@group.command(cls=_CommitCommand)
 @click.argument("file", type=click.File("r"))
 @click.option("--pretend", is_flag=True, help="Only say what committing would do.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="With --pretend: exit 0 if committing would change nothing, 2 if it would, 1 on an"
+    " error (Terraform's convention).",
+)
 @expect_revision_option
+@wait_options
 @json_option
 @manager_options
 def commit(
     file: IO[str],
     pretend: bool,
+    detailed_exitcode: bool,
     expect_revision: int | None,
+    wait: bool,
+    timeout: float,
     as_json: bool,
     endpoint: str,
     curve_key: Path | None,
@@ -137,13 +197,22 @@ def commit(
 
     Prints `Committed ID: <what it does>`; with --pretend, `Committing ID would involve: ...`
     and changes nothing. A refused spec prints each fault as `path: fault`. With --json:
-    {"Group": ID, "Pretend": bool, "Message": what it does, "Revision": the group's now}.
-    A real change is a new revision (`infrakit group history ID`).
+    {"Group": ID, "Pretend": bool, "Message" and "Sentence": what it does, "Revision": the
+    group's now}, and with --pretend "Plan": per logical instance {"LogicalID", "Action"
+    (keep, replace, add, remove), "Reason", "Instance"}. A real change is a new revision
+    (`infrakit group history ID`). --wait follows the rollout until the group has converged
+    (a live progress bar on a terminal, a line per change otherwise) and exits 1, saying why,
+    if it pauses or fails first.
 
     \b
-    Example:
-      infrakit group commit web.json --expect-revision 3
+    Examples:
+      infrakit group commit web.json --expect-revision 3 --wait
+      infrakit group commit web.json --pretend --json --detailed-exitcode
     """
+    if detailed_exitcode and not pretend:
+        raise click.ClickException("--detailed-exitcode goes with --pretend")
+    if wait and pretend:
+        raise click.ClickException("--wait has nothing to follow with --pretend")
     spec = read_json(file)
     if isinstance(spec, dict) and param(spec, "Groups") is not None and not param(spec, "ID"):
         raise click.ClickException(
@@ -152,19 +221,69 @@ def commit(
             f" `infrakit run {file.name}`, or commit one of its Groups from a file of its own"
         )
     who = local_user()
+    group_id = param(spec, "ID") if isinstance(spec, dict) else None
     with connect_manager(endpoint, curve_key, server_key) as manager:
         done = manager.ask(lambda group: group.commit_revision(spec, pretend, expect_revision, who))
-    details = param(done, "Details")
-    group_id = param(spec, "ID") if isinstance(spec, dict) else None
-    if as_json:
+        details = param(done, "Details")
         revision = param(done, "Revision")
-        print_json(
-            {"Group": group_id, "Pretend": pretend, "Message": details, "Revision": revision}
-        )
-    elif pretend:
-        click.echo(f"Committing {group_id} would involve: {details}")
-    else:
-        click.echo(f"Committed {group_id}: {details}")
+        if not as_json:
+            said = "Committing {} would involve: {}" if pretend else "Committed {}: {}"
+            click.echo(said.format(group_id, details))
+        if wait:
+            wait_for_change(manager, str(group_id), revision, timeout, as_json)
+    if as_json:
+        answer = {
+            "Group": group_id,
+            "Pretend": pretend,
+            "Message": details,
+            "Sentence": details,
+            "Revision": revision,
+        }
+        if pretend:
+            answer["Plan"] = param(done, "Plan")
+        print_json(answer)
+    if detailed_exitcode and _changes(done):
+        click.get_current_context().exit(2)
+
+
+def _changes(done: dict[str, Any]) -> bool:
+    """Whether a pretend commit's answer says committing would change anything: a new
+    revision (the runtime says, if it is new enough), else InfraKit's sentence is not Noop."""
+    changes = param(done, "Changes")
+    if isinstance(changes, bool):
+        return changes
+    return bool(param(done, "Details") != "Noop")
+
+
+@group.command()
+@click.argument("group_id", metavar="ID")
+@json_option
+@manager_options
+def status(
+    group_id: str, as_json: bool, endpoint: str, curve_key: Path | None, server_key: Path | None
+) -> None:
+    """Say where group ID is, as `commit --wait` shows it: its revision, the instances its
+    rolling update replaced of those it has to, how many are healthy, and what it waits for
+    (`waiting for web-2 to turn healthy (12s of HealthyTimeout 1m)`, `paused: ...`). With
+    --json, the group's summary from Manager.Status (ID, Revision, Size, Phases, Converged,
+    Update {Total, Done, Paused, InFlight...}, Conditions).
+
+    \b
+    Example:
+      infrakit group status web
+    """
+    with connect_manager(endpoint, curve_key, server_key) as manager:
+        found = find(manager.ask(status_if_served), group_id)
+    if found is None:
+        raise click.ClickException(f"Group '{group_id}' is not being watched")
+    if as_json:
+        print_json(found)
+        return
+    now = reading(found)
+    paused = param(param(found, "Update") or {}, "Paused")
+    state = "converged" if now.done else "paused" if paused else "converging"
+    click.echo(f"{group_id}: {status_word(state)}")
+    click.echo(f"  {now.line(timed=True)}")
 
 
 @group.command()

@@ -16,8 +16,10 @@ from infrakit.cli.client import (
     group,
     local_user,
     manager_options,
+    wait_for_change,
 )
 from infrakit.cli.output import json_option, print_json, print_table
+from infrakit.cli.progress import wait_options
 from infrakit.wire.common import param
 
 
@@ -77,12 +79,15 @@ def _row(revision: dict[str, Any]) -> tuple[str, str, str, str, str]:
     help="The revision to go back to (default: the latest earlier one that fully rolled out).",
 )
 @expect_revision_option
+@wait_options
 @json_option
 @manager_options
 def rollback(
     group_id: str,
     to: int | None,
     expect_revision: int | None,
+    wait: bool,
+    timeout: float,
     as_json: bool,
     endpoint: str,
     curve_key: Path | None,
@@ -90,28 +95,36 @@ def rollback(
 ) -> None:
     """Commit an earlier revision of group ID again, as a new revision ("rollback to rev N"),
     rolling its instances back. If that rollback fails it pauses; it is never rolled back in
-    turn. With --json: {"ID", "Revision", "Details"}.
+    turn. --wait follows it until converged (exit 1 if it pauses). With --json: {"ID",
+    "Revision", "Details"}.
 
     \b
     Example:
-      infrakit group rollback web --to 2
+      infrakit group rollback web --to 2 --wait
     """
     who = local_user()
     with connect_manager(endpoint, curve_key, server_key) as manager:
         done = manager.ask(lambda g: g.rollback_group(group_id, to, expect_revision, who))
-    _changed(group_id, done, as_json, "Rolled back")
+        _changed(group_id, done, as_json, "Rolled back")
+        if wait:
+            wait_for_change(manager, group_id, param(done, "Revision"), timeout, as_json)
+    if as_json:
+        print_json(done)
 
 
 @group.command()
 @click.argument("group_id", metavar="ID")
 @click.argument("size", type=click.IntRange(min=0))
 @expect_revision_option
+@wait_options
 @json_option
 @manager_options
 def scale(
     group_id: str,
     size: int,
     expect_revision: int | None,
+    wait: bool,
+    timeout: float,
     as_json: bool,
     endpoint: str,
     curve_key: Path | None,
@@ -119,17 +132,21 @@ def scale(
 ) -> None:
     """Set the size of group ID (a Size group) to SIZE, as a revision of its own. Nothing is
     replaced (the config hash ignores Allocation) and a rolling update under way stays as it
-    is. Bounded by the cluster's Limits.MaxGroupSize. With --json: {"ID", "Revision",
-    "Details"}.
+    is. Bounded by the cluster's Limits.MaxGroupSize. --wait follows the group until it has
+    converged at the new size. With --json: {"ID", "Revision", "Details"}.
 
     \b
     Example:
-      infrakit group scale web 5
+      infrakit group scale web 5 --wait
     """
     who = local_user()
     with connect_manager(endpoint, curve_key, server_key) as manager:
         done = manager.ask(lambda g: g.scale_group(group_id, size, expect_revision, who))
-    _changed(group_id, done, as_json, "Scaled")
+        _changed(group_id, done, as_json, "Scaled")
+        if wait:
+            wait_for_change(manager, group_id, param(done, "Revision"), timeout, as_json)
+    if as_json:
+        print_json(done)
 
 
 @group.command()
@@ -174,7 +191,9 @@ def resume(
 
 
 def _changed(group_id: str, done: dict[str, Any], as_json: bool, verb: str) -> None:
-    _said(f"{verb} {group_id} (revision {param(done, 'Revision')})", done, as_json)
+    """Say what a change did (its JSON is printed once the change is done, or waited for)."""
+    if not as_json:
+        _said(f"{verb} {group_id} (revision {param(done, 'Revision')})", done, as_json)
 
 
 def _said(what: str, done: dict[str, Any], as_json: bool) -> None:

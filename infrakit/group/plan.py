@@ -574,3 +574,66 @@ def describe_commit(
     if rolling:
         return f"Performing a {roll}"
     return "Noop"
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """What committing a spec does to one logical instance: `action` is keep, replace, add or
+    remove; `reason` says why in an operator's words; `instance` the instance it concerns."""
+
+    logical_id: LogicalID
+    action: str
+    reason: str
+    instance: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "LogicalID": self.logical_id,
+            "Action": self.action,
+            "Reason": self.reason,
+            "Instance": self.instance,
+        }
+
+
+def commit_plan(
+    current: GroupSpec | None, new: GroupSpec, members: Sequence[Description] = ()
+) -> tuple[PlannedChange, ...]:
+    """`describe_commit`'s structured twin: per logical instance of `current` and `new`, what
+    committing `new` does to it and why (`config abcd1234 -> ef567890`, `size 3 -> 2`), the
+    new spec's instances first, then those it drops. `members` are the instances the group
+    last saw."""
+    if current is None:
+        return tuple(PlannedChange(lid, "add", "new group") for lid in new.logical_ids())
+    new_ids, old_ids = new.logical_ids(), current.logical_ids()
+    old_set, new_set = set(old_ids), set(new_ids)
+    by_lid, _ = assign(new, members, {})
+    old_by_lid, _ = assign(current, members, {})
+    target = new.config_hash[:8]
+    sized = new.is_sized and current.is_sized
+    resize = f"size {len(old_ids)} -> {len(new_ids)}"
+    changes: list[PlannedChange] = []
+    for lid in new_ids:
+        if lid not in old_set:
+            changes.append(
+                PlannedChange(lid, "add", resize if sized else "new in Allocation.LogicalIDs")
+            )
+            continue
+        found = by_lid.get(lid, [])
+        stale = next((m for m in found if not is_current(m, new)), None)
+        if stale is not None:
+            was = (hash_of(stale) or "?")[:8]
+            reason = f"config {was} -> {target}"
+            changes.append(PlannedChange(lid, "replace", reason, stale.id))
+        elif not found and current.config_hash != new.config_hash:
+            reason = f"config {current.config_hash[:8]} -> {target}"
+            changes.append(PlannedChange(lid, "replace", reason))
+        else:
+            kept = found[0].id if found else None
+            changes.append(PlannedChange(lid, "keep", f"config {target}", kept))
+    for lid in old_ids:
+        if lid in new_set:
+            continue
+        found = old_by_lid.get(lid, [])
+        reason = resize if sized else "not in Allocation.LogicalIDs any more"
+        changes.append(PlannedChange(lid, "remove", reason, found[0].id if found else None))
+    return tuple(changes)

@@ -675,6 +675,8 @@ class Reconciler(SupervisedActor):
                 conditions=self._conditions(),
                 looked_at=self.looked_at,
                 looked_at_wall=self._looked_at_wall,
+                rollout=rollout,
+                slots=dict(self.status),
                 canary=canary_words(self.spec, rollout),
                 holds=self.holds,
             )

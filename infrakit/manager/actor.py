@@ -27,7 +27,7 @@ from infrakit import events
 from infrakit import rollout as rollouts
 from infrakit.confighash import config_hash
 from infrakit.group.instance import WantLook
-from infrakit.group.plan import NO_HOLDS, Holds, describe_commit
+from infrakit.group.plan import NO_HOLDS, Holds, commit_plan, describe_commit
 from infrakit.group.reconciler import DestroyAll, Hooks, SetHolds, Update
 from infrakit.group.supervisor import GroupSupervisor
 from infrakit.manager import maintenance
@@ -42,7 +42,7 @@ from infrakit.spec import (
     parse_group,
     plugin_name,
 )
-from infrakit.spi import FlavorPlugin, InstancePlugin, PluginError
+from infrakit.spi import Description, FlavorPlugin, InstancePlugin, PluginError
 from infrakit.spi.group import Caller, RevisionError
 from infrakit.spi.group import (  # the Group API's errors, still importable from here
     GroupCannotRunError as GroupCannotRunError,
@@ -242,15 +242,24 @@ class ManagerActor(Supervisor):
         _check_expected(spec.id, history, expect_revision)
         record = self.records.get(spec.id)
         group = self._group(spec.id)
-        if record is None or group is None:
-            sentence = describe_commit(None, spec)
-        else:
+        current: GroupSpec | None = None
+        members: Sequence[Description] = ()
+        if record is not None and group is not None:
             # What the group wants now (nothing, while being destroyed) and what it last saw.
             current = record.spec.resized(0) if record.destroying else record.spec
             view = self.views.group(spec.id)
-            sentence = describe_commit(current, spec, view.members if view else ())
+            members = view.members if view else ()
+        sentence = describe_commit(current, spec, members)
+        real = record is None or record.destroying or record.spec.to_json() != spec.to_json()
         if pretend:
-            return {"Details": sentence, "Revision": history.current}
+            plan = commit_plan(current, spec, members)
+            return {
+                "Details": sentence,
+                "Revision": history.current,
+                "Plan": [change.to_json() for change in plan],
+                # A new revision, or instances to change (a paused rollout resumed).
+                "Changes": real or any(change.action != "keep" for change in plan),
+            }
         now = time.time()
         rollout = None
         if record is not None and group is not None:
@@ -260,7 +269,6 @@ class ManagerActor(Supervisor):
                 rollout = rollouts.begin(record.spec, spec, record.rollout, now)
         previous = record.rollout if record is not None else None
         started = rollout is not None and (previous is None or not _resumed(previous, rollout))
-        real = record is None or record.destroying or record.spec.to_json() != spec.to_json()
         if real:
             before = None if record is None or record.destroying else record.spec
             history = history.add(
@@ -755,6 +763,10 @@ class ManagerActor(Supervisor):
 
     def _set_record(self, record: GroupRecord) -> None:
         record = replace(record, holds=self.holds.get(record.spec.id, NO_HOLDS))
+        history = self.histories.get(record.spec.id)
+        revision = history.current if history is not None and history.revisions else None
+        if record.revision != revision:
+            record = replace(record, revision=revision)
         self.records[record.spec.id] = record
         self.views.set_records(self.records)
 

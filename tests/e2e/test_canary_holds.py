@@ -107,6 +107,7 @@ def test_a_canary_waits_for_promote_across_a_restart_then_the_rest_rolls(
     checks.wait_more()
     assert by_config(op) == {v1: 3, v2: 1}
     assert summary(op)["Update"]["Canary"] == waiting
+    assert waiting in op.ok("group", "status", GROUP)
     assert waiting in activity(op)
 
     # The wait is stored with the rollout: a restarted runtime still waits.

@@ -16,8 +16,9 @@ from support import cli_env, file_group, wait_for
 
 from infrakit import Runtime
 
-HEAVY = ["asyncio", "http.server", "infrakit.runtime", "pydantic", "pykka", "zmq.asyncio"]
-"""Modules no client command needs: the runtime's, not a client's."""
+HEAVY = ["asyncio", "http.server", "infrakit.runtime", "pydantic", "pykka", "rich", "zmq.asyncio"]
+"""Modules no client command needs: the runtime's, not a client's (`rich` draws `--wait`'s
+progress on a terminal only; these probes write to a file)."""
 
 # Runs `infrakit ARGS` in-process as the entry point does, then writes which of HEAVY it
 # loaded to the file named by the first argument.
@@ -90,6 +91,7 @@ def runtime(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
         ["group", "ls"],
         ["group", "describe", "cattle"],
         ["group", "inspect", "cattle"],
+        ["group", "status", "cattle"],
         ["manager", "status"],
         ["plugin", "ls"],
         ["instance", "--name", "files", "describe"],
@@ -102,6 +104,15 @@ def test_a_client_command_loads_none_of_the_runtime(
     args: list[str], runtime: Runtime, plugin: None, home: Path, tmp_path: Path
 ) -> None:
     assert loaded(home, tmp_path / "loaded.json", *args) == []
+
+
+def test_a_commit_followed_with_wait_loads_none_of_the_runtime(
+    runtime: Runtime, home: Path, tmp_path: Path
+) -> None:
+    """`group commit --wait` on a pipe: plain lines, no `rich`, nothing of the runtime."""
+    spec = tmp_path / "cattle.json"
+    spec.write_text(json.dumps(file_group(size=2)))
+    assert loaded(home, tmp_path / "loaded.json", "group", "commit", str(spec), "--wait") == []
 
 
 def test_a_refused_connection_loads_none_of_the_runtime_either(home: Path, tmp_path: Path) -> None:

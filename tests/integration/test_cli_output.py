@@ -77,9 +77,14 @@ def test_group_and_manager_commands_print_json(home: Path, runtime: Runtime) -> 
     spec.write_text(json.dumps(file_group()))
     pretend = as_json(home, "group", "commit", str(spec), "--pretend")
     message = "Managing 2 instances"
-    assert pretend == {"Group": "cattle", "Pretend": True, "Message": message, "Revision": 0}
+    plan = [
+        {"LogicalID": f"cattle-{n}", "Action": "add", "Reason": "new group", "Instance": None}
+        for n in range(2)
+    ]
+    said = {"Group": "cattle", "Message": message, "Sentence": message}
+    assert pretend == {**said, "Pretend": True, "Revision": 0, "Plan": plan}
     committed = as_json(home, "group", "commit", str(spec))
-    assert committed == {"Group": "cattle", "Pretend": False, "Message": message, "Revision": 1}
+    assert committed == {**said, "Pretend": False, "Revision": 1}
     instances = {d["ID"] for d in runtime.wait_converged("cattle")["Instances"]}
 
     groups = as_json(home, "group", "ls")

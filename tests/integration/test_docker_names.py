@@ -53,7 +53,11 @@ def stray(engine: Any, token: str, name: str, *, labels: dict[str, str], state: 
     """A container called `name` that no provision of this test made, left `state`
     (created, running or exited)."""
     container = engine.containers.create(
-        TEST_IMAGE, ["sh", "-c", LOOP], name=name, labels={TEST_LABEL: token, **labels}
+        TEST_IMAGE,
+        ["sh", "-c", LOOP],
+        name=name,
+        labels={TEST_LABEL: token, **labels},
+        network_mode="none",  # tests stay off the network (and CI's engine has no bridge)
     )
     if state != "created":
         container.start()

@@ -46,3 +46,20 @@ def test_two_runtimes_in_one_process_serve_their_own_metrics(tmp_path: Path) -> 
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))
             probe.listen()
+
+
+def test_the_revision_gauge_follows_the_group_revisions(tmp_path: Path) -> None:
+    """`infrakit_group_revision` is the group's latest revision: 1 once committed, 2 after a
+    second real commit."""
+    port = free_port()
+    runtime = Runtime({"Manager": {"Metrics": f"127.0.0.1:{port}"}}, home=tmp_path / "home")
+    try:
+        runtime.start()
+        runtime.commit(file_group("counted", size=1))
+        wanted = 'infrakit_group_revision{group="counted"} 1.0'
+        wait_for(lambda: showing(port, wanted), what=wanted)
+        runtime.commit(file_group("counted", size=2))
+        wanted = 'infrakit_group_revision{group="counted"} 2.0'
+        wait_for(lambda: showing(port, wanted), what=wanted)
+    finally:
+        runtime.stop()

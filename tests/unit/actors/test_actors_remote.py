@@ -19,7 +19,7 @@ from typing import Any
 import pykka
 import pytest
 import zmq
-from support import Router, start_hanging_server, wait_for
+from support import MIN_DEADLINE, Router, start_hanging_server, wait_for
 
 from actors.remote import (
     CurveClientConfig,
@@ -300,7 +300,7 @@ def test_string_ids_and_req_style_delimiters(raw_server: tuple[RpcServer, Raw]) 
         "result": "pong",
     }
     raw.send(b"", request("Echo.Echo", {"a": 1}))  # what a REQ socket sends
-    assert raw.sock.poll(5000)
+    assert raw.sock.poll(MIN_DEADLINE * 1000)
     delimiter, body = raw.sock.recv_multipart()
     assert delimiter == b""
     assert json.loads(body)["result"] == {"a": 1}
