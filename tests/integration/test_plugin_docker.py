@@ -295,9 +295,10 @@ def test_a_dind_node_whose_provision_was_killed_after_its_start_is_described(
     try:
 
         def first_line_ran() -> str | None:
-            for container in group_containers(engine, group):
-                if exec_out(engine, container.id, "ls", "/tmp/first-line-ran"):
-                    return str(container.id)
+            # Only a running container can be asked (one just created is not started yet).
+            for container_id in running_ids(engine, **{TAG_GROUP: group}):
+                if exec_out(engine, container_id, "ls", "/tmp/first-line-ran"):
+                    return str(container_id)
             return None
 
         cid = wait_for(first_line_ran, 60, "the first Init line")
