@@ -3,7 +3,6 @@ ipc://<plugins dir>/group, or group.zmq when the runtime gives `group` to Go's C
 
 from __future__ import annotations
 
-import getpass
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from infrakit.cli.helpformat import Command, Group
+from infrakit.cli.helpformat import Command
+from infrakit.cli.lazy import LazyGroup
 from infrakit.cli.output import (
     json_option,
     print_json,
@@ -90,6 +90,8 @@ def local_user() -> Caller:
     """Who this CLI runs as, sent with each change: a runtime that authenticates clients by
     their CURVE keys records the key's name instead."""
     try:
+        import getpass  # (its terminal machinery is for passwords; only getuser is used)
+
         return Caller(getpass.getuser())
     except (KeyError, OSError):
         return Caller("unknown")
@@ -114,7 +116,21 @@ def status_if_served(group: GroupClient) -> dict[str, Any] | None:
         return None
 
 
-@click.group(cls=Group)
+# Subcommands in modules of their own, which register themselves on `group` when imported.
+GROUP_COMMANDS = {
+    "activity": "infrakit.cli.activity",
+    "history": "infrakit.cli.revisions",
+    "rollback": "infrakit.cli.revisions",
+    "scale": "infrakit.cli.revisions",
+    "pause": "infrakit.cli.revisions",
+    "resume": "infrakit.cli.revisions",
+    "promote": "infrakit.cli.maintenance",
+    "suspend": "infrakit.cli.maintenance",
+    "unsuspend": "infrakit.cli.maintenance",
+}
+
+
+@click.group(cls=LazyGroup, lazy=GROUP_COMMANDS)
 def group() -> None:
     """Commit, describe, inspect, list, free and destroy the groups of a running runtime;
     read their history, roll back, pause, resume and scale them."""

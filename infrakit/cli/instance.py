@@ -6,7 +6,7 @@ from typing import IO
 
 import click
 
-from infrakit.cli.helpformat import Group
+from infrakit.cli.lazy import LazyGroup
 from infrakit.cli.output import json_option, print_json, print_valid
 from infrakit.cli.plugin import connect_to_plugin
 from infrakit.cli.remote import parse_pairs, print_descriptions, read_as, read_json
@@ -26,7 +26,11 @@ def require_name(name: str | None) -> str:
     return name
 
 
-@click.group(cls=Group)
+@click.group(
+    cls=LazyGroup,
+    # Through the runtime, not a plugin: registered on this group by their module.
+    lazy={"standby": "infrakit.cli.maintenance", "unstandby": "infrakit.cli.maintenance"},
+)
 @click.option("--name", metavar="PLUGIN", help=NAME_HELP)
 @click.pass_context
 def instance(ctx: click.Context, name: str | None) -> None:

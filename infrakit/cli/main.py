@@ -7,17 +7,15 @@ seconds).
 
 from __future__ import annotations
 
-import importlib
 import sys
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
-from infrakit.cli.helpformat import Group
+from infrakit.cli.lazy import LazyGroup
 from infrakit.cli.output import json_option, print_json, show_error
 from infrakit.paths import default_home
 
@@ -25,8 +23,8 @@ from infrakit.paths import default_home
 LAZY_COMMANDS = {
     "validate": "infrakit.cli.validate:validate",
     "plugin": "infrakit.cli.plugin:plugin",
-    "group": "infrakit.cli.groups:group",
-    "instance": "infrakit.cli.maintenance:instance",  # with standby and unstandby
+    "group": "infrakit.cli.client:group",
+    "instance": "infrakit.cli.instance:instance",
     "flavor": "infrakit.cli.flavor:flavor",
     "manager": "infrakit.cli.manager:manager",
     "events": "infrakit.cli.events:events",
@@ -34,23 +32,8 @@ LAZY_COMMANDS = {
 }
 
 
-class _LazyGroup(Group):
-    """A group whose subcommands in `lazy` are imported only when named (or listed by --help)."""
-
-    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._lazy = dict(lazy)
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._lazy})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        where = self._lazy.get(cmd_name)
-        if where is None:
-            return super().get_command(ctx, cmd_name)
-        module, attribute = where.split(":")
-        command: click.Command = getattr(importlib.import_module(module), attribute)
-        return command
+class _Main(LazyGroup):
+    """The root group: lazy subcommands, and errors shown with a red `Error:` on a terminal."""
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; an error it raises is shown with a red `Error:` on a terminal."""
@@ -62,7 +45,7 @@ class _LazyGroup(Group):
 
 
 @click.group(
-    cls=_LazyGroup,
+    cls=_Main,
     lazy=LAZY_COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -12,12 +12,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import click
 
-from infrakit.duration import format_duration
 from infrakit.wire.common import Unsupported, param
 
 POLL = 0.5  # seconds between two readings of the group's status
@@ -28,8 +26,7 @@ Summary = dict[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
     """One look at the group, as `--wait` shows it: `done` once converged at the revision
     followed, `failed` why it will not get there by itself (paused, rolled back...)."""
 
@@ -145,6 +142,8 @@ def _in_flight(flight: dict[str, Any], update: dict[str, Any]) -> tuple[str, str
 def _seconds(value: Any) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "?"
+    from infrakit.duration import format_duration  # only once there is something to show
+
     return format_duration(float(round(value))) if value >= 1 else "0s"
 
 

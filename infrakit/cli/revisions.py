@@ -1,6 +1,6 @@
 """`infrakit group history|rollback|pause|resume|scale`: a group's revisions and the steering
 of its rolling updates, over the runtime's Group API (docs/protocol.md). Adds these commands to
-`infrakit.cli.client`'s `group` (gathered by infrakit/cli/groups.py)."""
+`infrakit.cli.client`'s `group` (loaded by its name when used: `GROUP_COMMANDS` there)."""
 
 from __future__ import annotations
 
