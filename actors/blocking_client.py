@@ -70,6 +70,7 @@ class BlockingRef:
         self._up: bool | None = None  # None until the first connection attempt resolves
         self._refused = False  # the last news was a refused handshake
         self._drops = 0  # connections lost so far
+        self._retried = False  # a connection attempt failed (and is being retried)
         self.down_reason = "not connected yet"
         self._ids = itertools.count(1)
         self._closed = False
@@ -86,15 +87,17 @@ class BlockingRef:
         """Whether a handshake was refused since the last connection (or ever, if none)."""
         return self._refused
 
-    def wait_up(self, timeout: float) -> bool:
+    def wait_up(self, timeout: float, until_refused: bool = False) -> bool:
         """Wait at most `timeout` seconds for the connection; False at once if a handshake is
-        refused (`down_reason` says how)."""
+        refused (`down_reason` says how), or, with `until_refused`, once a connection attempt
+        fails: for a local ipc:// socket that means nothing listens there (no file, or one
+        left by a server that died), not that it is slow to answer."""
         deadline = time.monotonic() + timeout
         while not self._closed:
             self._read_events()
             if self._up:
                 return True
-            if self._refused:
+            if self._refused or (until_refused and self._retried):
                 return False
             wait = deadline - time.monotonic()
             if wait <= 0:
@@ -198,6 +201,7 @@ class BlockingRef:
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._up, self._refused = True, False
             elif kind == zmq.EVENT_CONNECT_RETRIED:
+                self._retried = True
                 if self._up is None:
                     self._down(f"cannot connect to {self.endpoint}; retrying")
             elif kind == zmq.EVENT_DISCONNECTED:

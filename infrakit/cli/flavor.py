@@ -9,8 +9,7 @@ import click
 from infrakit.cli.helpformat import Group
 from infrakit.cli.instance import NAME_HELP, require_name
 from infrakit.cli.output import json_option, print_json, print_valid, status_word
-from infrakit.cli.plugin import connect_to_plugin
-from infrakit.cli.remote import parsed, read_json
+from infrakit.cli.remote import connect_to_plugin, parsed, read_json
 from infrakit.spi.flavor import AllocationMethod
 from infrakit.spi.instance import Description, Spec
 from infrakit.wire.common import param

@@ -8,8 +8,13 @@ import click
 
 from infrakit.cli.lazy import LazyGroup
 from infrakit.cli.output import json_option, print_json, print_valid
-from infrakit.cli.plugin import connect_to_plugin
-from infrakit.cli.remote import parse_pairs, print_descriptions, read_as, read_json
+from infrakit.cli.remote import (
+    connect_to_plugin,
+    parse_pairs,
+    print_descriptions,
+    read_as,
+    read_json,
+)
 from infrakit.spi.instance import Spec
 from infrakit.wire.instance import InstanceClient
 

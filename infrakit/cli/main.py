@@ -8,7 +8,6 @@ seconds).
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -83,6 +82,7 @@ def run(cluster: Path, log_level: str, json_logs: bool, http_group: bool) -> Non
     """
     import logging  # here, not above: the client commands have no use for them
     import signal
+    import threading
 
     from infrakit.cli.logs import configure
     from infrakit.runtime import Runtime

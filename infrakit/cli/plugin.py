@@ -28,16 +28,13 @@ from infrakit import paths
 from infrakit.cli.helpformat import Group
 from infrakit.cli.output import json_option, print_json, print_table, status_column
 from infrakit.cli.remote import (
-    Reached,
-    connect,
-    connect_http,
     ipc_listening,
     parse_pairs,
 )
 from infrakit.pidfile import read_pid_file, write_pid_file
 from infrakit.plugins import builtin_kinds, create_plugin
 from infrakit.wire.common import HANDSHAKE, Client
-from infrakit.wire.plugin import http_endpoint, implements, plugin_handlers
+from infrakit.wire.plugin import implements, plugin_handlers
 
 LS_TIMEOUT = 1.0
 """Seconds `plugin ls` gives each plugin to answer the handshake."""
@@ -49,21 +46,6 @@ def plugins_dir() -> Path:
     """Where plugins listen: `$INFRAKIT_PLUGINS_DIR`, else `$INFRAKIT_HOME/plugins`, else
     `~/.infrakit/plugins`. Every client and server finds plugins by name there."""
     return paths.plugins_dir()
-
-
-def plugin_endpoint(name: str) -> str:
-    """The endpoint of plugin `name`; `sock/type` means socket `sock`; a URL stays itself."""
-    return name if "://" in name else paths.plugin_endpoint(name)
-
-
-def connect_to_plugin(name: str, kind: type[C]) -> Reached[C]:
-    """A client of `kind` for plugin `name`, or one clear error line if it does not run."""
-    endpoint = plugin_endpoint(name)
-    unreachable = f"no plugin answers at {endpoint} (is `infrakit plugin start` running?)"
-    http = http_endpoint(endpoint)  # Go InfraKit's wire: `unix://`, or a socket answering HTTP
-    if http is not None:
-        return connect_http(http, unreachable, kind)
-    return connect(endpoint, unreachable, kind)
 
 
 @click.group(cls=Group)

@@ -11,7 +11,6 @@ import click
 
 from actors.blocking_client import BlockingRef
 from actors.curve import CurveClientConfig, load_keypair
-from actors.unix_socket import accepting
 from infrakit import jsondoc
 from infrakit.cli.output import print_table
 from infrakit.spi.errors import PluginError, SpecError, ValidationError
@@ -91,6 +90,8 @@ def ipc_listening(endpoint: str) -> bool:
     """
     if not endpoint.startswith("ipc://") or endpoint.startswith("ipc://@"):
         return True
+    from actors.unix_socket import accepting  # (socket is not cheap to import; connect needs none)
+
     try:
         return accepting(endpoint[len("ipc://") :], 1.0)
     except NotADirectoryError:
@@ -113,20 +114,40 @@ def connect(
     Raises `click.ClickException(unreachable)` if nothing answers in time, so that a command
     never hangs on a server that is not there.
     """
-    if not ipc_listening(endpoint):
-        raise click.ClickException(unreachable)
     try:
         ref = BlockingRef(
             endpoint, timeout=call_timeout, retries=1, idempotent=kind.IDEMPOTENT, curve=curve
         )
     except Exception as error:  # zmq refuses a malformed endpoint
         raise click.ClickException(f"cannot connect to {endpoint}: {error}") from None
-    if not ref.wait_up(connect_timeout):
+    # A local socket that refuses the connection has nothing listening: say so at once.
+    local = endpoint.startswith("ipc://") and not endpoint.startswith("ipc://@")
+    if not ref.wait_up(connect_timeout, until_refused=local):
         ref.close()
         if ref.refused:  # the handshake was refused, e.g. CURVE authentication
             raise click.ClickException(f"cannot talk to {endpoint}: {ref.down_reason}")
         raise click.ClickException(unreachable)
     return Reached(kind(ref), unreachable, curve)
+
+
+def plugin_endpoint(name: str) -> str:
+    """The endpoint of plugin `name`; `sock/type` means socket `sock`; a URL stays itself."""
+    from infrakit import paths
+
+    return name if "://" in name else paths.plugin_endpoint(name)
+
+
+def connect_to_plugin(name: str, kind: type[C]) -> Reached[C]:
+    """A client of `kind` for plugin `name` (found in the plugins directory, or an endpoint),
+    or one clear error line if it does not run."""
+    from infrakit.wire.plugin import http_endpoint
+
+    endpoint = plugin_endpoint(name)
+    unreachable = f"no plugin answers at {endpoint} (is `infrakit plugin start` running?)"
+    http = http_endpoint(endpoint)  # Go InfraKit's wire: `unix://`, or a socket answering HTTP
+    if http is not None:
+        return connect_http(http, unreachable, kind)
+    return connect(endpoint, unreachable, kind)
 
 
 def connect_http(

@@ -224,3 +224,26 @@ def test_too_large_bad_arguments_and_closed(ipc: str) -> None:
         with pytest.raises(RpcClosed):
             ref.call("E", {})
         assert not ref.alive
+
+
+@pytest.mark.parametrize("left", ["no file", "a dead server's socket"])
+def test_waiting_until_refused_ends_when_nothing_listens_on_a_local_socket(
+    tmp_path: Path, left: str
+) -> None:
+    """How the CLI says at once that no runtime answers, without a check of its own: the
+    first failed attempt ends the wait (which would otherwise outlast the test)."""
+    import socket
+
+    path = tmp_path / "gone.sock"
+    if left != "no file":
+        with socket.socket(socket.AF_UNIX) as dead:
+            dead.bind(str(path))
+    with BlockingRef(f"ipc://{path}") as ref:
+        assert not ref.wait_up(3600, until_refused=True)
+        assert "cannot connect" in ref.down_reason
+
+
+def test_waiting_until_refused_still_connects_to_a_live_server(ipc: str) -> None:
+    with RpcServer(ipc, {"Echo": echo}), BlockingRef(ipc) as ref:
+        assert ref.wait_up(3600, until_refused=True)
+        assert ref.call("Echo", {"x": 1}) == {"x": 1}
