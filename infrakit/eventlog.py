@@ -9,7 +9,6 @@ duplicate, and no gap the buffer still covers.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -17,9 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from infrakit.events import Event
-
-log = logging.getLogger(__name__)
+from infrakit.events import Event, Subscribers
 
 CAPACITY = 1000
 """Events kept at most: the newest ones."""
@@ -61,19 +58,11 @@ class EventLog:
         self._events: deque[tuple[int, Event]] = deque()
         self._next = time.time_ns() // 1000
         self._dropped_at: float | None = None  # the time of the newest event dropped
-        self._listeners: list[NumberedListener] = []
+        self._listeners: Subscribers[NumberedListener] = Subscribers()
 
     def subscribe(self, listener: NumberedListener) -> Callable[[], None]:
         """Call `listener(seq, event)` for every event from now on; returns the unsubscribe."""
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._listeners.add(listener)
 
     def record(self, event: Event) -> None:
         """Number `event`, keep it, and hand it on."""
@@ -81,11 +70,7 @@ class EventLog:
             seq, self._next = self._next, self._next + 1
             self._events.append((seq, event))
             self._trim(time.time())
-            for listener in self._listeners:
-                try:
-                    listener(seq, event)
-                except Exception:
-                    log.exception("event listener %r failed on %r", listener, event.line())
+            self._listeners.notify(event, seq, event)  # under the lock: in number order
 
     def recent(self, since: float, group: str | None = None, after: int = 0) -> Replay:
         """The events of the last `since` seconds (of `group` only, if given) numbered above

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("infrakit.events")
 
@@ -99,6 +99,38 @@ class Event:
 
 
 Listener = Callable[[Event], None]
+L = TypeVar("L", bound=Callable[..., None])
+
+
+class Subscribers(Generic[L]):
+    """A thread-safe list of listeners: `add` returns the function that removes one again, and
+    `notify` calls each, logging (with its traceback) one that raises, so that the others are
+    called all the same and the caller's thread (an actor's) goes on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[L] = []
+
+    def add(self, listener: L) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def notify(self, event: Event, *args: Any) -> None:
+        """Call every listener with `args` (about `event`, which a failure's log line names)."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(*args)
+            except BaseException:  # SystemExit on an actor's thread would stop every actor
+                log.exception("event listener %r failed on %r", listener, event.line())
 
 
 class EventBus:
@@ -109,29 +141,14 @@ class EventBus:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._listeners: list[Listener] = []
+        self._listeners: Subscribers[Listener] = Subscribers()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` with every event from now on; returns a function that unsubscribes."""
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._listeners.add(listener)
 
     def publish(self, event: Event) -> None:
         level = logging.WARNING if event.kind in _WARNINGS else logging.INFO
         if log.isEnabledFor(level):
             log.log(level, event.line(), extra={"event": event.to_json()})
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(event)
-            except BaseException:  # SystemExit on an actor's thread would stop every actor
-                log.exception("event listener %r failed on %r", listener, event.line())
+        self._listeners.notify(event, event)
