@@ -72,25 +72,15 @@ def connect_plugin(
     on_down = (lambda reason: on_change(False, reason)) if on_change else None
     on_up = (lambda reason: on_change(True, reason)) if on_change else None
     http = http_endpoint(endpoint)
-    ref: Ref
-    if http is not None:
-        ref = HttpRef(
-            http,
-            timeout=timeout,
-            idempotent=RemotePlugin.IDEMPOTENT,
-            name=f"plugin-{name}",
-            on_down=on_down,
-            on_up=on_up,
-        )
-    else:
-        ref = RemoteRef(
-            endpoint,
-            timeout=timeout,
-            idempotent=RemotePlugin.IDEMPOTENT,
-            name=f"plugin-{name}",
-            on_down=on_down,
-            on_up=on_up,
-        )
+    transport: type[HttpRef] | type[RemoteRef] = RemoteRef if http is None else HttpRef
+    ref: Ref = transport(
+        endpoint if http is None else http,
+        timeout=timeout,
+        idempotent=RemotePlugin.IDEMPOTENT,
+        name=f"plugin-{name}",
+        on_down=on_down,
+        on_up=on_up,
+    )
     return RemotePlugin(name, ref)
 
 
