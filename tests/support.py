@@ -55,6 +55,18 @@ def file_group(group_id: str = "cattle", size: int = 2) -> dict[str, Any]:
     }
 
 
+def process_group(group_id: str, size: int) -> dict[str, Any]:
+    """A group spec of `size` real processes that sleep (the process plugin's defaults)."""
+    return {
+        "ID": group_id,
+        "Properties": {
+            "Allocation": {"Size": size},
+            "Instance": {"Plugin": "instance-process"},
+            "Flavor": {"Plugin": "flavor-vanilla", "Properties": {"Init": ["exec sleep 600"]}},
+        },
+    }
+
+
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 
 

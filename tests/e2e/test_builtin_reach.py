@@ -10,24 +10,13 @@ import stat
 from pathlib import Path
 
 from conftest import Cli
-from support import wait_for
+from support import process_group, wait_for
 from test_update_resume import Run, lone_runtime
 from test_update_resume import runs as runs  # the fixture
 
 from infrakit.plugins.instance.process import ProcessInstancePlugin
 
 GROUP = "reached"
-
-
-def process_group(size: int) -> dict[str, object]:
-    return {
-        "ID": GROUP,
-        "Properties": {
-            "Allocation": {"Size": size},
-            "Instance": {"Plugin": "instance-process"},
-            "Flavor": {"Plugin": "flavor-vanilla", "Properties": {"Init": ["exec sleep 600"]}},
-        },
-    }
 
 
 def members(state: Path) -> set[str]:
@@ -50,7 +39,7 @@ def test_built_in_plugins_are_reached_by_name_while_the_runtime_leads(
     cli.start("plugin", "start", "vanilla", ready="Listening at:")
     first = lone_runtime(cli, tmp_path, runs)
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(process_group(2)))
+    spec.write_text(json.dumps(process_group(GROUP, 2)))
     cli("group", "commit", str(spec))
     made = wait_for(lambda: m if len(m := members(state)) == 2 else None, what="2 instances")
 

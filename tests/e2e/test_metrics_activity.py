@@ -21,6 +21,7 @@ from support import (
     etcd_in_use,
     etcd_up,
     free_port,
+    process_group,
     recorded_pids,
     require,
     wait_for,
@@ -31,17 +32,6 @@ from test_update_resume import runs as runs  # the fixture
 GROUP = "watched"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def process_group(size: int) -> dict[str, Any]:
-    return {
-        "ID": GROUP,
-        "Properties": {
-            "Allocation": {"Size": size},
-            "Instance": {"Plugin": "instance-process"},
-            "Flavor": {"Plugin": "flavor-vanilla", "Properties": {"Init": ["exec sleep 600"]}},
-        },
-    }
 
 
 def scrape(port: int) -> Samples:
@@ -70,7 +60,7 @@ def started(cli: Cli, tmp_path: Path, runs: list[Run], cluster: dict[str, Any]) 
 
 def commit(run: Run, tmp_path: Path, size: int) -> None:
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(process_group(size)))
+    spec.write_text(json.dumps(process_group(GROUP, size)))
     out = run.cli("group", "commit", str(spec))
     assert out.returncode == 0, out.stderr
 
