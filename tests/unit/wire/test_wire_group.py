@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,18 +64,25 @@ class Scripted(GroupPlugin):
         return dict(self._answer("status", None, {"Leader": True, "Groups": []}))
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Scripted, GroupClient]]:
-    plugin = Scripted()
-    with RpcServer(f"ipc://{tmp_path}/group", group_handlers(plugin)) as server:
+@contextlib.contextmanager
+def serving(plugin: GroupPlugin, directory: Path) -> Iterator[GroupClient]:
+    """`plugin` served on a real socket in `directory`, and a client connected to it."""
+    with RpcServer(f"ipc://{directory}/group", group_handlers(plugin)) as server:
         client = GroupClient(
             RemoteRef(server.endpoint, timeout=30, idempotent=GroupClient.IDEMPOTENT)
         )
         try:
             wait_for(lambda: client.ref.alive, 10, "the connection")
-            yield plugin, client
+            yield client
         finally:
             client.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Scripted, GroupClient]]:
+    plugin = Scripted()
+    with serving(plugin, tmp_path) as client:
+        yield plugin, client
 
 
 def test_every_method_round_trips(served: tuple[Scripted, GroupClient]) -> None:

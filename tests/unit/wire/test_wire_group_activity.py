@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import wait_for
-from test_wire_group import Scripted
+from test_wire_group import Scripted, serving
 
-from actors.remote import RemoteRef, RpcServer
 from infrakit.spi import PluginError
 from infrakit.spi.group import ActivityHistory, GroupNotFoundError
-from infrakit.wire.group import GroupClient, group_handlers
+from infrakit.wire.group import GroupClient
 
 ENTRY = {
     "Time": 1736244580.25,
@@ -34,15 +32,8 @@ class WithActivity(Scripted, ActivityHistory):
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[WithActivity, GroupClient]]:
     plugin = WithActivity()
-    with RpcServer(f"ipc://{tmp_path}/group", group_handlers(plugin)) as server:
-        client = GroupClient(
-            RemoteRef(server.endpoint, timeout=30, idempotent=GroupClient.IDEMPOTENT)
-        )
-        try:
-            wait_for(lambda: client.ref.alive, 10, "the connection")
-            yield plugin, client
-        finally:
-            client.close()
+    with serving(plugin, tmp_path) as client:
+        yield plugin, client
 
 
 def test_the_history_round_trips_with_its_limit(served: tuple[WithActivity, GroupClient]) -> None:
