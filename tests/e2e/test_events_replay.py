@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from conftest import INFRAKIT, Cli
-from support import wait_for
-from test_builtin_reach import members, process_group
+from support import process_group, wait_for
+from test_builtin_reach import GROUP, members
 from test_update_resume import Run, lone_runtime
 from test_update_resume import runs as runs  # the fixture
 
@@ -69,7 +69,7 @@ def restarted_with_adoptions(cli: Cli, tmp_path: Path, runs: list[Run]) -> tuple
     state = cli.home / "instances" / "process"
     run = lone_runtime(cli, tmp_path, runs)
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(process_group(2)))
+    spec.write_text(json.dumps(process_group(GROUP, 2)))
     cli("group", "commit", str(spec))
     made = wait_for(lambda: m if len(m := members(state)) == 2 else None, what="2 instances")
     wait_for(lambda: run.events("converged"), what="the group to converge")
@@ -101,7 +101,7 @@ def test_events_since_replays_the_adoptions_of_a_restart_then_follows_live(
 
     # Then the live events, each once, in order, after the replayed ones.
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(process_group(3)))
+    spec.write_text(json.dumps(process_group(GROUP, 3)))
     cli("group", "commit", str(spec))
     wait_for(lambda: any("provisioned" in ln for ln in lines.seen()), what="a live event")
 
