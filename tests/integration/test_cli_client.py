@@ -273,7 +273,7 @@ def test_keys_generate_imports_neither_the_runtime_nor_pydantic(tmp_path: Path) 
     time, which load would make meaningless."""
     script = (
         "import sys; from infrakit.cli.main import main\n"
-        "try: main(['keys', 'generate', sys.argv[1]])\n"
+        "try: main.main(['keys', 'generate', sys.argv[1]])\n"
         "except SystemExit: pass\n"
         "heavy = {'pydantic', 'infrakit.runtime', 'infrakit.spec', 'actors', 'zmq.asyncio'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"

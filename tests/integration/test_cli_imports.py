@@ -27,7 +27,7 @@ import json, sys
 from infrakit.cli.main import main
 out, args = sys.argv[1], sys.argv[2:]
 try:
-    main(args, prog_name="infrakit")
+    main.main(args, prog_name="infrakit")  # the entry point, but for its quick exit
 except SystemExit as stop:
     code = stop.code
 with open(out, "w") as file:
