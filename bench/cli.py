@@ -42,7 +42,7 @@ MODULES = [
     "infrakit.cli.client",
     "infrakit.cli.manager",
     "infrakit.cli.instance",
-    "infrakit.cli.plugin",
+    "infrakit.cli.plugin_list",
     "infrakit.cli.validate",
 ]
 STARTUP_DEADLINE = 120.0

@@ -12,7 +12,7 @@ from support import free_port, wait_for
 
 from actors.remote import RpcServer
 from actors.rpc_errors import METHOD_NOT_FOUND, RemoteError
-from infrakit.cli.plugin import default_name
+from infrakit.cli.plugin_start import default_name
 from infrakit.plugins.flavor.vanilla import VanillaFlavor
 from infrakit.plugins.flavor.zookeeper import TAG_CLIENT, ZooKeeperFlavor
 from infrakit.spi import Description, PluginError
