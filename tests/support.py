@@ -192,6 +192,23 @@ def environments() -> dict[int, dict[str, str]]:
     return found
 
 
+def stop_session(process: subprocess.Popen[Any], grace: float = 60.0) -> None:
+    """Stop a process started in a session of its own (`start_new_session=True`) as Ctrl-C
+    would, with what it started: SIGTERM to the session (SIGCONT first, in case a test froze
+    it), then SIGKILL if it has not exited within `grace` seconds."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGCONT)
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+
+
 def kill_all(state_dir: Path) -> None:
     """SIGKILL the process group of every recorded instance (test teardown)."""
     for pid in recorded_pids(state_dir).values():

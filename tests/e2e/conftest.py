@@ -4,14 +4,13 @@ process left behind."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import kill_all
+from support import kill_all, stop_session
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 
@@ -60,13 +59,7 @@ class Cli:
 
     def stop_all(self) -> None:
         for process in self.background:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(5)
+            stop_session(process, grace=20)
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import shlex
-import signal
 import subprocess
 import sys
 import uuid
@@ -19,7 +17,15 @@ from typing import Any
 
 import pytest
 from conftest import Cli
-from support import etcd_cluster, etcd_in_use, etcd_up, free_port, require, wait_for
+from support import (
+    etcd_cluster,
+    etcd_in_use,
+    etcd_up,
+    free_port,
+    require,
+    stop_session,
+    wait_for,
+)
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 GROUP = "web"
@@ -58,13 +64,8 @@ class Run:
         return out.returncode == 0 and json.loads(out.stdout).get("Leader") is True
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(30)
+        if self.process is not None:
+            stop_session(self.process)
 
 
 class Operator:

@@ -32,6 +32,7 @@ from support import (
     free_port,
     kill_all,
     require,
+    stop_session,
     wait_for,
 )
 
@@ -153,14 +154,8 @@ class Run:
         self.process.wait(30)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGCONT)
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(30)
+        if self.process is not None:
+            stop_session(self.process)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]

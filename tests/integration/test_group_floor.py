@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from support import MIN_DEADLINE, cli_env, environments, run_cli, wait_for
+from support import MIN_DEADLINE, cli_env, environments, run_cli, stop_session, wait_for
 
 from infrakit import Runtime
 from infrakit.events import Event
@@ -316,12 +316,7 @@ def test_the_cli_describes_a_group_while_its_health_check_hangs(
         assert "hung" in status.stdout
     finally:
         hang.release()
-        os.killpg(run.pid, signal.SIGTERM)
-        try:
-            run.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait(30)
+        stop_session(run, grace=120)
 
 
 # -- 4: a rolling update whose new health command fails -------------------------------------
