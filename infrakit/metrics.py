@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from actors.pooled import ActorPool
 from infrakit import events
 from infrakit.events import Event
-from infrakit.group.plan import REASON_UNHEALTHY, REASON_UPDATE, Phase
+from infrakit.group.plan import PROCESSES, REASON_UNHEALTHY, REASON_UPDATE, Phase
 from infrakit.views import GroupRecord, Views
 
 CONTROLLER = "group"
@@ -201,9 +201,23 @@ class _GroupCollector(Collector):
         revision = GaugeMetricFamily(
             "infrakit_group_revision", "The group's committed revision.", labels=labels
         )
+        suspended = GaugeMetricFamily(
+            "infrakit_group_suspended",
+            "1 while an operator suspends the process of the group (heal, launch, terminate,"
+            " rollout), else 0.",
+            labels=["group", "process"],
+        )
+        standby = GaugeMetricFamily(
+            "infrakit_group_standby",
+            "Logical instances of the group an operator put in standby.",
+            labels=labels,
+        )
         for group_id, record in sorted(self._views.records().items()):
             view = self._views.group(group_id)
             desired.add_metric([group_id], len(record.spec.logical_ids()))
+            for process in PROCESSES:
+                suspended.add_metric([group_id, process], 1 if record.holds.blocks(process) else 0)
+            standby.add_metric([group_id], len(record.holds.standby))
             number = revision_of(record)
             if number is not None:
                 revision.add_metric([group_id], number)
@@ -214,7 +228,7 @@ class _GroupCollector(Collector):
             unhealthy.add_metric([group_id], view.phases.get(Phase.UNHEALTHY.value, 0))
             under_way = view.update_total > 0 and view.update_done < view.update_total
             updating.add_metric([group_id], 1 if under_way else 0)
-        yield from (desired, running, healthy, unhealthy, updating, revision)
+        yield from (desired, running, healthy, unhealthy, updating, revision, suspended, standby)
         leader = GaugeMetricFamily("infrakit_leader", "1 while this runtime leads, else 0.")
         leader.add_metric([], 1 if self._views.leading else 0)
         yield leader

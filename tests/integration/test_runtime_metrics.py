@@ -63,3 +63,32 @@ def test_the_revision_gauge_follows_the_group_revisions(tmp_path: Path) -> None:
         wait_for(lambda: showing(port, wanted), what=wanted)
     finally:
         runtime.stop()
+
+
+def test_what_an_operator_holds_back_shows_in_the_metrics(tmp_path: Path) -> None:
+    """A suspended process and an instance in standby are why a group stops acting: a dashboard
+    must show them (`infrakit_group_suspended` per process, `infrakit_group_standby`), and both
+    go back to 0 once lifted."""
+    port = free_port()
+    runtime = Runtime({"Manager": {"Metrics": f"127.0.0.1:{port}"}}, home=tmp_path / "home")
+    try:
+        runtime.start()
+        runtime.commit(file_group("held", size=2))
+        runtime.wait_converged("held", timeout=120)
+        runtime.suspend("held", ["launch"])
+        runtime.standby("held", "held-1")
+        held = [
+            'infrakit_group_suspended{group="held",process="launch"} 1.0',
+            'infrakit_group_suspended{group="held",process="heal"} 0.0',
+            'infrakit_group_standby{group="held"} 1.0',
+        ]
+        wait_for(lambda: all(line in scrape(port).splitlines() for line in held), what=held)
+        runtime.suspend("held", ["launch"], suspend=False)
+        runtime.standby("held", "held-1", standby=False)
+        lifted = [
+            'infrakit_group_suspended{group="held",process="launch"} 0.0',
+            'infrakit_group_standby{group="held"} 0.0',
+        ]
+        wait_for(lambda: all(line in scrape(port).splitlines() for line in lifted), what=lifted)
+    finally:
+        runtime.stop()
