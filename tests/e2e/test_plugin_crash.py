@@ -121,6 +121,6 @@ def test_a_killed_plugin_comes_back_and_nothing_is_duplicated(cli: Cli, tmp_path
     logged = runtime.stdout.read() or ""
     assert "Traceback" not in logged, logged
     warnings = [line for line in logged.splitlines() if " WARNING " in line]
-    deaths = [line for line in warnings if "instance-files" in line and "-9" in line]
+    deaths = [line for line in warnings if "instance-files exited with code -9" in line]
     assert len(deaths) == 2, warnings
     assert all("restarting in" in line for line in deaths), deaths
