@@ -62,7 +62,18 @@ def start_carrying(instance_dir: Path, *argv: str) -> subprocess.Popen[bytes]:
         list(argv or ("sleep", "1000")), env=env, start_new_session=True, cwd="/"
     )
     CHILDREN.add(child)  # reaped by the plugin once it dies, as the plugin's own would be
+    # Started means exec'd: until then the child carries its parent's environment, and the
+    # plugin (which finds it by what it carries) could not know it.
+    marker = f"INFRAKIT_INSTANCE_DIR={instance_dir}".encode()
+    wait_for(lambda: marker in environ_of(child.pid), what=f"process {child.pid} to start")
     return child
+
+
+def environ_of(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
 
 
 def unrecorded_instance(state_dir: Path, iid: str, provisioner: str, **tags: str) -> Path:
