@@ -114,28 +114,39 @@ def etcd_up() -> bool:
 # The machine's etcd is shared by every suite that runs on it. A test that freezes it
 # (SIGSTOP) holds this file's lock exclusively; every other test that needs etcd answering
 # holds it shared, so that two suites at once never freeze etcd under each other's feet.
+# flock favours no one: with suites taking turns at the shared lock, a freezer could wait for
+# ever. So a freezer first takes the turnstile, which each test passes through on its way in:
+# once a freezer waits, no test starts using etcd until it has thawed it.
 ETCD_LOCK = Path(tempfile.gettempdir()) / "infrakit-test-etcd.lock"
+ETCD_TURNSTILE = ETCD_LOCK.with_suffix(".turnstile")
 
 
 @contextlib.contextmanager
 def etcd_in_use() -> Iterator[IO[str]]:
     """Hold the machine's etcd for a test (shared with other suites' tests that only use it);
-    `freeze_etcd` on the same lock makes it exclusive."""
+    `etcd_frozen` on the same lock makes it exclusive."""
     with open(ETCD_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_SH)
+        with open(ETCD_TURNSTILE, "a") as turnstile:
+            fcntl.flock(turnstile, fcntl.LOCK_EX)  # waits while a freezer waits or freezes
+            fcntl.flock(lock, fcntl.LOCK_SH)
         yield lock
 
 
 @contextlib.contextmanager
 def etcd_frozen(lock: IO[str], pid: int) -> Iterator[None]:
-    """Freeze etcd (process `pid`) while no other suite's test uses it; thaw it after."""
-    fcntl.flock(lock, fcntl.LOCK_EX)  # not atomic: the shared hold is dropped, then waited for
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-        fcntl.flock(lock, fcntl.LOCK_SH)
+    """Freeze etcd (process `pid`) once no other suite's test uses it; thaw it after. `lock` is
+    this test's shared hold (from `etcd_in_use`): let go first, so that two freezers never wait
+    for each other."""
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    with open(ETCD_TURNSTILE, "a") as turnstile:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)  # no test starts using etcd from here
+        fcntl.flock(lock, fcntl.LOCK_EX)  # and those using it have finished
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            fcntl.flock(lock, fcntl.LOCK_SH)
 
 
 def etcd_cluster(shared: Path, prefix: str, port: int) -> dict[str, Any]:
