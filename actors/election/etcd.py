@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -152,11 +153,15 @@ class EtcdElection:
         ttl: float = 3.0,
         *,
         keepalive: bool = True,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
+        """`details` (JSON-serialisable) are published beside our location, under our lease,
+        for `managers()`: whatever the caller wants the others to know of it."""
         if not key:
             raise ValueError("the leader key must not be empty")
         self.key = key
         self.location = location
+        self.details = dict(details or {})
         self.ttl = float(max(MIN_TTL, math.ceil(ttl)))
         self.margin = max(0.25, self.ttl * 0.2)
         self.etcd = EtcdConnection(client_or_endpoints, timeout=max(0.5, self.ttl / 3))
@@ -330,9 +335,9 @@ class EtcdElection:
                         "lease": lease,
                     }
                 },
-                self._candidacy(lease),
+                *self._candidacy(lease),
             ],
-            [{"request_range": {"key": encode(self.key)}}, self._candidacy(lease)],
+            [{"request_range": {"key": encode(self.key)}}, *self._candidacy(lease)],
         )
         if answer["succeeded"]:
             revision: int | None = int(answer["header"]["revision"])
@@ -347,10 +352,44 @@ class EtcdElection:
             self._start_keepalive()
         return leading
 
-    def _candidacy(self, lease: int) -> dict[str, Any]:
-        """Put our location under `<key>/candidates/`, bound to our lease (gone when we are)."""
-        key = f"{self.key}/candidates/{self.location or id(self)}"
-        return {"request_put": {"key": encode(key), "value": encode(self.location), "lease": lease}}
+    def _candidacy(self, lease: int) -> list[dict[str, Any]]:
+        """Put our location under `<key>/candidates/` and our details under `<key>/managers/`,
+        both bound to our lease (gone when we are)."""
+        name = self.location or str(id(self))
+        details = json.dumps({**self.details, "Location": self.location}, sort_keys=True)
+        return [
+            {
+                "request_put": {
+                    "key": encode(f"{self.key}/candidates/{name}"),
+                    "value": encode(self.location),
+                    "lease": lease,
+                }
+            },
+            {
+                "request_put": {
+                    "key": encode(f"{self.key}/managers/{name}"),
+                    "value": encode(details),
+                    "lease": lease,
+                }
+            },
+        ]
+
+    def managers(self) -> list[dict[str, Any]]:
+        """Every live candidate's details (what it published, with its `Location`) and whether
+        it leads (`Leader`), by location; raises EtcdError if etcd cannot be asked."""
+        prefix = f"{self.key}/managers/"
+        kvs = self.etcd.get(prefix, range_end=prefix_end(prefix))
+        leader = self.leader_location()
+        found = []
+        for kv in kvs:
+            try:
+                details = json.loads(decode(kv.get("value", "")))
+            except json.JSONDecodeError:
+                continue  # not ours to read: never worth failing over
+            if isinstance(details, dict):
+                location = details.get("Location")
+                found.append({**details, "Leader": bool(location) and location == leader})
+        return sorted(found, key=lambda d: str(d.get("Location")))
 
     def candidates(self) -> list[str]:
         """Where every live candidate (leader and followers) says it can be reached."""

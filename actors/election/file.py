@@ -87,6 +87,24 @@ class FileElection:
         finally:
             os.close(fd)
 
+    def holder_pid(self) -> int | None:
+        """The pid of the process that holds the lock, as the kernel lists it (Linux's
+        /proc/locks), or None if nobody holds it or it cannot be told."""
+        try:
+            st = os.stat(self.path)
+            with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+                lines = locks.read().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            fields = line.split()
+            # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (a waiter's line has "->")
+            if len(fields) >= 6 and fields[1] == "FLOCK" and "->" not in fields:
+                file = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+                if fields[5] == file and fields[4].isdigit():
+                    return int(fields[4])
+        return None
+
     def _still_ours(self, fd: int) -> bool:
         """Whether `fd` is still the file at `path` (nobody deleted or replaced it)."""
         try:
