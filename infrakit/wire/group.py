@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.rpc_caller import authenticated_user
 from actors.rpc_errors import INVALID_PARAMS, METHOD_NOT_FOUND, RemoteError, RpcError
@@ -31,8 +31,10 @@ from infrakit.spi.group import (
 from infrakit.wire.common import (
     BAD_REVISION,
     GROUP_NOT_FOUND,
+    HANDSHAKE,
     INVALID_SPEC,
     NOT_LEADER,
+    OLD_HANDSHAKE,
     PLUGIN_ERROR,
     Client,
     Handler,
@@ -46,9 +48,70 @@ from infrakit.wire.common import (
     string_param,
 )
 
+if TYPE_CHECKING:
+    from infrakit.wire.forward import Forward
 
-def group_handlers(plugin: GroupPlugin) -> dict[str, Handler]:
-    """InfraKit's Group methods plus Manager.*, served by `plugin`."""
+FORWARDED = "Forwarded"
+"""The param a follower adds to a call it forwards: `{"Who", "Authenticated", "By"}`, the
+caller as the follower knew it (docs/protocol.md). A forwarded call is never forwarded again."""
+
+ANSWERED_HERE = frozenset({"Manager.IsLeader", "Manager.LeaderLocation"})
+"""What a follower answers itself rather than forwarding (with the handshakes)."""
+
+
+def group_handlers(plugin: GroupPlugin, forward: Forward | None = None) -> dict[str, Handler]:
+    """InfraKit's Group methods plus Manager.*, served by `plugin`. With `forward`, a call that
+    `plugin` refuses as a follower is sent on to the leader and its answer returned as it is
+    (`Manager.Status` keeps this manager's own view, with the leader's groups)."""
+    handlers = _served(plugin)
+    if forward is None:
+        return handlers
+    local = ANSWERED_HERE | {HANDSHAKE, OLD_HANDSHAKE}
+    forwarding = {
+        method: handler if method in local else _forwarding(method, handler, forward)
+        for method, handler in handlers.items()
+    }
+    forwarding["Manager.Status"] = _status_with_groups(plugin, forward)
+    return forwarding
+
+
+def _forwarding(method: str, handler: Handler, forward: Forward) -> Handler:
+    """`handler`, whose refusal as a follower sends the call on to the leader with who made
+    it, once: a call that was forwarded already is answered here, refusal and all."""
+
+    def handle(p: dict[str, Any]) -> Any:
+        try:
+            return handler(p)
+        except RpcError as error:
+            if error.code != NOT_LEADER or param(p, FORWARDED) is not None:
+                raise
+        who = _caller(p)
+        vouched = {"Who": who.name, "Authenticated": who.authenticated} if who else {}
+        return forward(method, {**p, FORWARDED: vouched})
+
+    return handle
+
+
+def _status_with_groups(plugin: GroupPlugin, forward: Forward) -> Handler:
+    """`Manager.Status` of this manager; a follower's carries the leader's `Groups` (what
+    `group ls` and `--wait` read), or says in `GroupsError` why it could not get them."""
+
+    def status(p: dict[str, Any]) -> Any:
+        mine = plugin_call(plugin.status)
+        if mine.get("Leader") or param(p, FORWARDED) is not None:
+            return mine
+        try:
+            theirs = forward("Manager.Status", {FORWARDED: {}})
+        except RpcError as error:
+            return {**mine, "GroupsError": error.message}
+        groups = param(theirs, "Groups") if isinstance(theirs, dict) else None
+        return {**mine, "Groups": groups if isinstance(groups, list) else []}
+
+    return status
+
+
+def _served(plugin: GroupPlugin) -> dict[str, Handler]:
+    """The handlers serving `plugin` itself, a follower's refusals included."""
 
     def guarded(call: Callable[[], Any]) -> Any:
         try:
@@ -223,7 +286,11 @@ def _expected(p: dict[str, Any]) -> int | None:
 
 def _caller(p: dict[str, Any]) -> Caller | None:
     """Who makes the call: the CURVE key's name the server authenticated, else the user name
-    the client says it runs as (`User`, not checked), else nobody known."""
+    the client says it runs as (`User`, not checked), else nobody known. A forwarded call is
+    the original caller's, as the follower vouches (`_vouched`)."""
+    forwarded = param(p, FORWARDED)
+    if forwarded is not None:
+        return _vouched(forwarded)
     user = authenticated_user()
     if user is not None:
         return Caller(user, authenticated=True)
@@ -233,6 +300,21 @@ def _caller(p: dict[str, Any]) -> Caller | None:
     if not isinstance(claimed, str) or not claimed or len(claimed) > 256:
         raise RpcError(INVALID_PARAMS, "params.User must be a user name (a short string)")
     return Caller(claimed)
+
+
+def _vouched(forwarded: Any) -> Caller | None:
+    """The caller a follower forwards for. Its `Authenticated` stands only if the follower's
+    own connection was authenticated (its CURVE key is one this manager authorizes: trusted to
+    vouch, as it is trusted to commit anything); otherwise the name is recorded unchecked."""
+    if not isinstance(forwarded, dict):
+        raise RpcError(INVALID_PARAMS, f"params.{FORWARDED} must be an object")
+    who = param(forwarded, "Who")
+    if who is None:
+        return None
+    if not isinstance(who, str) or not who or len(who) > 256:
+        raise RpcError(INVALID_PARAMS, f"params.{FORWARDED}.Who must be a user name")
+    vouched = param(forwarded, "Authenticated") is True and authenticated_user() is not None
+    return Caller(who, authenticated=vouched)
 
 
 def _recent_params(p: dict[str, Any]) -> tuple[float, int, str | None]:
