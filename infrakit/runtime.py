@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,12 +27,13 @@ import pykka
 
 from actors import Backoff, ChildExited, ChildSpec, Scheduler, Supervisor, default_scheduler
 from actors.child import start_child_actor
-from actors.curve import server_file_problems
+from actors.curve import CurveClientConfig, server_file_problems
 from actors.election import Election
 from actors.election.file import FileElection
 from actors.http_rpc import HttpRpcServer
 from actors.pooled import ActorPool, default_pool
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
+from actors.rpc_errors import AddressInUse, RpcError
 from actors.workpool import WorkPool
 from infrakit import events
 from infrakit.activity import ActivityLog
@@ -40,6 +42,13 @@ from infrakit.eventlog import EventLog
 from infrakit.events import Event, EventBus
 from infrakit.launcher import LaunchedPlugin
 from infrakit.manager.actor import CALL_TIMEOUT, ManagerActor
+from infrakit.manager.localstate import (
+    LOCAL_KINDS,
+    describe_dir,
+    host_id,
+    shared_state_home,
+    unshared,
+)
 from infrakit.manager.store import Store
 from infrakit.manager.store.file import FileStore
 from infrakit.manager.validation import validate_with_plugins
@@ -79,8 +88,10 @@ from infrakit.spi.group import (
 )
 from infrakit.spi.instance import logical_id_or_slot
 from infrakit.views import GroupRecord, GroupView, Views
+from infrakit.wire.common import NOT_LEADER
+from infrakit.wire.forward import Forwarder
 from infrakit.wire.go_group import go_group_handlers
-from infrakit.wire.group import group_handlers
+from infrakit.wire.group import GroupClient, group_handlers
 from infrakit.wire.plugin import RemotePlugin, connect_plugin
 
 log = logging.getLogger(__name__)
@@ -132,8 +143,10 @@ class Runtime:
         # With HTTP, Go InfraKit's CLI gets `plugins/group` and ZeroMQ moves to `group.zmq`.
         self.http_group = config.manager.http if http_group is None else http_group
         self.http_path = self.plugins_dir / GROUP_SOCKET if self.http_group else None
-        socket = GROUP_ZMQ_SOCKET if self.http_group else GROUP_SOCKET
-        self.listen = config.manager.listen or (f"ipc://{self.plugins_dir / socket}",)
+        group_socket = GROUP_ZMQ_SOCKET if self.http_group else GROUP_SOCKET
+        self.home_endpoint = f"ipc://{self.plugins_dir / group_socket}"
+        """Where this home's Group API is served, whatever `Manager.Listen` says."""
+        self.listen = config.manager.listen or (self.home_endpoint,)
         if self.http_path is not None and f"ipc://{self.http_path}" in self.listen:
             raise ValueError(
                 f"Manager.Listen: ipc://{self.http_path} is where Manager.HTTP serves Go"
@@ -152,6 +165,9 @@ class Runtime:
         """Each group's activity history, while running (infrakit/activity.py)."""
         self.group_plugin: GroupPlugin = _GroupPlugin(self)
         """This runtime's Group API, as its servers serve it (infrakit/wire/group.py)."""
+        self.started_at = time.time()
+        self.local_dirs: dict[str, tuple[str, Path]] = {}
+        """Each local instance plugin (file, process) made here: its kind and state directory."""
         self.plugins = {**self._make_plugins(), **extra}
         # Served by name while leading, so that the CLI reaches every plugin this runtime uses.
         self.served = ServedPlugins(self.plugins, self.plugins_dir)
@@ -165,10 +181,16 @@ class Runtime:
         # Written into the pid files of the plugins it launches, so that another runtime
         # tells its plugins (leave them) from an orphan of a runtime that died (stop it).
         self._launcher = Launcher.of_this_process(secrets.token_hex(6))
-        # Servers on this home's ipc:// paths run only while leading (a follower on the same
-        # home must not take the leader's sockets); tcp:// ones run all the time.
+        # tcp:// servers run all the time; ipc:// ones (this home's socket among them) too,
+        # but never on a path another live server holds (a runtime on the same home): those
+        # are claimed once free, by `_keep_sockets`. The event publisher, the served plugins
+        # and the HTTP socket run only while leading.
         self._servers: list[RpcServer] = []
-        self._leader_servers: list[RpcServer] = []
+        self._local_servers: dict[str, RpcServer] = {}
+        self._sockets_lock = threading.Lock()
+        self._sockets_stop = threading.Event()
+        self._sockets_thread: threading.Thread | None = None
+        self._forward: Forwarder | None = None
         self._http_server: HttpRpcServer | None = None
         self._publisher: EventPublisher | None = None
         self._unsubscribe: Any = None
@@ -193,6 +215,7 @@ class Runtime:
             return self
         election, store = self._backends()
         self._refuse_what_cannot_run(store)
+        self._refuse_unshared_state(election)
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.plugins_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         threading.stack_size(ACTOR_STACK_SIZE)
@@ -211,6 +234,7 @@ class Runtime:
         if not self._location_given and bound and connectable(bound) != self.location:
             self.location = connectable(bound)  # tcp://...:0: the port it was given
             election, store = self._backends()  # that publish this location
+        self._forward = self._forwarder()
         self._unsubscribe = self.events.subscribe(self._on_event)
         self._unrecord = self.events.subscribe(self.event_log.record)
         self._observe(store)
@@ -260,6 +284,7 @@ class Runtime:
         self._root = start_child_actor(root, None)
         with contextlib.suppress(RuntimeError, pykka.ActorDeadError):
             self._manager = self._current_manager()
+        self._start_keeping_sockets()
         deadline = time.monotonic() + wait_for_leadership
         while time.monotonic() < deadline and not self.is_leader():
             time.sleep(0.02)
@@ -271,6 +296,7 @@ class Runtime:
         activity, self.activity = self.activity, None
         if activity is not None:
             activity.stop()  # written while still leading: a follower writes nothing
+        self._stop_keeping_sockets()
         self._stop_servers()
         if root is not None:
             with contextlib.suppress(pykka.ActorDeadError):
@@ -323,7 +349,7 @@ class Runtime:
             lost.append(f"the timer thread ({self._scheduler.name}) died")
         if self._pool is not None and not self._pool.alive:
             lost.append(f"the actor pool ({self._pool.name}) died")
-        for server in [*self._servers, *self._leader_servers]:
+        for server in [*self._servers, *list(self._local_servers.values())]:
             if not server.running:
                 lost.append(f"the Group API server at {server.endpoint} died")
         lost.extend(self.served.died())
@@ -510,6 +536,11 @@ class Runtime:
         candidates = getattr(self._election, "candidates", None)
         if callable(candidates):
             result["Managers"] = candidates()  # every manager the election can see
+        try:
+            result["ManagerList"] = self.managers()
+        except Exception as error:  # etcd away: say so rather than fail the whole status
+            result["ManagerList"] = []
+            result["ManagerListError"] = str(error)
         return result
 
     def recent_events(
@@ -647,10 +678,10 @@ class Runtime:
         named = {p.name for p in self.config.plugins}
         for name, kind in DEFAULT_PLUGINS:
             if name not in named:
-                plugins[name] = create_plugin(kind, {}, self.home)
+                plugins[name] = self._local_plugin(name, kind, {})
         for config in self.config.plugins:
             if config.kind is not None:
-                plugins[config.name] = create_plugin(config.kind, config.options, self.home)
+                plugins[config.name] = self._local_plugin(config.name, config.kind, config.options)
             else:
                 endpoint = config.endpoint or plugin_endpoint(config.name, self.home)
                 plugins[config.name] = connect_plugin(
@@ -659,6 +690,27 @@ class Runtime:
         if self.metrics is not None:
             self.metrics.time_plugins(plugins)
         return plugins
+
+    def _local_plugin(
+        self, name: str, kind: str, options: Mapping[str, Any]
+    ) -> InstancePlugin | FlavorPlugin:
+        """A built-in plugin. A local instance plugin's state directory is its `Dir`, or by
+        default in the home; with an etcd store, in a directory shared by the cluster's
+        managers on this host (infrakit/manager/localstate.py), so that a new leader sees the
+        instances the old one made."""
+        if kind not in LOCAL_KINDS:
+            return create_plugin(kind, options, self.home)
+        given = next((v for k, v in options.items() if k.lower() == "dir"), None)
+        if isinstance(given, str) and given:
+            directory = Path(given)
+        else:
+            stored = self.config.manager.store
+            base = shared_state_home(stored.prefix) if stored.kind == "etcd" else self.home
+            directory = base / "instances" / kind
+            options = {**options, "Dir": str(directory)}
+        plugin = create_plugin(kind, options, self.home)
+        self.local_dirs[name] = (kind, directory)
+        return plugin
 
     def _refuse_what_cannot_run(self, store: Store) -> None:
         """Raise SpecError, before anything starts or changes, for a cluster file this runtime
@@ -698,7 +750,11 @@ class Runtime:
             from actors.election.etcd import EtcdElection
 
             election = EtcdElection(
-                list(leader.endpoints), key=leader.key, location=self.location, ttl=leader.ttl
+                list(leader.endpoints),
+                key=leader.key,
+                location=self.location,
+                ttl=leader.ttl,
+                details=self._details(),
             )
         else:
             election = FileElection(self.home / "leader.lock", location=self.location)
@@ -759,13 +815,206 @@ class Runtime:
                 " run commands on this host",
                 endpoint,
             )
-        handlers = group_handlers(self.group_plugin)
+        handlers = group_handlers(self.group_plugin, self._forwarded)
         return RpcServer(endpoint, handlers, curve=curve, name="manager").start()
 
     def _stop_servers(self) -> None:
         for server in self._servers:
             server.stop()
         self._servers.clear()
+        forward, self._forward = self._forward, None
+        if forward is not None:
+            forward.close()
+
+    # -- the ipc:// sockets, and calls forwarded to the leader -------------------------------
+
+    def _local_endpoints(self) -> list[str]:
+        """The ipc:// endpoints this runtime serves the Group API at: its `Listen` ones and
+        its home's socket."""
+        wanted = [e for e in self.listen if e.startswith("ipc://")]
+        return wanted if self.home_endpoint in wanted else [*wanted, self.home_endpoint]
+
+    def _start_keeping_sockets(self) -> None:
+        self._claim_sockets()
+        self._sockets_stop.clear()
+        every = min(1.0, self.config.manager.poll)
+        self._sockets_thread = threading.Thread(
+            target=self._keep_sockets, args=(every,), name="group-sockets", daemon=True
+        )
+        self._sockets_thread.start()
+
+    def _keep_sockets(self, every: float) -> None:
+        """Claim each ipc:// socket once no live server holds it (another runtime on this
+        home stopped or died), every `every` seconds; never stops on a failure."""
+        while not self._sockets_stop.wait(every):
+            try:
+                self._claim_sockets()
+            except Exception:
+                log.exception("cannot look after the Group API's sockets")
+
+    def _claim_sockets(self) -> None:
+        """Serve each ipc:// endpoint that no live server holds. A follower gives up (and
+        never claims) the one the leader advertises: the leader is on this home and serves
+        its own location there."""
+        with self._sockets_lock:
+            if self._root is None or self._sockets_stop.is_set():
+                return
+            election = self._election
+            leading = self.is_leader() or (election is not None and election.is_leader())
+            leader = None if leading else self.leader_location()
+            for endpoint in self._local_endpoints():
+                server = self._local_servers.get(endpoint)
+                if endpoint == leader:
+                    if server is not None:
+                        log.info("the leader serves at %s, on this home: leaving it", endpoint)
+                        del self._local_servers[endpoint]
+                        server.stop()
+                    continue
+                if server is not None and server.running:
+                    continue
+                try:
+                    self._local_servers[endpoint] = self._serve(endpoint)
+                except AddressInUse:
+                    continue  # another runtime on this home serves it: not ours to take
+                except OSError as error:
+                    log.error("cannot serve the Group API at %s: %s", endpoint, error)
+
+    def _stop_keeping_sockets(self) -> None:
+        self._sockets_stop.set()
+        thread, self._sockets_thread = self._sockets_thread, None
+        if thread is not None:
+            thread.join(timeout=10.0)
+        with self._sockets_lock:
+            servers = list(self._local_servers.values())
+            self._local_servers.clear()
+        for server in servers:
+            server.stop()
+
+    def _forwarded(self, method: str, params: dict[str, Any]) -> Any:
+        """A follower's call sent on to the leader (`Forwarder`), once there is one to send
+        it with (the tcp:// servers start first)."""
+        forward = self._forward
+        if forward is None:
+            raise RpcError(NOT_LEADER, self.waiting_for_leader(), {"Leader": None})
+        return forward(method, params)
+
+    def _forwarder(self) -> Forwarder:
+        """What sends a follower's Group API calls on to the leader (infrakit/wire/forward.py),
+        with this manager's own CURVE keys for a `tcp://` leader when `Manager.Curve` is set."""
+        own = {self.location, *self.listen, self.home_endpoint}
+        for server in self._servers:
+            own.add(connectable(server.endpoint))
+        return Forwarder(
+            leader=lambda: None if self.is_leader() else self.leader_location(),
+            waiting=self.waiting_for_leader,
+            own=lambda: own,
+            curve=self._curve_to,
+            idempotent=GroupClient.IDEMPOTENT,
+        )
+
+    def _curve_to(self, location: str) -> CurveClientConfig | None:
+        """The CURVE settings to reach the manager at `location`: our own key pair (its public
+        key must be in the other's AuthorizedKeys), and the server key that manager published,
+        else ours (one key pair shared by the cluster's managers)."""
+        settings = self.config.manager.curve
+        if settings is None or not location.startswith("tcp://"):
+            return None
+        public, secret = load_keypair(settings.secret_key)
+        if secret is None:
+            return None
+        server = public
+        with contextlib.suppress(Exception):
+            for manager in self.managers():
+                if manager.get("Location") == location and manager.get("CurveKey"):
+                    server = str(manager["CurveKey"]).encode()
+        return CurveClientConfig(public_key=public, secret_key=secret, server_key=server)
+
+    # -- who leads, and who else there is ----------------------------------------------------
+
+    def waiting_for_leader(self) -> str:
+        """What a follower that knows no leader waits for, in words."""
+        leader = self.config.manager.leader
+        if leader.kind == "etcd":
+            endpoints = ", ".join(leader.endpoints)
+            return (
+                f"no leader elected yet on etcd at {endpoints} (key {leader.key}); this manager"
+                " follows"
+            )
+        return f"no runtime leads on this home yet ({self.home / 'leader.lock'}); this one follows"
+
+    def following(self) -> str:
+        """Whom this runtime follows, in words (its log says it when it starts as a
+        follower): another runtime on its home (file), or a leader elsewhere (etcd)."""
+        election = self._election
+        if isinstance(election, FileElection):
+            pid = election.holder_pid()
+            return f"another runtime leads on this home (pid {pid if pid else 'unknown'})"
+        leader = self.leader_location()
+        if leader:
+            return f"following the leader at {leader}"
+        leader_config = self.config.manager.leader
+        return (
+            f"waiting for a leader on etcd at {', '.join(leader_config.endpoints)} (key"
+            f" {leader_config.key})"
+        )
+
+    def managers(self) -> list[dict[str, Any]]:
+        """Every manager this runtime knows of, as each published itself (`Location`, `Home`,
+        `Host`, `PID`, `Since`...) with whether it leads: with etcd, every live one; with the
+        file election, this one and the leader."""
+        election = self._election
+        listed = getattr(election, "managers", None)
+        if callable(listed):
+            found: list[dict[str, Any]] = listed()
+            return found
+        mine = {**self._details(), "Location": self.location, "Leader": self.is_leader()}
+        leader = self.leader_location()
+        if mine["Leader"] or not leader or leader == self.location:
+            return [mine]
+        return [mine, {"Location": leader, "Leader": True}]
+
+    def _details(self) -> dict[str, Any]:
+        """What this manager publishes of itself for the others (`managers()`)."""
+        details: dict[str, Any] = {
+            "Home": str(self.home),
+            "Host": host_id(),
+            "HostName": socket.gethostname(),
+            "PID": os.getpid(),
+            "Since": self.started_at,
+            "Plugins": [describe_dir(name, kind, d) for name, (kind, d) in self.local_dirs.items()],
+        }
+        settings = self.config.manager.curve
+        if settings is not None:
+            with contextlib.suppress(OSError, ValueError):
+                details["CurveKey"] = load_keypair(settings.secret_key)[0].decode()
+        return details
+
+    def _refuse_unshared_state(self, election: Election) -> None:
+        """Raise SpecError, before anything starts, when a local plugin of ours cannot see the
+        instances another live manager's plugin of that name made (localstate.py's rule): a
+        new leader would make them again. Unchecked (a warning) while etcd does not answer."""
+        listed = getattr(election, "managers", None)
+        if not self.local_dirs or not callable(listed):
+            return
+        try:
+            others = listed()
+        except Exception as error:
+            log.warning(
+                "cannot check that the other managers share this one's local plugins'"
+                " state directories: %s",
+                error,
+            )
+            return
+        mine = [describe_dir(name, kind, d) for name, (kind, d) in self.local_dirs.items()]
+        problems = unshared(mine, host_id(), others, self.location)
+        if problems:
+            paths = {c.name: f"Plugins[{i}].Options.Dir" for i, c in enumerate(self.config.plugins)}
+            raise SpecError(
+                [
+                    (paths.get(name, f"Plugins: {name} (a default plugin)"), why)
+                    for name, why in problems
+                ]
+            )
 
     def _on_event(self, event: Event) -> None:
         if event.kind != events.LEADERSHIP:
@@ -779,12 +1028,7 @@ class Runtime:
 
     def _start_leader_servers(self) -> None:
         self._stop_leader_servers()  # a manager that crashed while leading never said "lost"
-        for endpoint in self.listen:
-            if endpoint.startswith("ipc://"):
-                try:
-                    self._leader_servers.append(self._serve(endpoint))
-                except OSError as error:
-                    log.error("cannot serve the Group API at %s: %s", endpoint, error)
+        self._claim_sockets()  # a socket a follower on this home gave up for us
         if self.http_path is not None:
             handlers = go_group_handlers(self.group_plugin)
             try:
@@ -804,9 +1048,6 @@ class Runtime:
             self._unpublish = self.event_log.subscribe(lambda seq, event: publish(event, seq))
 
     def _stop_leader_servers(self) -> None:
-        for server in self._leader_servers:
-            server.stop()
-        self._leader_servers.clear()
         http, self._http_server = self._http_server, None
         if http is not None:
             http.stop()
