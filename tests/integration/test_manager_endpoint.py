@@ -16,7 +16,7 @@ from support import file_group, free_port, wait_for
 from actors.remote import CurveClientConfig, RemoteRef, generate_keypair, load_keypair
 from actors.rpc_errors import RemoteError, RpcTimeout
 from infrakit import Runtime
-from infrakit.wire.common import INVALID_SPEC, NOT_LEADER
+from infrakit.wire.common import INVALID_SPEC
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -83,7 +83,9 @@ def test_group_api_errors_carry_paths_and_events_are_published(home: Path) -> No
             events.close(linger=0)
 
 
-def test_a_follower_endpoint_names_the_leader(home: Path) -> None:
+def test_a_follower_endpoint_forwards_to_the_leader(home: Path) -> None:
+    """A follower's tcp:// endpoint answers a Group call with the leader's answer (issue 15:
+    it forwards it); before, it refused, naming the leader."""
     first_port, second_port = free_port(), free_port()
     first = Runtime({"Manager": {"Listen": [f"tcp://127.0.0.1:{first_port}"]}}, home=home).start()
     try:
@@ -93,10 +95,9 @@ def test_a_follower_endpoint_names_the_leader(home: Path) -> None:
         client = RemoteRef(f"tcp://127.0.0.1:{second_port}", timeout=10)
         try:
             assert client.call("Manager.IsLeader", {}) == {"Leader": False}
-            with pytest.raises(RemoteError) as caught:
-                client.call("Group.CommitGroup", {"Spec": file_group()})
-            assert caught.value.code == NOT_LEADER
-            assert f"the leader is at tcp://127.0.0.1:{first_port}" in caught.value.message
+            done = client.call("Group.CommitGroup", {"Spec": file_group()})
+            assert done["Revision"] == 1
+            assert [spec["ID"] for spec in first.inspect()] == ["cattle"]
         finally:
             client.close()
             second.stop()
