@@ -702,7 +702,7 @@ class Runtime:
             return create_plugin(kind, options, self.home)
         given = next((v for k, v in options.items() if k.lower() == "dir"), None)
         if isinstance(given, str) and given:
-            directory = Path(given)
+            directory = Path(given).expanduser()
         else:
             stored = self.config.manager.store
             base = shared_state_home(stored.prefix) if stored.kind == "etcd" else self.home

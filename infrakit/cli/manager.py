@@ -34,8 +34,31 @@ def status(as_json: bool, endpoint: str, curve_key: Path | None, server_key: Pat
     if as_json:
         print_json(result)
         return
+    listed = result.pop("ManagerList", None)
+    managers = [manager_line(m) for m in listed or [] if isinstance(m, dict)]
+    if managers:
+        result.pop("Managers", None)  # the same managers, by location only
     for line in render(result):
         click.echo(line)
+    if managers:
+        click.echo("Managers:")
+        for line in managers:
+            click.echo(f"  - {line}")
+
+
+def manager_line(manager: dict[str, Any]) -> str:
+    """One manager of `ManagerList` in a line: where, whether it leads, its home and host, its
+    pid and since when it runs."""
+    words = [str(manager.get("Location") or "?")]
+    if manager.get("Leader"):
+        words.append("(leader)")
+    for key, label in (("Home", "home"), ("HostName", "host"), ("PID", "pid")):
+        if manager.get(key) is not None:
+            words.append(f"{label} {manager[key]}")
+    since = manager.get("Since")
+    if isinstance(since, int | float):
+        words.append(f"since {scalar('Since', since)}")
+    return " ".join(words)
 
 
 def status_or_leadership(group: GroupClient) -> dict[str, Any]:

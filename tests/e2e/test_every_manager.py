@@ -225,7 +225,13 @@ def test_a_new_leader_adopts_the_old_leaders_processes(pair: Pair, tmp_path: Pat
     pair.start(0)
     assert pair.one_leader() == 0
     pair.start(1)
-    wait_for(lambda: "following the leader" in pair.log(1).read_text(), what="a follower")
+
+    def follows() -> bool:
+        with contextlib.suppress(RpcTimeout, RemoteError):
+            return bool(pair.call(1, "Manager.IsLeader") == {"Leader": False})
+        return False
+
+    wait_for(follows, what="a follower")
     pair.call(0, "Group.CommitGroup", {"Spec": process_group("ha", 3)})
     wait_for(lambda: len(instances(tmp_path)) == 3, what="3 instances")
     before = instances(tmp_path)
