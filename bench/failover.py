@@ -66,7 +66,11 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes] | None] = [None, None, None]
 
     def start(index: int) -> None:
-        env = {**os.environ, "INFRAKIT_HOME": str(root / f"home-{index}")}
+        env = {
+            **os.environ,
+            "INFRAKIT_HOME": str(root / f"home-{index}"),
+            "XDG_STATE_HOME": str(root / "state"),  # the default plugins' shared state
+        }
         with open(root / f"runtime-{index}.log", "ab") as log:
             processes[index] = subprocess.Popen(
                 [*INFRAKIT, "run", str(configs[index])],

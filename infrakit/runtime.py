@@ -705,7 +705,11 @@ class Runtime:
             directory = Path(given).expanduser()
         else:
             stored = self.config.manager.store
-            base = shared_state_home(stored.prefix) if stored.kind == "etcd" else self.home
+            base = self.home
+            if stored.kind == "etcd":
+                base = shared_state_home(stored.prefix)
+                for level in (base.parent.parent, base.parent, base):  # ours alone to read
+                    level.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory = base / "instances" / kind
             options = {**options, "Dir": str(directory)}
         plugin = create_plugin(kind, options, self.home)

@@ -68,3 +68,10 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
     yield runner
     runner.stop_all()
     kill_all(runner.home / "instances" / "process")
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """XDG_STATE_HOME in the test's own temp dir: under an etcd store the local plugins keep
+    their state in a host-wide directory there by default, which no test may share or leave."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))

@@ -47,3 +47,10 @@ def token(engine: Any) -> Iterator[str]:
         ignore_removed=True, all=True, filters={"label": f"{TEST_LABEL}={value}"}
     ):
         container.remove(force=True, v=True)
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """XDG_STATE_HOME in the test's own temp dir: under an etcd store the local plugins keep
+    their state in a host-wide directory there by default, which no test may share or leave."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
