@@ -1,5 +1,5 @@
-"""End-to-end fixtures: a fresh home and plugins directory, the CLI as a subprocess, and no
-process left behind."""
+"""End-to-end fixtures: a fresh home and plugins directory, the CLI as a subprocess, the
+machine's etcd held for a test, private local-plugin state, and no process left behind."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
-from support import kill_all, stop_session
+from support import ETCD, etcd_in_use, etcd_up, kill_all, require, stop_session
 
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 
@@ -75,3 +76,11 @@ def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """XDG_STATE_HOME in the test's own temp dir: under an etcd store the local plugins keep
     their state in a host-wide directory there by default, which no test may share or leave."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
+@pytest.fixture
+def etcd() -> Iterator[IO[str]]:
+    """The machine's etcd, held for this test (see `support.etcd_in_use`)."""
+    with etcd_in_use() as lock:  # first: another suite may have it frozen for a while
+        require("etcd", etcd_up(), f"nothing answers at {ETCD}")
+        yield lock

@@ -19,11 +19,8 @@ from typing import IO, Any
 
 import pytest
 from support import (
-    ETCD,
     etcd_cluster,
     etcd_frozen,
-    etcd_in_use,
-    etcd_up,
     free_port,
     kill_all,
     require,
@@ -112,14 +109,6 @@ class Cluster:
             return [d.tags for d in plugin.describe_instances({"infrakit.group": "ha"})]
         finally:
             plugin.close()
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[IO[str]]:
-    """The machine's etcd, held for this test (see `support.etcd_in_use`)."""
-    with etcd_in_use() as lock:  # first: another suite may have it frozen for a while
-        require("etcd", etcd_up(), f"nothing answers at {ETCD}")
-        yield lock
 
 
 @pytest.fixture

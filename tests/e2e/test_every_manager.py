@@ -24,11 +24,8 @@ from support import (
     INFRAKIT,
     cli_env,
     environments,
-    etcd_in_use,
-    etcd_up,
     free_port,
     process_group,
-    require,
     wait_for,
 )
 
@@ -135,13 +132,6 @@ def instances(root: Path) -> dict[int, str]:
         for pid, env in environments().items()
         if env.get("INFRAKIT_INSTANCE_DIR", "").startswith(str(root))
     }
-
-
-@pytest.fixture
-def etcd() -> Iterator[IO[str]]:
-    with etcd_in_use() as lock:
-        require("etcd", etcd_up(), f"nothing answers at {ETCD}")
-        yield lock
 
 
 @pytest.fixture
