@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from infrakit.wire.forward import Forward
 
 FORWARDED = "Forwarded"
-"""The param a follower adds to a call it forwards: `{"Who", "Authenticated", "By"}`, the
+"""The param a follower adds to a call it forwards: `{"Who", "Authenticated"}`, the
 caller as the follower knew it (docs/protocol.md). A forwarded call is never forwarded again."""
 
 ANSWERED_HERE = frozenset({"Manager.IsLeader", "Manager.LeaderLocation"})
