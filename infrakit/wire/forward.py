@@ -82,7 +82,8 @@ class Forwarder:
         ref = self._take(location)
         kept = False
         try:
-            if not ref.alive and not ref.wait_up(CONNECT_TIMEOUT):
+            # A refused connection (nothing listens: a leader that just died) fails at once.
+            if not ref.alive and not ref.wait_up(CONNECT_TIMEOUT, until_refused=True):
                 raise RpcError(
                     PLUGIN_ERROR,
                     f"the leader at {location} does not answer ({ref.down_reason}); this"
