@@ -35,7 +35,8 @@ class Follower:
         )
         self.lines: list[str] = []
         self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -48,11 +49,15 @@ class Follower:
         return self.lines
 
     def stop(self) -> str:
-        """Stop it; its stderr."""
+        """Stop it; its stderr (a few lines: the pipe cannot fill). Its stdout is the reader
+        thread's to the end, as two readers of one pipe would race."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGINT)
-        _, err = self.process.communicate(timeout=30)
-        return err
+        self.process.wait(timeout=30)
+        self._reader.join(timeout=30)
+        assert self.process.stderr is not None
+        with self.process.stderr as err:
+            return err.read()
 
 
 @pytest.fixture
