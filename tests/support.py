@@ -308,3 +308,20 @@ class Router:
 
     def close(self) -> None:
         self.sock.close(linger=0)
+
+
+def etcd_keys(prefix: str) -> list[str]:
+    """Every key under `prefix` in the machine's etcd."""
+    from actors.election.etcd import EtcdConnection, decode, prefix_end
+
+    found = EtcdConnection(ETCD).get(prefix, range_end=prefix_end(prefix), keys_only=True)
+    return [decode(kv["key"]) for kv in found]
+
+
+def etcd_forget(prefix: str) -> None:
+    """Delete every key under `prefix` in the machine's etcd (a test's teardown)."""
+    from actors.election.etcd import EtcdConnection, encode, prefix_end
+
+    EtcdConnection(ETCD).post(
+        "kv/deleterange", {"key": encode(prefix), "range_end": prefix_end(prefix)}
+    )
