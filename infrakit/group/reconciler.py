@@ -276,6 +276,10 @@ class Reconciler(SupervisedActor):
 
     def _instance_up(self, message: InstanceUp) -> None:
         self.refs[message.logical_id] = message.ref
+        # It was started with the spec of the look that asked for it (a restart: of its
+        # first start); a commit since then reached only the actors that were up.
+        previous = self.rollout.previous if self.rollout is not None else None
+        self._tell(message.ref, SetSpec(self.spec, previous))
         if message.restarted:
             self._set_status(message.logical_id, SlotStatus(Phase.PENDING))
             self._sent.pop(message.logical_id, None)
