@@ -745,7 +745,30 @@ class InstanceActor(PooledActor):
         self.failures = 0
         self.acted_at = time.monotonic()
         self._event(events.PROVISIONED, f"provisioned {instance_id}", instance_id)
+        if not context.fence():
+            self._undo(instance_id)
+            return
         self._own(Description(id=instance_id, logical_id=spec.logical_id, tags=tags))
+
+    def _undo(self, instance_id: str) -> None:
+        """Destroy the instance just made: its provision returned after leadership was lost
+        (a pause in the call: SIGSTOP, GC, swap), and a successor may already run one in this
+        slot. Only this actor's own work is undone; a look decides what comes next."""
+        log.warning(
+            "%s: leadership lost while provisioning; destroying %s", self.logical_id, instance_id
+        )
+        try:
+            self.context.instance_plugin.destroy(instance_id)
+        except PluginError as error:  # a duplicate, then, for the next leader to remove
+            self._event(events.DESTROY_FAILED, f"destroy of {instance_id} failed: {error}")
+        else:
+            self._event(
+                events.DESTROYED,
+                f"destroyed {instance_id} (provisioned after leadership was lost)",
+                instance_id,
+            )
+        self.phase = Phase.PENDING
+        self._report()
 
     def _label(self, instance: Description) -> None:
         """Tag an adopted instance with its logical ID (Go InfraKit tagged only named ones) and
