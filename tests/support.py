@@ -325,3 +325,16 @@ def etcd_forget(prefix: str) -> None:
     EtcdConnection(ETCD).post(
         "kv/deleterange", {"key": encode(prefix), "range_end": prefix_end(prefix)}
     )
+
+
+def start_runtime(cluster: Path, home: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`infrakit run CLUSTER` on `home` as a user starts it (see `cli_env`), in a session of
+    its own (`stop_session` stops it), its output appended to `log` (a pipe could fill)."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [*INFRAKIT, "run", str(cluster)],
+            env=cli_env(home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

@@ -38,6 +38,7 @@ from support import (
     free_port,
     kill_all,
     require,
+    start_runtime,
     stop_session,
     wait_for,
 )
@@ -47,7 +48,6 @@ from actors.rpc_errors import RemoteError, RpcTimeout
 from infrakit.manager.store.etcd import EtcdStore
 from infrakit.spec import parse_group
 
-INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 MANAGERS = 3
 GROUPS = ("alpha", "beta", "gamma")
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "20"))
@@ -124,16 +124,8 @@ class Managers:
             self.configs.append(path)
 
     def start(self, index: int) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
-        env["INFRAKIT_HOME"] = str(self.root / f"home-{index}")
-        with open(self.root / f"runtime-{index}.log", "ab") as log:
-            self.processes[index] = subprocess.Popen(
-                [*INFRAKIT, "run", str(self.configs[index])],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        home, log = self.root / f"home-{index}", self.root / f"runtime-{index}.log"
+        self.processes[index] = start_runtime(self.configs[index], home, log)
 
     def call(self, index: int, method: str, params: dict[str, Any] | None = None) -> Any:
         endpoint = f"tcp://127.0.0.1:{self.ports[index]}"
