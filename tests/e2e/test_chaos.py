@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from support import (
@@ -32,12 +32,9 @@ from support import (
     environments,
     etcd_cluster,
     etcd_forget,
-    etcd_in_use,
     etcd_keys,
-    etcd_up,
     free_port,
     kill_all,
-    require,
     start_runtime,
     stop_session,
     wait_for,
@@ -370,19 +367,17 @@ def chaos_round(managers: Managers, ledger: Ledger, rng: random.Random) -> str:
 
 
 @pytest.fixture
-def managers(tmp_path: Path) -> Iterator[Managers]:
-    """Three runtimes on the machine's etcd, held for the whole test; afterwards nothing is
-    left: runtimes stopped, instances killed, the etcd prefix removed."""
-    with etcd_in_use():  # first: another suite may have it frozen for a while
-        require("etcd", etcd_up(), f"nothing answers at {ETCD}")
-        running = Managers(tmp_path)
-        try:
-            yield running
-        finally:
-            running.stop()
-            kill_all(running.shared)
-            etcd_forget(running.prefix + "/")
-            assert etcd_keys(running.prefix + "/") == []
+def managers(tmp_path: Path, etcd: IO[str]) -> Iterator[Managers]:
+    """Three runtimes on the machine's etcd (held for the whole test by `etcd`); afterwards
+    nothing is left: runtimes stopped, instances killed, the etcd prefix removed."""
+    running = Managers(tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+        kill_all(running.shared)
+        etcd_forget(running.prefix + "/")
+        assert etcd_keys(running.prefix + "/") == []
 
 
 @pytest.mark.slow
