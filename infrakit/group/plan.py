@@ -11,62 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from dataclasses import replace as dataclass_replace
-from enum import StrEnum
 from types import MappingProxyType
 
+from infrakit.group.scalein import Move, ScaleIn, choose
+from infrakit.group.slots import IN_SERVICE as IN_SERVICE
+from infrakit.group.slots import LEAVING
+from infrakit.group.slots import LogicalID as LogicalID
+from infrakit.group.slots import Observation as Observation
+from infrakit.group.slots import Phase as Phase
+from infrakit.group.slots import SlotStatus as SlotStatus
+from infrakit.group.slots import hash_of as hash_of
+from infrakit.group.slots import is_current as is_current
+from infrakit.group.slots import is_protected as is_protected
 from infrakit.rollout import Rollout
-from infrakit.spec import TAG_PROTECTED, GroupSpec
+from infrakit.spec import GroupSpec
 from infrakit.spi.group import PROCESSES as _PROCESSES
-from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_CONFIG_SHA_OLD, TAG_LOGICAL_ID, Description
-
-LogicalID = str
-
-
-class Phase(StrEnum):
-    """Where an instance actor is in its lifecycle, as it last reported."""
-
-    PENDING = "pending"  # just started, nothing done yet
-    PROVISIONING = "provisioning"  # Prepare + Provision in flight
-    STARTING = "starting"  # provisioned, within its grace period, not yet healthy
-    RUNNING = "running"  # present and healthy
-    UNHEALTHY = "unhealthy"  # unhealthy past the group's threshold; waiting to be replaced
-    REPLACING = "replacing"  # draining / destroying the old instance before a new one
-    FAILING = "failing"  # provisioning keeps failing; retrying with backoff
-    HELD = "held"  # no instance, and an operator's hold (suspend, standby) keeps it so
-    RETIRING = "retiring"  # leaving the group: drain, destroy, stop
-    RETIRED = "retired"  # nothing left; the actor may be stopped
-
-
-IN_SERVICE = frozenset({Phase.RUNNING})
-
-
-@dataclass(frozen=True)
-class SlotStatus:
-    """An instance actor's last report about its logical instance.
-
-    `outgoing` is the old instance a surged replacement keeps in service until the new one
-    (`instance_id`) is ready; `ready_at` when (wall clock) the instance last became healthy;
-    `note` something an operator should know (a drain abandoned).
-    """
-
-    phase: Phase
-    instance_id: str | None = None
-    config_hash: str | None = None
-    since: float = 0.0
-    reason: str = ""
-    outgoing: str | None = None
-    ready_at: float | None = None
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What one actor is told exists: the instance it owns (if any), duplicates to remove, and
-    the old instance its surged replacement keeps in service (if it still exists)."""
-
-    owned: Description | None
-    extras: tuple[Description, ...] = ()
-    outgoing: Description | None = None
+from infrakit.spi.instance import TAG_LOGICAL_ID, Description
 
 
 @dataclass(frozen=True)
@@ -80,7 +40,9 @@ class Plan:
     surge: frozenset[LogicalID] = frozenset()  # of `replace`: make the new one first
     unhealthy_held: tuple[LogicalID, ...] = ()
     protected_held: tuple[LogicalID, ...] = ()  # surplus slots kept: their instance is protected
-    release: tuple[LogicalID, ...] = ()  # actors to stop without destroying (protected)
+    release: tuple[LogicalID, ...] = ()  # actors to stop without destroying (protected, moved)
+    victims: tuple[tuple[LogicalID, str], ...] = ()  # scale-in: whose instance goes, and why
+    moves: tuple[Move, ...] = ()  # scale-in: survivors relabelled into wanted slots
     rollout: Rollout | None = None
     failed: tuple[LogicalID, str] | None = None  # a replacement that never turned healthy
     converged: bool = False
@@ -130,17 +92,6 @@ def logical_id_of(member: Description) -> LogicalID | None:
     return member.tags.get(TAG_LOGICAL_ID) or member.logical_id or None
 
 
-def hash_of(member: Description) -> str | None:
-    """The config hash an instance was made with (InfraKit's older tag name accepted)."""
-    return member.tags.get(TAG_CONFIG_HASH) or member.tags.get(TAG_CONFIG_SHA_OLD)
-
-
-def is_current(member: Description, spec: GroupSpec) -> bool:
-    """True when the instance carries the spec's configuration (in any encoding InfraKit used)."""
-    found = hash_of(member)
-    return found == spec.config_hash or (found is not None and found in spec.legacy_hashes)
-
-
 def assign(
     spec: GroupSpec,
     members: Sequence[Description],
@@ -179,11 +130,6 @@ def assign(
 _NOTHING = Observation(owned=None)
 
 
-def is_protected(member: Description) -> bool:
-    """True when the instance is tagged `infrakit.protected=true` (never removed to scale in)."""
-    return member.tags.get(TAG_PROTECTED, "").strip().lower() == "true"
-
-
 def _pick_owned(
     candidates: list[Description],
     current: SlotStatus | None,
@@ -218,6 +164,7 @@ def plan(
     now: float,
     rollout: Rollout | None = None,
     holds: Holds = NO_HOLDS,
+    can_move: bool = True,
 ) -> Plan:
     """Decide the group's next actions, and the rolling update's next state.
 
@@ -235,6 +182,10 @@ def plan(
     Update.AutoPromote after the canaries turned healthy); a rollback has no canaries. `holds`
     says what an operator suspended (`PROCESSES`) and which slots are in standby: those are
     left out of every count and never replaced nor removed.
+
+    A sized group with more instances than slots removes them in scale-in's order (see
+    `scalein.choose`) and moves survivors into the slots their victims free; with `can_move`
+    False (the instance plugin cannot relabel) it removes the highest slots instead.
     """
     by_lid, surplus = assign(spec, members, status)
     observations: dict[LogicalID, Observation] = {}
@@ -252,22 +203,34 @@ def plan(
         observations = {
             lid: dataclass_replace(found, extras=()) for lid, found in observations.items()
         }
-    leaving = (Phase.RETIRING, Phase.RETIRED)
-    release = tuple(
-        lid for lid in sorted(protected) if lid in status and status[lid].phase not in leaving
-    )
+    leaving = LEAVING
+    scale = _scale_in(spec, observations, surplus, status, kept, holds) if can_move else _NONE
     wanted = spec.logical_ids()
     start = tuple(
-        lid for lid in (*wanted, *sorted(surplus)) if lid not in status and lid not in kept
+        lid
+        for lid in (*wanted, *sorted(surplus))
+        if lid not in status and lid not in kept and lid not in scale.wait
     )
-    retire = tuple(
+    dropped = [
         lid
         for lid in sorted(set(status) | set(surplus))
         if lid not in by_lid
         and lid not in kept
+        and lid not in scale.keep
         and not no_terminate
         and (lid not in status or status[lid].phase not in leaving)
-    )
+    ]
+    # An actor whose instance now carries another slot's tag (moved) leaves it alone.
+    moved = _moved_away(dropped, status, observations)
+    victims_wanted = [lid for lid, _ in scale.victims if lid in by_lid]
+    retire = tuple(lid for lid in dropped if lid not in moved) + tuple(victims_wanted)
+    release = tuple(
+        lid for lid in sorted(protected) if lid in status and status[lid].phase not in leaving
+    ) + tuple(moved)
+    # Wanted slots on their way out of a scale-in are neither rolled nor healed.
+    departing = set(victims_wanted) | {
+        lid for lid in wanted if lid in status and status[lid].phase in leaving
+    }
 
     counted = [lid for lid in wanted if lid not in standby]  # standby is out of the counts
     available = {lid for lid in counted if _in_service(lid, status, observations)}
@@ -285,9 +248,14 @@ def plan(
     in_flight = {
         lid: at
         for lid, at in started.items()
-        if lid in by_lid and not _settled(lid, status, spec, now) and not _lost(lid, status, stale)
+        if lid in by_lid
+        and lid not in departing
+        and not _settled(lid, status, spec, now)
+        and not _lost(lid, status, stale)
     }
-    stale_lids = [lid for lid in counted if stale(lid) and lid not in in_flight]
+    stale_lids = [
+        lid for lid in counted if stale(lid) and lid not in in_flight and lid not in departing
+    ]
     if rollout is None and (stale_lids or in_flight):
         rollout = Rollout(target=spec.config_hash, since=now)
     paused = rollout.paused if rollout is not None else None
@@ -376,6 +344,8 @@ def plan(
         report = status.get(lid)
         if report is None:
             continue
+        if lid in departing:
+            continue
         if report.phase is Phase.UNHEALTHY and lid not in chosen and lid not in in_flight:
             sick.append(lid)
         elif report.phase is Phase.REPLACING and report.reason == REASON_UNHEALTHY:
@@ -400,6 +370,8 @@ def plan(
         and len(available) == len(counted)
         and all(not observations[lid].extras for lid in wanted)
         and not any(_surging(lid, status) for lid in wanted)
+        and not scale.moves
+        and not scale.wait
     )
     return Plan(
         observations=observations,
@@ -410,10 +382,46 @@ def plan(
         unhealthy_held=held,
         protected_held=tuple(sorted(protected)),
         release=release,
+        victims=scale.victims,
+        moves=scale.moves,
         rollout=rollout,
         failed=failed,
         converged=converged,
     )
+
+
+_NONE = ScaleIn()
+
+
+def _scale_in(
+    spec: GroupSpec,
+    observations: Mapping[LogicalID, Observation],
+    surplus: Mapping[LogicalID, list[Description]],
+    status: Mapping[LogicalID, SlotStatus],
+    kept: Set[LogicalID],
+    holds: Holds,
+) -> ScaleIn:
+    """Scale-in's choice, unless an operator suspended terminating (nothing is removed)."""
+    if holds.blocks("terminate"):
+        return _NONE
+    return choose(spec, observations, sorted(surplus), status, kept, holds.standby)
+
+
+def _moved_away(
+    lids: Sequence[LogicalID],
+    status: Mapping[LogicalID, SlotStatus],
+    observations: Mapping[LogicalID, Observation],
+) -> list[LogicalID]:
+    """Of `lids`, the actors whose instance is now another slot's (a scale-in moved it there):
+    they are released, never retired, so that the instance they still think theirs lives on."""
+    owner = {found.owned.id: lid for lid, found in observations.items() if found.owned is not None}
+    moved = []
+    for lid in lids:
+        report = status.get(lid)
+        iid = report.instance_id if report is not None else None
+        if iid is not None and owner.get(iid, lid) != lid:
+            moved.append(lid)
+    return moved
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,11 @@ TAG_LOGICAL_ID = "infrakit.logical_id"
 # The cluster (the runtime, or the managers of one HA cluster) that made the instance, so that two
 # clusters sharing one engine or account never adopt nor destroy each other's instances.
 TAG_CLUSTER = "infrakit.cluster.id"
+# When the instance was made (UTC epoch seconds), so that its age survives restarts.
+TAG_CREATED = "infrakit.created"
+# The slot a scale-in is moving the instance into, written before that slot's instance is
+# removed (the proof that the plugin can relabel); informational afterwards.
+TAG_MOVING_TO = "infrakit.moving_to"
 # Older InfraKit name for the hash tag, accepted when adopting.
 TAG_CONFIG_SHA_OLD = "infrakit.config_sha"
 

@@ -283,8 +283,8 @@ class World:
         for lid, observation in result.observations.items():
             for extra in observation.extras:
                 self.destroy(extra.id)
-            report = self.status[lid]
-            if report.phase in (Phase.RETIRING, Phase.RETIRED):
+            report = self.status.get(lid)
+            if report is None or report.phase in (Phase.RETIRING, Phase.RETIRED):
                 continue
             owned = observation.owned
             if owned is None:
@@ -293,6 +293,12 @@ class World:
                 if TAG_LOGICAL_ID not in owned.tags:  # the actor labels what it adopts
                     owned.tags[TAG_LOGICAL_ID] = lid
                 self.status[lid] = SlotStatus(Phase.RUNNING, owned.id, owned.tags[TAG_CONFIG_HASH])
+        for move in result.moves:  # the reconciler relabels; the source actor is released
+            if move.ready:
+                self.instances[move.instance].tags[TAG_LOGICAL_ID] = move.target
+                self.status.pop(move.source, None)
+        for lid in result.release:
+            self.status.pop(lid, None)
         for lid in result.retire:
             owned = result.observations.get(lid)
             self.destroy(self.status[lid].instance_id)
