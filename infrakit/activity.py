@@ -39,6 +39,7 @@ _GROUP_ACTIONS = {
     events.PROTECTED_HELD: "a smaller size, met only by protected instances",
     events.CANARY: "Update.Canary",
     events.HOLDS: "an operator",
+    events.MOVE_REFUSED: "an instance plugin that cannot relabel",
 }
 
 
@@ -166,6 +167,12 @@ class ActivityLog:
             what = f"adopted {event.instance} as {lid}"
             cause = "found running with the group's tags"
             return Entry(event.time, what, cause, kind, lid, event.instance)
+        if kind == events.SCALE_IN:  # the cause of the destroy that follows
+            cause = event.message.partition(": ")[2] or "a smaller size"
+            self._causes[key] = f"scale-in: {cause}"
+            return Entry(event.time, event.message, "a smaller size", kind, lid, event.instance)
+        if kind == events.MOVED:
+            return Entry(event.time, event.message, "a smaller size", kind, lid, event.instance)
         if kind == events.DUPLICATE:
             cause = f"a second instance for {lid}"
             return Entry(event.time, event.message, cause, kind, lid, event.instance)

@@ -41,6 +41,9 @@ LEADERSHIP = "leadership"
 PLUGIN = "plugin"
 CANARY = "canary"  # a rollout's canaries are healthy: it waits for a promotion
 HOLDS = "holds"  # an operator suspended or resumed processes, or (un)stood an instance by
+SCALE_IN = "scale-in"  # a smaller size removes this instance (and why)
+MOVED = "moved"  # scale-in relabelled a survivor into the slot its victim freed
+MOVE_REFUSED = "move-refused"  # the instance plugin cannot relabel: the highest slots go
 
 _WARNINGS = {
     GONE,
@@ -54,6 +57,7 @@ _WARNINGS = {
     DESCRIBE_FAILED,
     DUPLICATE,
     FOREIGN,
+    MOVE_REFUSED,
 }
 
 

@@ -36,7 +36,13 @@ from infrakit.group.plan import NO_HOLDS, Holds, Observation, Phase, SlotStatus,
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description, FlavorPlugin, Health, InstancePlugin, PluginError, Spec
 from infrakit.spi.flavor import ProbesHealth
-from infrakit.spi.instance import TAG_CLUSTER, TAG_CONFIG_HASH, TAG_GROUP, TAG_LOGICAL_ID
+from infrakit.spi.instance import (
+    TAG_CLUSTER,
+    TAG_CONFIG_HASH,
+    TAG_CREATED,
+    TAG_GROUP,
+    TAG_LOGICAL_ID,
+)
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +241,15 @@ class FirstStart:
         return observe
 
 
+def created_at(instance: Description) -> float:
+    """When `instance` was made (its `infrakit.created` tag), else now: an instance made
+    before the tag existed is as old as its adoption."""
+    try:
+        return float(instance.tags[TAG_CREATED])
+    except (KeyError, ValueError):
+        return time.time()
+
+
 class InstanceActor(PooledActor):
     """Keeps one logical instance of a group alive.
 
@@ -266,6 +281,7 @@ class InstanceActor(PooledActor):
         self.existed = first_start is None or first_start.existed or self._first is None
         self.acted_at = now if self._first is None else self._first.taken_at
         self.started_at = now
+        self.created_at = 0.0  # wall clock: the owned instance's age (Oldest, Newest)
         self.unhealthy_checks = 0
         self.failures = 0
         self.retry_pending = False
@@ -423,6 +439,7 @@ class InstanceActor(PooledActor):
         self.owned = instance
         self.existed = True
         self.started_at = time.monotonic()
+        self.created_at = created_at(instance)
         self.unhealthy_checks = 0
         self._generation += 1
         self._checking = False
@@ -713,6 +730,7 @@ class InstanceActor(PooledActor):
                 TAG_CLUSTER: context.cluster_id,
                 TAG_CONFIG_HASH: self.spec.config_hash,
                 TAG_LOGICAL_ID: self.logical_id,
+                TAG_CREATED: f"{time.time():.3f}",
             },
             logical_id=None if self.spec.is_sized else self.logical_id,
         )
@@ -818,7 +836,7 @@ class InstanceActor(PooledActor):
             phase=self.phase,
             instance_id=owned.id if owned else None,
             config_hash=hash_of(owned) if owned else None,
-            since=self.started_at,
+            since=self.created_at,
             reason=self.reason if self.phase in _REASONED or self.outgoing else "",
             outgoing=self.outgoing.id if self.outgoing is not None else None,
             ready_at=self.ready_at if self.phase is Phase.RUNNING else None,

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from typing import Any
 
 import pykka
@@ -43,7 +44,14 @@ from infrakit.rollout import Rollout
 from infrakit.rollout import rollback as rollback_of
 from infrakit.spec import TAG_PROTECTED, GroupSpec
 from infrakit.spi import Description, PluginError
-from infrakit.spi.instance import TAG_CLUSTER, TAG_GROUP, Changes, Sweepable
+from infrakit.spi.instance import (
+    TAG_CLUSTER,
+    TAG_GROUP,
+    TAG_LOGICAL_ID,
+    TAG_MOVING_TO,
+    Changes,
+    Sweepable,
+)
 from infrakit.views import GroupRecord, GroupView, Views
 
 log = logging.getLogger(__name__)
@@ -197,6 +205,11 @@ class Reconciler(SupervisedActor):
         self._describe_failing: str | None = None
         self._sweep_failed: str | None = None
         self._foreign: frozenset[str] = frozenset()
+        # Scale-in: why the plugin cannot relabel (then the highest slots go, until a commit);
+        # instances moved, by ID, until a look shows their new tag; why each target was freed.
+        self._cannot_move: str | None = None
+        self._moved: dict[str, str] = {}
+        self._freed: dict[str, str] = {}
         self._timer: Handle | None = None
         self._next_tick = 0.0
         self._tick_cost = 0.0
@@ -293,6 +306,7 @@ class Reconciler(SupervisedActor):
             self._event(events.ROLLING, f"rolling update resumed at {old.done}/{old.total}")
         self.spec, self.rollout = spec, rollout
         self._notes.clear()
+        self._cannot_move = None  # a commit tries moving again
         if self.destroying:
             self.destroying = False
             self._apply_holds(lifted=False)
@@ -430,7 +444,7 @@ class Reconciler(SupervisedActor):
             self._schedule(spec.properties.health.interval)
             return
         self._describe_failing = None
-        members = self._ours(described)
+        members = self._as_moved(self._ours(described))
         self._unknown.clear()
         # Nothing happened and nothing changed: nothing to plan or tell (a plugin returns the
         # same description objects for unchanged instances, so this is cheap).
@@ -440,8 +454,19 @@ class Reconciler(SupervisedActor):
             self.members = members
             holds = NO_HOLDS if self.destroying else self.holds
             plan = planner.plan(
-                spec, members, self.status, now=time.time(), rollout=self.rollout, holds=holds
+                spec,
+                members,
+                self.status,
+                now=time.time(),
+                rollout=self.rollout,
+                holds=holds,
+                can_move=self._cannot_move is None,
             )
+            if not self._move(plan):
+                # A Label failed, perhaps after it took effect: act on a fresh look only.
+                self._dirty = True
+                self._schedule(0.0)
+                return
             self._start(plan, spec, started)
             self._dispatch(plan, started)
             self._follow_rollout(spec, plan)
@@ -492,9 +517,12 @@ class Reconciler(SupervisedActor):
                 continue
             self._sent[lid] = observation
             self._tell(ref, Observe(observation, taken_at))
+        victims = dict(plan.victims)
         for lid in plan.retire:
             ref = self.refs.get(lid)
             if ref is not None:
+                if lid in victims:
+                    self._say_victim(lid, victims[lid], plan)
                 self._tell(ref, Retire())
                 self._set_status(lid, SlotStatus(Phase.RETIRING))
         for lid in plan.release:
@@ -578,6 +606,81 @@ class Reconciler(SupervisedActor):
         if self.hooks.on_rollback is not None:
             self.hooks.on_rollback(spec, reverse)  # stored, then told back to us as an update
         self._update(spec, reverse)
+
+    def _move(self, plan: planner.Plan) -> bool:
+        """Carry out the plan's scale-in moves: a survivor whose target slot is empty is
+        relabelled into it, and its old slot's actor released (it leaves, destroying nothing);
+        one whose target's victim goes now is first tagged with its target, which proves that
+        the plugin can relabel before anything is destroyed. False if a Label failed: the
+        group then removes its highest slots instead (until the next commit)."""
+        if not plan.moves or not self.context.fence():
+            return True
+        victims = dict(plan.victims)
+        for move in plan.moves:
+            if move.ready:
+                labels = {TAG_LOGICAL_ID: move.target, TAG_MOVING_TO: move.target}
+            elif move.target in victims:
+                labels = {TAG_MOVING_TO: move.target}
+            else:
+                continue  # the target's victim is on its way out
+            try:
+                self.context.instance_plugin.label(move.instance, labels)
+            except PluginError as error:
+                self._cannot_move = str(error)
+                self._event(
+                    events.MOVE_REFUSED,
+                    f"cannot move {move.source} ({move.instance}) to {move.target}: the instance"
+                    f" plugin cannot relabel ({error}); scaling in by removing the highest slots",
+                )
+                self._publish_view()
+                return False
+            if not move.ready:
+                self._freed[move.target] = move.why
+                continue
+            why = self._freed.pop(move.target, move.why)
+            self._moved[move.instance] = move.target
+            self._event(
+                events.MOVED,
+                f"moved {move.source} ({move.instance}) to {move.target}: {why}",
+                logical_id=move.target,
+                instance=move.instance,
+            )
+            ref = self.refs.get(move.source)
+            if ref is not None:
+                self._tell(ref, Release())
+                self._set_status(move.source, SlotStatus(Phase.RETIRING))
+            self._look_soon()
+        return True
+
+    def _as_moved(self, members: list[Description]) -> list[Description]:
+        """`members` with the instances this reconciler moved carrying their new slot, until
+        the plugin's own description says so (a plugin may describe tags a little late)."""
+        if not self._moved:
+            return members
+        seen = {member.id: member for member in members}
+        for instance_id, lid in list(self._moved.items()):
+            found = seen.get(instance_id)
+            if found is None or found.tags.get(TAG_LOGICAL_ID) == lid:
+                del self._moved[instance_id]
+        if not self._moved:
+            return members
+        return [
+            dataclass_replace(m, tags={**m.tags, TAG_LOGICAL_ID: self._moved[m.id]})
+            if m.id in self._moved
+            else m
+            for m in members
+        ]
+
+    def _say_victim(self, lid: str, why: str, plan: planner.Plan) -> None:
+        owned = plan.observations[lid].owned if lid in plan.observations else None
+        instance = owned.id if owned is not None else None
+        what = f"{lid} ({instance})" if instance else lid
+        self._event(
+            events.SCALE_IN,
+            f"scale-in removes {what}: {why}",
+            logical_id=lid,
+            instance=instance,
+        )
 
     def _track_protected(self, plan: planner.Plan) -> None:
         """Say (once per change) that scale-in leaves protected instances in place."""
@@ -705,6 +808,11 @@ class Reconciler(SupervisedActor):
         found.extend(holds_words(self.spec.id, self.holds))
         if self._held:
             found.append(f"{len(self._held)} instances unhealthy: not replacing them")
+        if self._cannot_move is not None:
+            found.append(
+                "scale-in removes the highest slots: the instance plugin cannot relabel"
+                f" ({self._cannot_move})"
+            )
         if self._protected:
             found.append(
                 f"{', '.join(self._protected)} kept beyond the group's size: protected"
@@ -737,8 +845,22 @@ class Reconciler(SupervisedActor):
         with contextlib.suppress(pykka.ActorDeadError):
             ref.tell(message)
 
-    def _event(self, kind: str, message: str) -> None:
-        self.context.publish(events.Event(group=self.spec.id, kind=kind, message=message))
+    def _event(
+        self,
+        kind: str,
+        message: str,
+        logical_id: str | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self.context.publish(
+            events.Event(
+                group=self.spec.id,
+                kind=kind,
+                message=message,
+                logical_id=logical_id,
+                instance=instance,
+            )
+        )
 
     def __str__(self) -> str:
         return f"Reconciler({self.spec.id})"
