@@ -117,3 +117,4 @@ def test_oldest_and_newest_by_creation_and_a_protected_instance_never(home: Path
             what="a3 gone, a2 moved into surge-1",
         )
     assert len(recorder.of("provisioned")) == provisioned, recorder.lines()
+    assert a1 not in ready.live() and a3 not in ready.live()
