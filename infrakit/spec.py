@@ -259,7 +259,9 @@ class Update(_Model):
     `MaxUnavailable` (older name: `MaxParallel`) bounds the wanted instances out of service
     at once, `MaxSurge` the extra instances a sized group may run to replace old ones before
     removing them (make-before-break); both default to Kubernetes' values for a group that
-    gives only `MaxParallel`: no surge, one unavailable.
+    gives only `MaxParallel`: no surge, one unavailable. `TerminationPolicy` orders both the
+    stale instances a rollout replaces and the instances a Size decrease removes (after the
+    outdated and those out of service).
     """
 
     max_parallel: int | None = Field(default=None, alias="MaxParallel", ge=1, le=MAX_COUNT)
