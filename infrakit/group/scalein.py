@@ -78,8 +78,7 @@ def choose(
     removed instead, and its slot provisioned. `kept` are the surplus slots never removed
     (protected, standby).
     """
-    wanted = [lid for lid in spec.logical_ids() if lid not in standby]
-    if not spec.is_sized or not wanted:
+    if not spec.is_sized:
         return NOTHING
 
     def leaving(lid: LogicalID) -> bool:
@@ -91,7 +90,10 @@ def choose(
         for lid in surplus
         if lid not in kept and not leaving(lid) and observations[lid].owned is not None
     ]
-    if not movable:
+    if not movable:  # the common case: nothing beyond the size, and nothing more to do
+        return NOTHING
+    wanted = [lid for lid in spec.logical_ids() if lid not in standby]
+    if not wanted:
         return NOTHING
     free = [lid for lid in wanted if observations[lid].owned is None and lid not in status]
     departing = [lid for lid in wanted if leaving(lid)]
