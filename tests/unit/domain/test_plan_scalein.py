@@ -5,33 +5,11 @@ from the instances' tags alone."""
 
 from __future__ import annotations
 
-from typing import Any
+from test_plan_surge import group, member
 
 from infrakit.group.plan import Phase, SlotStatus, plan
-from infrakit.spec import TAG_PROTECTED, GroupSpec, parse_group
+from infrakit.spec import TAG_PROTECTED, GroupSpec
 from infrakit.spi import Description
-from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_GROUP, TAG_LOGICAL_ID
-
-
-def group(size: int, note: str = "v1", **update: Any) -> GroupSpec:
-    return parse_group(
-        {
-            "ID": "g",
-            "Properties": {
-                "Allocation": {"Size": size},
-                "Instance": {"Plugin": "instance-file", "Properties": {"Note": note}},
-                "Flavor": {"Plugin": "flavor-vanilla"},
-                "Update": update,
-            },
-        }
-    )
-
-
-def member(iid: str, lid: str, spec: GroupSpec, **tags: str) -> Description:
-    return Description(
-        id=iid,
-        tags={TAG_GROUP: "g", TAG_CONFIG_HASH: spec.config_hash, TAG_LOGICAL_ID: lid, **tags},
-    )
 
 
 def running(spec: GroupSpec, count: int) -> tuple[list[Description], dict[str, SlotStatus]]:
