@@ -286,6 +286,7 @@ class InstanceActor(PooledActor):
         self.failures = 0
         self.retry_pending = False
         self.retiring = False
+        self.released = False  # left the group leaving its instance alone: destroys nothing
         self._reported: SlotStatus | None = None
         self._generation = 0  # of the owned instance, so that old checks are told apart
         self._checking = False
@@ -342,6 +343,8 @@ class InstanceActor(PooledActor):
     # -- behaviour ------------------------------------------------------------------------
 
     def _observe(self, message: Observe) -> None:
+        if self.released:
+            return  # an observation sent before the release still shows the instance
         observation = message.observation
         if message.taken_at < self.acted_at and not self._shows_mine(observation):
             return  # the look began before our last action and does not show its result
@@ -594,6 +597,9 @@ class InstanceActor(PooledActor):
         self._report()
 
     def _retire(self) -> None:
+        if self.released:
+            self._report()
+            return
         self.retiring = True
         if self.phase is not Phase.RETIRING:
             self.phase = Phase.RETIRING
@@ -607,8 +613,9 @@ class InstanceActor(PooledActor):
             self._report()
 
     def _release(self) -> None:
-        """Leave the group, leaving its instance alone (it is protected)."""
-        self.retiring = True
+        """Leave the group, leaving its instance alone (protected, or moved to another slot);
+        nothing told to it afterwards destroys anything."""
+        self.retiring = self.released = True
         self.owned, self.outgoing, self.extras = None, None, ()
         self._to_remove.clear()
         self.phase = Phase.RETIRED

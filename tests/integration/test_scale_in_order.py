@@ -75,7 +75,8 @@ def test_scale_in_removes_the_outdated_and_the_unhealthy_and_moves_the_rest(home
         after = settled(runtime, ready, 3)
         activity = [entry["What"] for entry in runtime.group_activity(GROUP)]
     later = recorder.events[seen:]
-    assert set(after.values()) == {before["surge-2"], before["surge-3"], before["surge-4"]}
+    kept = {before["surge-2"], before["surge-3"], before["surge-4"]}
+    assert set(after.values()) == kept, f"{before} -> {after}:\n{recorder.lines()}"
     assert after["surge-2"] == before["surge-2"]
     assert not [e for e in later if e.kind == "provisioned"], recorder.lines()
     said = {e.logical_id: e.message for e in later if e.kind == "scale-in"}
