@@ -26,7 +26,7 @@ from infrakit.group.slots import is_protected as is_protected
 from infrakit.rollout import Rollout
 from infrakit.spec import GroupSpec
 from infrakit.spi.group import PROCESSES as _PROCESSES
-from infrakit.spi.instance import TAG_LOGICAL_ID, Description
+from infrakit.spi.instance import TAG_CREATED, TAG_LOGICAL_ID, Description
 
 
 @dataclass(frozen=True)
@@ -620,7 +620,11 @@ def commit_plan(
     sized = new.is_sized and current.is_sized
     resize = f"size {len(old_ids)} -> {len(new_ids)}"
     changes: list[PlannedChange] = []
+    moving = _pretend_moves(current, new, members)
     for lid in new_ids:
+        if lid in moving:
+            changes.append(moving[lid])
+            continue
         if lid not in old_set:
             changes.append(
                 PlannedChange(lid, "add", resize if sized else "new in Allocation.LogicalIDs")
@@ -641,7 +645,49 @@ def commit_plan(
     for lid in old_ids:
         if lid in new_set:
             continue
+        if lid in moving:
+            changes.append(moving[lid])
+            continue
         found = old_by_lid.get(lid, [])
         reason = resize if sized else "not in Allocation.LogicalIDs any more"
         changes.append(PlannedChange(lid, "remove", reason, found[0].id if found else None))
     return tuple(changes)
+
+
+def _pretend_moves(
+    current: GroupSpec, new: GroupSpec, members: Sequence[Description]
+) -> dict[LogicalID, PlannedChange]:
+    """What a Size decrease's moves do, per logical ID: a wanted slot's instance removed (an
+    outdated one, or by TerminationPolicy) and the survivor that moves into its slot. Health is
+    the runtime's to know when it happens: every instance is taken as healthy here."""
+    if not (current.is_sized and new.is_sized) or len(new.logical_ids()) >= len(members):
+        return {}
+    by_lid, surplus = assign(new, members, {})
+    observations = {lid: _pick_owned(found, None, new) for lid, found in by_lid.items()}
+    observations.update({lid: _pick_owned(found, None, new) for lid, found in surplus.items()})
+    status = {}
+    for lid, found in observations.items():
+        owned = found.owned
+        if owned is not None:
+            status[lid] = SlotStatus(Phase.RUNNING, owned.id, since=_created(owned))
+    kept = {lid for lid, found in surplus.items() if any(map(is_protected, found))}
+    choice = choose(new, observations, sorted(surplus), status, kept, frozenset())
+    why = dict(choice.victims)
+    resize = f"size {len(current.logical_ids())} -> {len(new.logical_ids())}"
+    changes: dict[LogicalID, PlannedChange] = {}
+    for move in choice.moves:
+        victim = observations[move.target].owned
+        reason = f"{resize}: {why.get(move.target, 'empty')}; {move.instance} moves in"
+        victim_id = victim.id if victim is not None else None
+        changes[move.target] = PlannedChange(move.target, "remove", reason, victim_id)
+        changes[move.source] = PlannedChange(
+            move.source, "keep", f"{resize}: moves to {move.target}", move.instance
+        )
+    return changes
+
+
+def _created(member: Description) -> float:
+    try:
+        return float(member.tags.get(TAG_CREATED, ""))
+    except ValueError:
+        return 0.0

@@ -94,3 +94,18 @@ def test_an_instance_still_at_an_older_config_is_replaced_by_the_same_spec() -> 
         ("keep", f"config {new.config_hash[:8]}"),
         ("replace", f"config {old.config_hash[:8]} -> {new.config_hash[:8]}"),
     ]
+
+
+def test_a_size_decrease_shows_the_outdated_instance_going_and_a_survivor_moving_in() -> None:
+    old, spec = group(3, note="v0"), group(3)
+    found = members(spec)
+    found[0] = Description(id="i-g-0", tags={**found[0].tags, TAG_CONFIG_HASH: old.config_hash})
+    plan = {c["LogicalID"]: c for c in planned(spec, group(2), found)}
+    assert plan["g-0"] == {
+        "LogicalID": "g-0",
+        "Action": "remove",
+        "Reason": "size 3 -> 2: outdated config; i-g-2 moves in",
+        "Instance": "i-g-0",
+    }
+    assert (plan["g-2"]["Action"], plan["g-2"]["Reason"]) == ("keep", "size 3 -> 2: moves to g-0")
+    assert plan["g-1"]["Action"] == "keep"
