@@ -260,7 +260,7 @@ def plan(
         rollout = Rollout(target=spec.config_hash, since=now)
     paused = rollout.paused if rollout is not None else None
     operator_paused = rollout is not None and rollout.held  # healing goes on
-    held_steps = holds.stops_rollouts
+    held_steps = holds.stops_rollouts or scale.deciding
     # AutoPromote waits while the rollout is paused or held, as everything else does.
     auto = update.auto_promote if paused is None and not held_steps else None
     canary = _canary_phase(rollout, (update.canary, auto), stale_lids, in_flight, set(wanted), now)
@@ -356,7 +356,7 @@ def plan(
     failing = paused is not None and not operator_paused
     if sick and (failing or len(sick) + healing > health.max_unhealthy_of(len(counted))):
         held = tuple(sick)
-    elif not holds.stops_healing:
+    elif not holds.stops_healing and not scale.deciding:
         room = health.max_in_flight_of(len(wanted)) - healing
         replace.extend((lid, REASON_UNHEALTHY) for lid in sick[: max(0, room)])
 

@@ -46,12 +46,14 @@ class Move:
 class ScaleIn:
     """The choice: `victims` (slot, why) whose instance goes, `moves`, the surplus slots kept
     for now (`keep`: movers, or not yet reported) and the empty wanted slots not to provision
-    (`wait`: a survivor moves in)."""
+    (`wait`: a survivor moves in); `deciding` while actors have yet to report, during which
+    no instance is replaced either (one of them may be a victim)."""
 
     victims: tuple[tuple[LogicalID, str], ...] = ()
     moves: tuple[Move, ...] = ()
     keep: frozenset[LogicalID] = frozenset()
     wait: frozenset[LogicalID] = frozenset()
+    deciding: bool = False  # waiting for actors' reports: replace nothing meanwhile
 
 
 NOTHING = ScaleIn()
@@ -99,7 +101,7 @@ def choose(
     departing = [lid for lid in wanted if leaving(lid)]
     filled = [lid for lid in wanted if observations[lid].owned is not None and not leaving(lid)]
     if any(_unreported(status.get(lid)) for lid in (*filled, *movable)):
-        return ScaleIn(keep=frozenset(movable), wait=frozenset(free))
+        return ScaleIn(keep=frozenset(movable), wait=frozenset(free), deciding=True)
     protected = [lid for lid in filled if is_protected(_owned(observations, lid))]
     candidates = [lid for lid in filled if lid not in protected] + movable
     room = len(filled) + len(free) + len(departing) - len(protected)

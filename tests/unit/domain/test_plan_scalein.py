@@ -5,11 +5,15 @@ from the instances' tags alone."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_plan import World
 from test_plan_surge import group, member
 
 from infrakit.group.plan import Phase, SlotStatus, plan
 from infrakit.spec import TAG_PROTECTED, GroupSpec
 from infrakit.spi import Description
+from infrakit.spi.instance import TAG_LOGICAL_ID
 
 
 def running(spec: GroupSpec, count: int) -> tuple[list[Description], dict[str, SlotStatus]]:
@@ -142,3 +146,42 @@ def test_a_moved_instance_is_never_destroyed_by_its_old_slot() -> None:
     }
     result = plan(spec, members, status, now=1.0, can_move=False)
     assert result.retire == () and result.release == ("g-2",) and result.start == ("g-1",)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=2, max_value=7),
+    st.data(),
+)
+def test_any_scale_in_with_a_restart_anywhere_keeps_the_survivors(
+    size: int, data: st.DataObject
+) -> None:
+    """From `size` running instances (at most as many outdated as go) down to a smaller size,
+    with every actor
+    forgotten at one tick (a runtime killed and started again): the group ends with exactly the
+    new size, in its slots, nothing provisioned, and the outdated ones gone first."""
+    smaller = data.draw(st.integers(min_value=0, max_value=size - 1))
+    outdated = data.draw(st.sets(st.integers(0, size - 1), max_size=size - smaller))
+    restart_at = data.draw(st.integers(0, 12))
+    spec, old = group(smaller), group(smaller, note="v0")
+    world = World(spec=spec)
+    for n in range(size):
+        made = old if n in outdated else spec
+        world.instances[f"i{n}"] = member(f"i{n}", f"g-{n}", made)
+        world.status[f"g-{n}"] = SlotStatus(Phase.RUNNING, f"i{n}", made.config_hash)
+    before = set(world.instances)
+    result = None
+    for now in range(1, 40):
+        if now == restart_at:
+            world.status = {}
+        result, _, _ = world.tick(float(now))
+        assert set(world.instances) <= before, "an instance was provisioned"
+        if result.converged and now > restart_at:
+            break
+    assert result is not None and result.converged
+    lids = sorted(m.tags[TAG_LOGICAL_ID] for m in world.instances.values())
+    assert lids == sorted(f"g-{n}" for n in range(smaller))
+    gone = before - set(world.instances)
+    assert len(gone) == size - smaller
+    old_ones = {f"i{n}" for n in outdated}
+    assert old_ones <= gone
