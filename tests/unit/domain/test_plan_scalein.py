@@ -118,6 +118,22 @@ def test_nothing_is_chosen_before_every_actor_has_reported() -> None:
     assert [(m.source, m.target, m.ready) for m in reported.moves] == [("g-3", "g-0", True)]
 
 
+def test_nothing_is_replaced_while_the_scale_in_waits_for_reports() -> None:
+    """After a restart, the outdated g-0 is not rolled before g-1 has reported: it is the
+    victim once g-1 has, and replacing it first would make an instance only to remove one."""
+    spec, old = group(1), group(1, note="v0")
+    members = [member("i0", "g-0", old), member("i1", "g-1", spec)]
+    status = {
+        "g-0": SlotStatus(Phase.RUNNING, "i0", old.config_hash),
+        "g-1": SlotStatus(Phase.PENDING),
+    }
+    waiting = plan(spec, members, status, now=1.0)
+    assert waiting.replace == () and waiting.retire == ()
+    status["g-1"] = SlotStatus(Phase.RUNNING, "i1", spec.config_hash)
+    decided = plan(spec, members, status, now=2.0)
+    assert decided.victims == (("g-0", "outdated config"),) and decided.replace == ()
+
+
 def test_a_survivor_not_running_is_removed_and_its_slot_provisioned() -> None:
     spec = group(3)
     members = [member(f"i{n}", f"g-{n}", spec) for n in (1, 2, 3)]
