@@ -33,6 +33,7 @@ from actors.workpool import Lane, Outcome
 from infrakit import events
 from infrakit.duration import format_duration
 from infrakit.group.plan import NO_HOLDS, Holds, Observation, Phase, SlotStatus, hash_of
+from infrakit.group.slots import created
 from infrakit.spec import GroupSpec
 from infrakit.spi import Description, FlavorPlugin, Health, InstancePlugin, PluginError, Spec
 from infrakit.spi.flavor import ProbesHealth
@@ -241,15 +242,6 @@ class FirstStart:
         return observe
 
 
-def created_at(instance: Description) -> float:
-    """When `instance` was made (its `infrakit.created` tag), else now: an instance made
-    before the tag existed is as old as its adoption."""
-    try:
-        return float(instance.tags[TAG_CREATED])
-    except (KeyError, ValueError):
-        return time.time()
-
-
 class InstanceActor(PooledActor):
     """Keeps one logical instance of a group alive.
 
@@ -442,7 +434,8 @@ class InstanceActor(PooledActor):
         self.owned = instance
         self.existed = True
         self.started_at = time.monotonic()
-        self.created_at = created_at(instance)
+        # An instance made before the tag existed is as old as its adoption.
+        self.created_at = created(instance) or time.time()
         self.unhealthy_checks = 0
         self._generation += 1
         self._checking = False

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from infrakit.group.scalein import Move, ScaleIn, choose
 from infrakit.group.slots import IN_SERVICE as IN_SERVICE
-from infrakit.group.slots import LEAVING
+from infrakit.group.slots import LEAVING, created
 from infrakit.group.slots import LogicalID as LogicalID
 from infrakit.group.slots import Observation as Observation
 from infrakit.group.slots import Phase as Phase
@@ -26,7 +26,7 @@ from infrakit.group.slots import is_protected as is_protected
 from infrakit.rollout import Rollout
 from infrakit.spec import GroupSpec
 from infrakit.spi.group import PROCESSES as _PROCESSES
-from infrakit.spi.instance import TAG_CREATED, TAG_LOGICAL_ID, Description
+from infrakit.spi.instance import TAG_LOGICAL_ID, Description
 
 
 @dataclass(frozen=True)
@@ -669,7 +669,7 @@ def _pretend_moves(
     for lid, found in observations.items():
         owned = found.owned
         if owned is not None:
-            status[lid] = SlotStatus(Phase.RUNNING, owned.id, since=_created(owned))
+            status[lid] = SlotStatus(Phase.RUNNING, owned.id, since=created(owned) or 0.0)
     kept = {lid for lid, found in surplus.items() if any(map(is_protected, found))}
     choice = choose(new, observations, sorted(surplus), status, kept, frozenset())
     why = dict(choice.victims)
@@ -684,10 +684,3 @@ def _pretend_moves(
             move.source, "keep", f"{resize}: moves to {move.target}", move.instance
         )
     return changes
-
-
-def _created(member: Description) -> float:
-    try:
-        return float(member.tags.get(TAG_CREATED, ""))
-    except ValueError:
-        return 0.0

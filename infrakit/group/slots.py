@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from infrakit.spec import TAG_PROTECTED, GroupSpec
-from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_CONFIG_SHA_OLD, Description
+from infrakit.spi.instance import TAG_CONFIG_HASH, TAG_CONFIG_SHA_OLD, TAG_CREATED, Description
 
 LogicalID = str
 
@@ -78,3 +78,12 @@ def is_current(member: Description, spec: GroupSpec) -> bool:
 def is_protected(member: Description) -> bool:
     """True when the instance is tagged `infrakit.protected=true` (never removed to scale in)."""
     return member.tags.get(TAG_PROTECTED, "").strip().lower() == "true"
+
+
+def created(member: Description) -> float | None:
+    """When the instance was made (its `infrakit.created` tag, UTC epoch seconds); None for
+    one made before the tag existed, or by another tool."""
+    try:
+        return float(member.tags[TAG_CREATED])
+    except (KeyError, ValueError):
+        return None
