@@ -88,11 +88,11 @@ def converged(run: Run, files: Files, size: int) -> dict[str, str]:
     """Wait until slots 0..size-1 hold one instance each and the group says it converged."""
 
     def done() -> dict[str, str] | None:
-        found = files.census()
-        if sorted(found) != [f"{GROUP}-{n}" for n in range(size)]:
-            return None
         out = run.cli("group", "describe", GROUP, "--json")
-        return found if out.returncode == 0 and json.loads(out.stdout)["Converged"] else None
+        if out.returncode != 0 or not json.loads(out.stdout)["Converged"]:
+            return None
+        found = files.census()  # after the group said so: not a moment before it changed
+        return found if sorted(found) == [f"{GROUP}-{n}" for n in range(size)] else None
 
     return wait_for(done, what=f"{size} instances in slots 0..{size - 1}, converged")
 

@@ -29,12 +29,12 @@ def settled(runtime: Runtime, ready: Ready, size: int) -> dict[str, str]:
     and says it converged; its slots then."""
 
     def done() -> dict[str, str] | None:
-        found = slots(runtime)
+        if not runtime.describe(GROUP)["Converged"]:
+            return None
+        found = slots(runtime)  # after the group said so: not a moment before it changed
         if sorted(found) != [f"{GROUP}-{n}" for n in range(size)]:
             return None
-        if ready.live() != set(found.values()) or not runtime.describe(GROUP)["Converged"]:
-            return None
-        return found
+        return found if ready.live() == set(found.values()) else None
 
     return wait_for(done, what=f"{size} instances in slots 0..{size - 1}")
 
