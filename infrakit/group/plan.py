@@ -414,6 +414,8 @@ def _moved_away(
 ) -> list[LogicalID]:
     """Of `lids`, the actors whose instance is now another slot's (a scale-in moved it there):
     they are released, never retired, so that the instance they still think theirs lives on."""
+    if not lids:
+        return []
     owner = {found.owned.id: lid for lid, found in observations.items() if found.owned is not None}
     moved = []
     for lid in lids:

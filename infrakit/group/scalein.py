@@ -102,17 +102,18 @@ def choose(
     filled = [lid for lid in wanted if observations[lid].owned is not None and not leaving(lid)]
     if any(_unreported(status.get(lid)) for lid in (*filled, *movable)):
         return ScaleIn(keep=frozenset(movable), wait=frozenset(free), deciding=True)
-    protected = [lid for lid in filled if is_protected(_owned(observations, lid))]
+    protected = {lid for lid in filled if is_protected(_owned(observations, lid))}
     candidates = [lid for lid in filled if lid not in protected] + movable
     room = len(filled) + len(free) + len(departing) - len(protected)
+    surplus_set = set(movable)
     fit = {lid for lid in movable if _fit(status[lid])}
-    key = _victim_key(spec, observations, status, set(movable) - fit)
+    key = _victim_key(spec, observations, status, surplus_set - fit)
     ranked = sorted(candidates, key=key)
     cut = max(0, len(ranked) - room)
     victims, survivors = ranked[:cut], ranked[cut:]
     movers = sorted((lid for lid in survivors if lid in fit), key=slot_number, reverse=True)
-    unfit = [lid for lid in survivors if lid in movable and lid not in fit]
-    wanted_victims = sorted((lid for lid in victims if lid not in movable), key=slot_number)
+    unfit = [lid for lid in survivors if lid in surplus_set and lid not in fit]
+    wanted_victims = sorted((lid for lid in victims if lid not in surplus_set), key=slot_number)
     targets = sorted(free, key=slot_number) + sorted(departing, key=slot_number) + wanted_victims
     reasons = {lid: _reason(spec, observations, status, lid) for lid in (*victims, *unfit)}
     moves = []
@@ -125,7 +126,7 @@ def choose(
         moves.append(Move(source, target, owned.id, ready=target in free, why=why))
     paired = {move.target for move in moves}
     # A victim in a wanted slot goes only when a survivor moves in: else it stays (for now).
-    chosen = [lid for lid in (*victims, *unfit) if lid in movable or lid in paired]
+    chosen = [lid for lid in (*victims, *unfit) if lid in surplus_set or lid in paired]
     return ScaleIn(
         victims=tuple((lid, reasons[lid]) for lid in chosen),
         moves=tuple(moves),
