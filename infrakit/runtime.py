@@ -33,13 +33,14 @@ from actors.election.file import FileElection
 from actors.http_rpc import HttpRpcServer
 from actors.pooled import ActorPool, default_pool
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
-from actors.rpc_errors import AddressInUse, RpcError
+from actors.rpc_errors import RpcError
 from actors.workpool import WorkPool
 from infrakit import events
 from infrakit.activity import ActivityLog
 from infrakit.endpoints import connectable, exposed
 from infrakit.eventlog import EventLog
 from infrakit.events import Event, EventBus
+from infrakit.home_sockets import HomeSockets
 from infrakit.launcher import LaunchedPlugin
 from infrakit.manager.actor import CALL_TIMEOUT, ManagerActor
 from infrakit.manager.localstate import (
@@ -183,13 +184,15 @@ class Runtime:
         self._launcher = Launcher.of_this_process(secrets.token_hex(6))
         # tcp:// servers run all the time; ipc:// ones (this home's socket among them) too,
         # but never on a path another live server holds (a runtime on the same home): those
-        # are claimed once free, by `_keep_sockets`. The event publisher, the served plugins
+        # are claimed once free (home_sockets.py). The event publisher, the served plugins
         # and the HTTP socket run only while leading.
         self._servers: list[RpcServer] = []
-        self._local_servers: dict[str, RpcServer] = {}
-        self._sockets_lock = threading.Lock()
-        self._sockets_stop = threading.Event()
-        self._sockets_thread: threading.Thread | None = None
+        self._home_sockets = HomeSockets(
+            self._local_endpoints(),
+            self._serve,
+            self._leader_elsewhere,
+            every=min(1.0, config.manager.poll),
+        )
         self._forward: Forwarder | None = None
         self._http_server: HttpRpcServer | None = None
         self._publisher: EventPublisher | None = None
@@ -284,7 +287,7 @@ class Runtime:
         self._root = start_child_actor(root, None)
         with contextlib.suppress(RuntimeError, pykka.ActorDeadError):
             self._manager = self._current_manager()
-        self._start_keeping_sockets()
+        self._home_sockets.start()
         deadline = time.monotonic() + wait_for_leadership
         while time.monotonic() < deadline and not self.is_leader():
             time.sleep(0.02)
@@ -296,7 +299,7 @@ class Runtime:
         activity, self.activity = self.activity, None
         if activity is not None:
             activity.stop()  # written while still leading: a follower writes nothing
-        self._stop_keeping_sockets()
+        self._home_sockets.stop()
         self._stop_servers()
         if root is not None:
             with contextlib.suppress(pykka.ActorDeadError):
@@ -349,7 +352,7 @@ class Runtime:
             lost.append(f"the timer thread ({self._scheduler.name}) died")
         if self._pool is not None and not self._pool.alive:
             lost.append(f"the actor pool ({self._pool.name}) died")
-        for server in [*self._servers, *list(self._local_servers.values())]:
+        for server in [*self._servers, *self._home_sockets.servers()]:
             if not server.running:
                 lost.append(f"the Group API server at {server.endpoint} died")
         lost.extend(self.served.died())
@@ -838,61 +841,12 @@ class Runtime:
         wanted = [e for e in self.listen if e.startswith("ipc://")]
         return wanted if self.home_endpoint in wanted else [*wanted, self.home_endpoint]
 
-    def _start_keeping_sockets(self) -> None:
-        self._claim_sockets()
-        self._sockets_stop.clear()
-        every = min(1.0, self.config.manager.poll)
-        self._sockets_thread = threading.Thread(
-            target=self._keep_sockets, args=(every,), name="group-sockets", daemon=True
-        )
-        self._sockets_thread.start()
-
-    def _keep_sockets(self, every: float) -> None:
-        """Claim each ipc:// socket once no live server holds it (another runtime on this
-        home stopped or died), every `every` seconds; never stops on a failure."""
-        while not self._sockets_stop.wait(every):
-            try:
-                self._claim_sockets()
-            except Exception:
-                log.exception("cannot look after the Group API's sockets")
-
-    def _claim_sockets(self) -> None:
-        """Serve each ipc:// endpoint that no live server holds. A follower gives up (and
-        never claims) the one the leader advertises: the leader is on this home and serves
-        its own location there."""
-        with self._sockets_lock:
-            if self._root is None or self._sockets_stop.is_set():
-                return
-            election = self._election
-            leading = self.is_leader() or (election is not None and election.is_leader())
-            leader = None if leading else self.leader_location()
-            for endpoint in self._local_endpoints():
-                server = self._local_servers.get(endpoint)
-                if endpoint == leader:
-                    if server is not None:
-                        log.info("the leader serves at %s, on this home: leaving it", endpoint)
-                        del self._local_servers[endpoint]
-                        server.stop()
-                    continue
-                if server is not None and server.running:
-                    continue
-                try:
-                    self._local_servers[endpoint] = self._serve(endpoint)
-                except AddressInUse:
-                    continue  # another runtime on this home serves it: not ours to take
-                except OSError as error:
-                    log.error("cannot serve the Group API at %s: %s", endpoint, error)
-
-    def _stop_keeping_sockets(self) -> None:
-        self._sockets_stop.set()
-        thread, self._sockets_thread = self._sockets_thread, None
-        if thread is not None:
-            thread.join(timeout=10.0)
-        with self._sockets_lock:
-            servers = list(self._local_servers.values())
-            self._local_servers.clear()
-        for server in servers:
-            server.stop()
+    def _leader_elsewhere(self) -> str | None:
+        """Where the leader is, unless this runtime leads (or is about to: its election won)."""
+        election = self._election
+        if self.is_leader() or (election is not None and election.is_leader()):
+            return None
+        return self.leader_location()
 
     def _forwarded(self, method: str, params: dict[str, Any]) -> Any:
         """A follower's call sent on to the leader (`Forwarder`), once there is one to send
@@ -1032,7 +986,7 @@ class Runtime:
 
     def _start_leader_servers(self) -> None:
         self._stop_leader_servers()  # a manager that crashed while leading never said "lost"
-        self._claim_sockets()  # a socket a follower on this home gave up for us
+        self._home_sockets.claim()  # a socket a follower on this home gave up for us
         if self.http_path is not None:
             handlers = go_group_handlers(self.group_plugin)
             try:
