@@ -54,6 +54,7 @@ GROUP_ENV = "CHAOS_GROUP"  # ... and which group made it (the process plugin set
 ROUND_DEADLINE = MIN_DEADLINE  # a round that has not settled by then has failed
 CALL_TIMEOUT = 5.0
 CONFIG = "infrakit.config.hash"
+LOGICAL_ID = "infrakit.logical_id"
 
 
 @dataclass
@@ -176,14 +177,28 @@ class Managers:
         return "\n".join(tails)
 
 
-def census(token: str) -> list[tuple[str, str, int]]:
+def census(token: str, state: Path) -> list[tuple[str, str, int]]:
     """(group, slot, PID) of every live process carrying the test's token, whatever any
-    record says: what really runs."""
+    manager says: what really runs. Its slot is the one its record in the process plugin's
+    `state` carries (a scale-in moves an instance to another slot by relabelling it, and a
+    process's environment cannot change), else, unrecorded, the one it was started in."""
     return [
-        (env.get(GROUP_ENV, "?"), env.get("INFRAKIT_LOGICAL_ID", "?"), pid)
+        (env.get(GROUP_ENV, "?"), recorded_slot(state, env), pid)
         for pid, env in environments().items()
         if env.get(TOKEN) == token
     ]
+
+
+def recorded_slot(state: Path, env: dict[str, str]) -> str:
+    """The slot the record of the instance `env` belongs to says (written atomically)."""
+    started_in = env.get("INFRAKIT_LOGICAL_ID", "?")
+    instance = env.get("INFRAKIT_INSTANCE_ID", "")
+    try:
+        record = json.loads((state / instance / "instance.json").read_text())
+    except (OSError, ValueError):
+        return started_in
+    slot = (record.get("Tags") or {}).get(LOGICAL_ID) if isinstance(record, dict) else None
+    return slot if isinstance(slot, str) and slot else started_in
 
 
 def slot_index(group: str, slot: str) -> int | None:
@@ -213,15 +228,15 @@ class Sampler(threading.Thread):
     """Looks for duplicates and orphans as often as cheap while the rounds run, so that a
     duplicate that lives only for a moment is seen too."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, state: Path) -> None:
         super().__init__(daemon=True)
-        self.ledger = ledger
+        self.ledger, self.state = ledger, state
         self.seen: list[str] = []
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(0.2):  # the sampling period, not a synchronisation
-            for problem in violations(self.ledger, census(self.ledger.token)):
+            for problem in violations(self.ledger, census(self.ledger.token, self.state)):
                 self.seen.append(f"{problem} [{self.ledger.where()}]")
 
 
@@ -247,7 +262,7 @@ def settled(managers: Managers, ledger: Ledger) -> bool:
     except (RpcTimeout, RemoteError):
         return False
     groups = {g["ID"]: g for g in status.get("Groups", [])}
-    running = census(ledger.token)
+    running = census(ledger.token, managers.shared)
     for raw in held:
         spec, summary = parse_group(raw), groups.get(raw["ID"])
         if summary is None or not summary["Converged"]:
@@ -267,7 +282,7 @@ def invariants(managers: Managers, ledger: Ledger, sampler: Sampler) -> None:
     """The four promises, checked once the cluster has settled."""
     where = ledger.where()
     assert not sampler.seen, f"seen while the rounds ran ({where}):\n" + "\n".join(sampler.seen)
-    running = census(ledger.token)
+    running = census(ledger.token, managers.shared)
     problems = violations(ledger, running)
     assert not problems, f"{where}:\n" + "\n".join(problems)
     leader = managers.leader()
@@ -394,7 +409,7 @@ def test_chaos_single_leader(managers: Managers) -> None:
         for group in GROUPS:
             commit(managers, ledger, group, Intent(rng.choice((3, 4, 5))))
         wait_for(lambda: settled(managers, ledger), what=f"the groups ({ledger.where()})")
-        sampler = Sampler(ledger)
+        sampler = Sampler(ledger, managers.shared)
         sampler.start()
         try:
             for number in range(1, ROUNDS + 1):
