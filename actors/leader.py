@@ -54,6 +54,11 @@ class LeaderActor(SupervisedActor):
         if self._leader is not None:
             self._call(callback, self._leader)
 
+    def campaign_now(self) -> None:
+        """Campaign at once, not at the next interval: someone has reason to doubt the
+        leadership (say, the store refused a write as a deposed leader's)."""
+        self._campaign()
+
     def is_leader(self) -> bool:
         """Whether this actor was the leader at its last campaign."""
         return bool(self._leader) and self._election.is_leader()

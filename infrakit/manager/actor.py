@@ -32,7 +32,7 @@ from infrakit.group.reconciler import DestroyAll, Hooks, SetHolds, Update
 from infrakit.group.supervisor import GroupSupervisor
 from infrakit.manager import maintenance
 from infrakit.manager.revisions import History, Revision, describe_change
-from infrakit.manager.store import Store
+from infrakit.manager.store import Store, StoreFenced
 from infrakit.manager.validation import validate_with_plugins
 from infrakit.rollout import Rollout
 from infrakit.spec import (
@@ -175,6 +175,19 @@ class ManagerActor(Supervisor):
             self._subscribe()
 
     def on_receive(self, message: Any) -> Any:
+        try:
+            return self._receive(message)
+        except StoreFenced as error:
+            # A deposed leader that does not know it yet (frozen, or cut off past its lease):
+            # the store refused its write, as it must. Recovery, not a bug: say so in a line,
+            # and have the election find out now rather than at its next campaign.
+            log.warning("%s: this manager was deposed; standing down", error)
+            leader = self.child(LEADER)
+            if leader is not None:
+                leader.proxy().campaign_now()
+            return None
+
+    def _receive(self, message: Any) -> Any:
         if isinstance(message, _Leadership):
             self._leadership(message.leader)
         elif isinstance(message, _RolledBack):

@@ -167,6 +167,20 @@ class Managers:
             if process is not None:
                 stop_session(process, grace=20)
 
+    def tracebacks(self) -> list[str]:
+        """Each runtime's log lines that open a traceback, with the error they end with: a
+        routine fault (a manager killed or frozen) is recovery, said in a line, never a bug's
+        traceback."""
+        found = []
+        for index in range(MANAGERS):
+            path = self.root / f"runtime-{index}.log"
+            lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+            for at, line in enumerate(lines):
+                if line.startswith("Traceback"):
+                    end = next((x for x in lines[at + 1 :] if x and not x[0].isspace()), "")
+                    found.append(f"runtime {index}: {lines[at - 1]} ... {end}")
+        return found
+
     def logs(self) -> str:
         """The tail of every runtime's log, for a failure's message."""
         tails = []
@@ -310,6 +324,8 @@ def invariants(managers: Managers, ledger: Ledger, sampler: Sampler) -> None:
             f"{group}: live slots {dict(slots)} for size {intent.size} ({where})"
         )
     assert {g for g, _, _ in running} <= set(ledger.acked), f"{running} ({where})"
+    traces = managers.tracebacks()
+    assert not traces, f"tracebacks logged ({where}):\n" + "\n".join(traces)
 
 
 def commit(managers: Managers, ledger: Ledger, group: str, intent: Intent) -> None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 
+class StoreFenced(ValueError):
+    """A write refused because the writer no longer leads: a store shared by several managers
+    fences every write on leadership (the etcd store's `NotLeaderError`)."""
+
+
 class Store(Protocol):
     """Keeps each group's committed spec (and marks such as Destroying) by group ID, and the
     cluster's ID."""

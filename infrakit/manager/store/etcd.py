@@ -9,11 +9,12 @@ from typing import Any
 from etcd3gw.client import Etcd3Client
 
 from actors.election.etcd import EtcdConnection, EtcdElection, decode, encode, prefix_end
+from infrakit.manager.store import StoreFenced
 
 __all__ = ["EtcdStore", "NotLeaderError"]
 
 
-class NotLeaderError(ValueError):
+class NotLeaderError(StoreFenced):
     """A write was refused because the writer no longer leads."""
 
 
