@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from infrakit.group.scalein import Move, ScaleIn, choose
 from infrakit.group.slots import IN_SERVICE as IN_SERVICE
-from infrakit.group.slots import LEAVING, created
+from infrakit.group.slots import LEAVING, created, policy_rank
 from infrakit.group.slots import LogicalID as LogicalID
 from infrakit.group.slots import Observation as Observation
 from infrakit.group.slots import Phase as Phase
@@ -486,12 +486,7 @@ def termination_order(
         report = status.get(lid)
         unhealthy = report is not None and report.phase is Phase.UNHEALTHY
         since = report.since if report is not None else 0.0
-        if policy == "Oldest":
-            rank = since
-        elif policy == "Newest":
-            rank = -since
-        else:
-            rank = -position.get(lid, 0)
+        rank = policy_rank(policy, since, position.get(lid, 0))
         return (lid in available, not unhealthy, lid not in begun, rank)
 
     return sorted(lids, key=key)

@@ -20,6 +20,7 @@ from infrakit.group.slots import (
     SlotStatus,
     is_current,
     is_protected,
+    policy_rank,
 )
 from infrakit.spec import GroupSpec
 from infrakit.spi.instance import Description
@@ -162,12 +163,7 @@ def _victim_key(
 
     def key(lid: LogicalID) -> tuple[bool, bool, bool, bool, float, str]:
         report = status[lid]
-        if policy == "Oldest":
-            rank = report.since
-        elif policy == "Newest":
-            rank = -report.since
-        else:
-            rank = -slot_number(lid)
+        rank = policy_rank(policy, report.since, slot_number(lid))
         return (
             lid not in unfit,
             is_current(_owned(observations, lid), spec),

@@ -87,3 +87,14 @@ def created(member: Description) -> float | None:
         return float(member.tags[TAG_CREATED])
     except (KeyError, ValueError):
         return None
+
+
+def policy_rank(policy: str, since: float, position: float) -> float:
+    """Where Update.TerminationPolicy puts an instance among those otherwise alike, lowest
+    first: `Oldest` by when it was made (`since`), `Newest` the reverse, `HighestSlot` the
+    highest `position` first. One reading for rolling updates and scale-in alike."""
+    if policy == "Oldest":
+        return since
+    if policy == "Newest":
+        return -since
+    return -position
