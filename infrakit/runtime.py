@@ -939,13 +939,17 @@ class Runtime:
             "HostName": socket.gethostname(),
             "PID": os.getpid(),
             "Since": self.started_at,
-            "Plugins": [describe_dir(name, kind, d) for name, (kind, d) in self.local_dirs.items()],
+            "Plugins": self._local_state(),
         }
         settings = self.config.manager.curve
         if settings is not None:
             with contextlib.suppress(OSError, ValueError):
                 details["CurveKey"] = load_keypair(settings.secret_key)[0].decode()
         return details
+
+    def _local_state(self) -> list[dict[str, Any]]:
+        """Where each local instance plugin keeps its instances, as the managers compare it."""
+        return [describe_dir(name, kind, d) for name, (kind, d) in self.local_dirs.items()]
 
     def _refuse_unshared_state(self, election: Election) -> None:
         """Raise SpecError, before anything starts, when a local plugin of ours cannot see the
@@ -963,8 +967,7 @@ class Runtime:
                 error,
             )
             return
-        mine = [describe_dir(name, kind, d) for name, (kind, d) in self.local_dirs.items()]
-        problems = unshared(mine, host_id(), others, self.location)
+        problems = unshared(self._local_state(), host_id(), others, self.location)
         if problems:
             paths = {c.name: f"Plugins[{i}].Options.Dir" for i, c in enumerate(self.config.plugins)}
             raise SpecError(

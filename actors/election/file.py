@@ -96,13 +96,13 @@ class FileElection:
                 lines = locks.read().splitlines()
         except OSError:
             return None
+        file = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
         for line in lines:
             fields = line.split()
             # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (a waiter's line has "->")
-            if len(fields) >= 6 and fields[1] == "FLOCK" and "->" not in fields:
-                file = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-                if fields[5] == file and fields[4].isdigit():
-                    return int(fields[4])
+            flock = len(fields) >= 6 and fields[1] == "FLOCK" and "->" not in fields
+            if flock and fields[5] == file and fields[4].isdigit():
+                return int(fields[4])
         return None
 
     def _still_ours(self, fd: int) -> bool:
