@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
-import pykka
-
-from actors.child import SupervisedActor
 from actors.election import Election
-from actors.scheduler import Handle, Scheduler, tell_later
+from actors.polling import PollingActor
+from actors.scheduler import Scheduler
 
 __all__ = ["LeaderActor"]
 
 logger = logging.getLogger("actors.leader")
 
 
-class _Campaign:
-    """Told to the LeaderActor by the scheduler when it is time to campaign again."""
-
-
-class LeaderActor(SupervisedActor):
+class LeaderActor(PollingActor):
     """Campaigns every `interval` seconds and tells subscribers when leadership changes.
 
     Subscribers are called on the actor's thread with True on gaining leadership and False
@@ -36,17 +29,10 @@ class LeaderActor(SupervisedActor):
         interval: float = 1.0,
         scheduler: Scheduler | None = None,
     ) -> None:
-        super().__init__()
-        if interval <= 0:
-            msg = f"interval must be positive, not {interval}"
-            raise ValueError(msg)
+        super().__init__(election, interval, scheduler)
         self._election = election
-        self._interval = interval
-        self._scheduler = scheduler
         self._leader: bool | None = None
         self._subscribers: list[Callable[[bool], None]] = []
-        self._timer: Handle | None = None
-        self._unwatch: Any = None
 
     def subscribe(self, callback: Callable[[bool], None]) -> None:
         """Call `callback` on every change of leadership, and now with the current state."""
@@ -57,7 +43,7 @@ class LeaderActor(SupervisedActor):
     def campaign_now(self) -> None:
         """Campaign at once, not at the next interval: someone has reason to doubt the
         leadership (say, the store refused a write as a deposed leader's)."""
-        self._campaign()
+        self.poll_now()
 
     def is_leader(self) -> bool:
         """Whether this actor was the leader at its last campaign."""
@@ -67,30 +53,6 @@ class LeaderActor(SupervisedActor):
         """Where the current leader says it can be reached, if known."""
         return self._election.leader_location()
 
-    def on_start(self) -> None:
-        """Campaign at once, then every `interval` seconds, and at once whenever an election
-        that can watch (e.g. etcd) sees the leader's key go."""
-        watch = getattr(self._election, "watch", None)
-        if callable(watch):
-            ref = self.actor_ref
-
-            def key_gone() -> None:
-                with contextlib.suppress(pykka.ActorDeadError):
-                    ref.tell(_Campaign())
-
-            try:
-                self._unwatch = watch(key_gone)
-            except Exception as error:
-                logger.warning("cannot watch %r (%s); polling only", self._election, error)
-        self._campaign()
-
-    def on_receive(self, message: Any) -> Any:
-        """Campaign when the scheduler says so; log anything else."""
-        if isinstance(message, _Campaign):
-            self._campaign()
-            return None
-        return super().on_receive(message)
-
     def on_stop(self) -> None:
         """Resign, and tell subscribers if leadership is lost by it."""
         self._step_down()
@@ -99,7 +61,9 @@ class LeaderActor(SupervisedActor):
         """A crashed LeaderActor must not keep leadership: resign as on stop."""
         self._step_down()
 
-    def _campaign(self) -> None:
+    def poll(self) -> None:
+        """Campaign (on start, every `interval` seconds, and at once whenever an election
+        that can watch, e.g. etcd, sees the leader's key go)."""
         try:
             leader = self._election.campaign()
         except Exception:
@@ -107,18 +71,9 @@ class LeaderActor(SupervisedActor):
             self._resign()
             leader = False
         self._set_leader(leader)
-        if self._timer is not None:
-            self._timer.cancel()  # a watched change came first: keep one timer, not two
-        self._timer = tell_later(self.actor_ref, self._interval, _Campaign(), self._scheduler)
 
     def _step_down(self) -> None:
-        unwatch, self._unwatch = self._unwatch, None
-        if callable(unwatch):
-            with contextlib.suppress(Exception):
-                unwatch()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.stop_polling()
         self._resign()
         if self._leader:
             self._set_leader(False)

@@ -38,6 +38,7 @@ GROUP_DESTROYED = "group-destroyed"
 DESCRIBE_FAILED = "describe-failed"
 FOREIGN = "foreign"
 LEADERSHIP = "leadership"
+OWNERSHIP = "ownership"  # shared mode: this manager took a group over, or handed it on
 PLUGIN = "plugin"
 CANARY = "canary"  # a rollout's canaries are healthy: it waits for a promotion
 HOLDS = "holds"  # an operator suspended or resumed processes, or (un)stood an instance by

@@ -31,6 +31,7 @@ from actors.curve import CurveClientConfig, server_file_problems
 from actors.election import Election
 from actors.election.file import FileElection
 from actors.http_rpc import HttpRpcServer
+from actors.owner import Ownership
 from actors.pooled import ActorPool, default_pool
 from actors.remote import CurveServerConfig, RpcServer, load_keypair
 from actors.rpc_errors import RpcError
@@ -50,6 +51,7 @@ from infrakit.manager.localstate import (
     shared_state_home,
     unshared,
 )
+from infrakit.manager.routing import elsewhere, route
 from infrakit.manager.store import Store
 from infrakit.manager.store.file import FileStore
 from infrakit.manager.validation import validate_with_plugins
@@ -175,6 +177,8 @@ class Runtime:
         self._root: pykka.ActorRef[Any] | None = None
         self._manager: pykka.ActorRef[Any] | None = None
         self._election: Election | None = None
+        self._store: Store | None = None
+        self._ownership: Ownership | None = None  # shared mode only
         self._last_exit: tuple[str, BaseException | None] | None = None
         self._scheduler: Scheduler | None = None
         self._pool: ActorPool | None = None
@@ -216,7 +220,7 @@ class Runtime:
         """
         if self._root is not None:
             return self
-        election, store = self._backends()
+        election, store, ownership = self._backends()
         self._refuse_what_cannot_run(store)
         self._refuse_unshared_state(election)
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -236,12 +240,12 @@ class Runtime:
         bound = self._servers[0].endpoint if self.listen[0].startswith("tcp://") else ""
         if not self._location_given and bound and connectable(bound) != self.location:
             self.location = connectable(bound)  # tcp://...:0: the port it was given
-            election, store = self._backends()  # that publish this location
+            election, store, ownership = self._backends()  # that publish this location
         self._forward = self._forwarder()
         self._unsubscribe = self.events.subscribe(self._on_event)
         self._unrecord = self.events.subscribe(self.event_log.record)
         self._observe(store)
-        self._election = election
+        self._election, self._store, self._ownership = election, store, ownership
         self._health_checks = WorkPool(self.config.limits.health_checks, name="health-check")
         manager = ChildSpec(
             "manager",
@@ -253,6 +257,7 @@ class Runtime:
                 "cluster_id": self.config.cluster.id,
                 "max_group_size": self.config.limits.max_group_size,
                 "health_checks": self._health_checks,
+                "ownership": ownership,
             },
             shutdown_timeout=120.0,
         )
@@ -477,8 +482,15 @@ class Runtime:
         }
 
     def inspect(self) -> list[dict[str, Any]]:
-        """Every committed group spec."""
+        """Every committed group spec (in shared mode, every manager's: from the store)."""
         self._require_leading()
+        if self._ownership is not None and self._store is not None:
+            stored = self._store.load()
+            return [
+                entry["Properties"]
+                for _id, entry in sorted(stored.items())
+                if isinstance(entry.get("Properties"), dict) and not entry.get("Removed")
+            ]
         return [record.spec.to_json() for record in self.views.records().values()]
 
     def free(self, group_id: str) -> None:
@@ -530,6 +542,12 @@ class Runtime:
             "LeaderLocation": self.leader_location(),
             "Groups": [self.info(group_id) for group_id in sorted(records)],
         }
+        if self._ownership is not None:
+            result["Mode"] = "shared"
+            try:
+                result["Owners"] = dict(sorted(self._ownership.owners().items()))
+            except Exception as error:  # etcd away: say so rather than fail the whole status
+                result["OwnersError"] = str(error)
         plugins = self.views.plugins()
         if plugins:
             result["Plugins"] = [
@@ -622,6 +640,12 @@ class Runtime:
         if leading:
             self._require_leading()
         record = self.views.records().get(group_id)
+        if record is None and self._ownership is not None and self._store is not None:
+            location = route(group_id, self._ownership, lambda: False)  # never claims
+            if location is None and self._store.load_one(group_id) is not None:
+                location = ""  # stored, and nobody runs it: its owner just died
+            if location is not None:
+                raise elsewhere(group_id, location)
         if record is None:
             raise GroupNotFoundError(f"Group '{group_id}' is not being watched")
         return record
@@ -749,9 +773,11 @@ class Runtime:
         if problems:
             raise SpecError(problems)
 
-    def _backends(self) -> tuple[Election, Store]:
-        """The election and store the cluster file asks for (`file` unless it says `etcd`)."""
+    def _backends(self) -> tuple[Election, Store, Ownership | None]:
+        """The election and store the cluster file asks for (`file` unless it says `etcd`),
+        and in shared mode the groups' ownership (its keys under the election's lease)."""
         leader, stored = self.config.manager.leader, self.config.manager.store
+        shared = self.config.manager.mode == "shared"
         election: Election
         if leader.kind == "etcd":
             from actors.election.etcd import EtcdElection
@@ -762,16 +788,27 @@ class Runtime:
                 location=self.location,
                 ttl=leader.ttl,
                 details=self._details(),
+                keep_lease=shared,
             )
         else:
             election = FileElection(self.home / "leader.lock", location=self.location)
-        if stored.kind == "etcd":
-            from actors.election.etcd import EtcdElection
-            from infrakit.manager.store.etcd import EtcdStore
+        if stored.kind != "etcd":
+            return election, FileStore(self.home / "configs" / "global.config"), None
+        from actors.election.etcd import EtcdElection
+        from infrakit.manager.store.etcd import EtcdStore, leader_fence
 
-            fence = election if isinstance(election, EtcdElection) else None
-            return election, EtcdStore(list(stored.endpoints), prefix=stored.prefix, election=fence)
-        return election, FileStore(self.home / "configs" / "global.config")
+        endpoints, prefix = list(stored.endpoints), stored.prefix
+        if not isinstance(election, EtcdElection):
+            return election, EtcdStore(endpoints, prefix=prefix), None
+        if not shared:
+            refusal = f"not the leader any more ({leader.key})"
+            store = EtcdStore(endpoints, prefix, leader_fence(election), refusal=refusal)
+            return election, store, None
+        from actors.election.etcd_owners import EtcdOwnership
+
+        ownership = EtcdOwnership(election)
+        refusal = f"this manager does not own the group any more ({ownership.prefix})"
+        return election, EtcdStore(endpoints, prefix, ownership.fence, refusal=refusal), ownership
 
     def _plugin_watcher(self, name: str, endpoint: str) -> Callable[[bool, str], None]:
         """Report a remote plugin's connection going down or coming back, as an event (its
@@ -848,13 +885,14 @@ class Runtime:
             return None
         return self.leader_location()
 
-    def _forwarded(self, method: str, params: dict[str, Any]) -> Any:
-        """A follower's call sent on to the leader (`Forwarder`), once there is one to send
-        it with (the tcp:// servers start first)."""
+    def _forwarded(self, method: str, params: dict[str, Any], location: str | None = None) -> Any:
+        """A follower's call sent on to the leader, or to `location` (a group's owner in shared
+        mode), by the `Forwarder`, once there is one to send it with (the tcp:// servers start
+        first)."""
         forward = self._forward
         if forward is None:
             raise RpcError(NOT_LEADER, self.waiting_for_leader(), {"Leader": None})
-        return forward(method, params)
+        return forward(method, params, location)
 
     def _forwarder(self) -> Forwarder:
         """What sends a follower's Group API calls on to the leader (infrakit/wire/forward.py),
@@ -924,6 +962,11 @@ class Runtime:
         listed = getattr(election, "managers", None)
         if callable(listed):
             found: list[dict[str, Any]] = listed()
+            if self._ownership is not None:  # shared mode: how many groups each runs
+                owners = list(self._ownership.owners().values())
+                for manager in found:
+                    manager["Leader"] = False  # nobody leads the groups: each runs a share
+                    manager["Owns"] = owners.count(str(manager.get("Location")))
             return found
         mine = {**self._details(), "Location": self.location, "Leader": self.is_leader()}
         leader = self.leader_location()
@@ -940,6 +983,7 @@ class Runtime:
             "PID": os.getpid(),
             "Since": self.started_at,
             "Plugins": self._local_state(),
+            "Mode": self.config.manager.mode,
         }
         settings = self.config.manager.curve
         if settings is not None:
@@ -952,30 +996,39 @@ class Runtime:
         return [describe_dir(name, kind, d) for name, (kind, d) in self.local_dirs.items()]
 
     def _refuse_unshared_state(self, election: Election) -> None:
-        """Raise SpecError, before anything starts, when a local plugin of ours cannot see the
-        instances another live manager's plugin of that name made (localstate.py's rule): a
-        new leader would make them again. Unchecked (a warning) while etcd does not answer."""
+        """Raise SpecError, before anything starts, when another live manager runs in another
+        `Manager.Mode`, or a local plugin of ours cannot see the instances another live
+        manager's plugin of that name made (localstate.py's rule): a new leader would make them
+        again. Unchecked (a warning) while etcd does not answer."""
         listed = getattr(election, "managers", None)
-        if not self.local_dirs or not callable(listed):
+        if not callable(listed):
             return
         try:
             others = listed()
         except Exception as error:
             log.warning(
-                "cannot check that the other managers share this one's local plugins'"
+                "cannot check that the other managers share this one's mode and local plugins'"
                 " state directories: %s",
                 error,
             )
             return
-        problems = unshared(self._local_state(), host_id(), others, self.location)
-        if problems:
-            paths = {c.name: f"Plugins[{i}].Options.Dir" for i, c in enumerate(self.config.plugins)}
-            raise SpecError(
-                [
-                    (paths.get(name, f"Plugins: {name} (a default plugin)"), why)
-                    for name, why in problems
-                ]
+        mode = self.config.manager.mode
+        faults = [
+            (
+                "Manager.Mode",
+                f"the manager at {other.get('Location')} runs in {other['Mode']!r} mode on this"
+                f" etcd key; every manager of a cluster runs in one mode (this one: {mode!r})",
             )
+            for other in others
+            if other.get("Location") != self.location and other.get("Mode", mode) != mode
+        ]
+        problems = unshared(self._local_state(), host_id(), others, self.location)
+        paths = {c.name: f"Plugins[{i}].Options.Dir" for i, c in enumerate(self.config.plugins)}
+        faults.extend(
+            (paths.get(name, f"Plugins: {name} (a default plugin)"), why) for name, why in problems
+        )
+        if faults:
+            raise SpecError(faults)
 
     def _on_event(self, event: Event) -> None:
         if event.kind != events.LEADERSHIP:

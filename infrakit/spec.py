@@ -522,6 +522,20 @@ def _metrics_address(address: str | None, info: ValidationInfo) -> str | None:
     return address
 
 
+def _mode(mode: str, info: ValidationInfo) -> str:
+    """Manager.Mode `shared` needs etcd for both the election and the store: the owners of
+    the groups are keys under the managers' leases, and every group's writes are fenced on
+    them."""
+    if mode == "shared":
+        leader, store = info.data.get("leader"), info.data.get("store")
+        if leader is not None and store is not None and "file" in (leader.kind, store.kind):
+            raise ValueError(
+                "shared mode shares the groups among managers on several hosts: it needs"
+                ' Leader.Kind and Store.Kind "etcd"'
+            )
+    return mode
+
+
 class ManagerConfig(_Model):
     """The manager: election and store backends, and where it serves its API.
 
@@ -530,6 +544,11 @@ class ManagerConfig(_Model):
 
     leader: BackendConfig = Field(default_factory=BackendConfig, alias="Leader")
     store: BackendConfig = Field(default_factory=BackendConfig, alias="Store")
+    mode: Annotated[Literal["leader", "shared"], AfterValidator(_mode)] = Field(
+        default="leader", alias="Mode"
+    )
+    """`leader`: the elected manager runs every group; `shared`: every live manager runs a
+    share of the groups (etcd for Leader and Store; docs/etcd.md)."""
     poll: Poll = Field(default=1.0, alias="LeaderPoll")
     curve: CurveConfig | None = Field(default=None, alias="Curve")
     insecure: bool = Field(default=False, alias="Insecure")

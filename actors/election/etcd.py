@@ -154,9 +154,12 @@ class EtcdElection:
         *,
         keepalive: bool = True,
         details: Mapping[str, Any] | None = None,
+        keep_lease: bool = False,
     ) -> None:
         """`details` (JSON-serialisable) are published beside our location, under our lease,
-        for `managers()`: whatever the caller wants the others to know of it."""
+        for `managers()`: whatever the caller wants the others to know of it. With
+        `keep_lease`, the lease is renewed every ttl/3 whether we lead or not: other keys
+        hang on it too (names this candidate owns, `etcd_owners.py`)."""
         if not key:
             raise ValueError("the leader key must not be empty")
         self.key = key
@@ -166,6 +169,7 @@ class EtcdElection:
         self.margin = max(0.25, self.ttl * 0.2)
         self.etcd = EtcdConnection(client_or_endpoints, timeout=max(0.5, self.ttl / 3))
         self._keepalive = keepalive
+        self.keep_lease = keep_lease
         self._lock = threading.RLock()
         self._lease: int | None = None
         self._lease_deadline = 0.0  # monotonic time before which the lease is surely alive
@@ -222,6 +226,11 @@ class EtcdElection:
         return decode(kvs[0].get("value", "")) if kvs else None
 
     # -- extras -------------------------------------------------------------------------------
+
+    def lease(self) -> int | None:
+        """Our lease while it cannot have expired yet by our own clock; else None."""
+        lease, deadline = self._lease, self._lease_deadline
+        return lease if lease is not None and time.monotonic() < deadline else None
 
     @property
     def revision(self) -> int | None:
@@ -348,7 +357,7 @@ class EtcdElection:
             leading = int(holder.get("lease", 0)) == lease
             revision = int(holder["create_revision"]) if leading else None
         self._state = (leading, self._lease_deadline, revision)
-        if leading:
+        if leading or self.keep_lease:
             self._start_keepalive()
         return leading
 
@@ -448,8 +457,11 @@ class EtcdElection:
     def _keep_alive(self) -> None:
         while not self._stopping.wait(self.ttl / 3):
             with self._lock:
-                if not self._state[0]:
+                if not self._state[0] and not self.keep_lease:
                     self._renewing = False  # campaign() starts a new thread on the next win
+                    return
+                if self._lease is None:
+                    self._renewing = False  # dropped: campaign() grants a new one
                     return
                 try:
                     if not self._renew():

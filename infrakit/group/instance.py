@@ -793,7 +793,7 @@ class InstanceActor(PooledActor):
         our cluster ID (instances made before cluster IDs carry none)."""
         wanted = {TAG_LOGICAL_ID: self.logical_id, TAG_CLUSTER: self.context.cluster_id}
         labels = {key: value for key, value in wanted.items() if instance.tags.get(key) != value}
-        if not labels:
+        if not labels or not self.context.fence():
             return
         try:
             self.context.instance_plugin.label(instance.id, labels)

@@ -429,6 +429,11 @@ class Reconciler(SupervisedActor):
         self._timer = None
         if not self._ready:
             return
+        if not self.context.fence():
+            # A deposed leader, or a former owner (shared mode) thawed after its lease ran
+            # out, about to stop this group: it looks at nothing, so adopts and tells nothing.
+            self._schedule(self.spec.properties.health.interval)
+            return
         started = time.monotonic()
         cpu = time.thread_time()  # a look's cost is its own work, not its wait for the GIL
         spec = self.spec.resized(0) if self.destroying else self.spec

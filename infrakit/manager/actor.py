@@ -11,6 +11,7 @@ manager never waits on a group, and nobody waits on the manager to read.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -22,6 +23,7 @@ import pykka
 
 from actors import Backoff, ChildSpec, LeaderActor, Restart, Supervisor, tell_later
 from actors.election import Election
+from actors.owner import Member, Owned, OwnerActor, Ownership
 from actors.workpool import WorkPool
 from infrakit import events
 from infrakit import rollout as rollouts
@@ -32,6 +34,7 @@ from infrakit.group.reconciler import DestroyAll, Hooks, SetHolds, Update
 from infrakit.group.supervisor import GroupSupervisor
 from infrakit.manager import maintenance
 from infrakit.manager.revisions import History, Revision, describe_change
+from infrakit.manager.routing import elsewhere, route
 from infrakit.manager.store import Store, StoreFenced
 from infrakit.manager.validation import validate_with_plugins
 from infrakit.rollout import Rollout
@@ -43,7 +46,7 @@ from infrakit.spec import (
     plugin_name,
 )
 from infrakit.spi import Description, FlavorPlugin, InstancePlugin, PluginError
-from infrakit.spi.group import Caller, RevisionError
+from infrakit.spi.group import Caller, NotOwnerError, RevisionError
 from infrakit.spi.group import (  # the Group API's errors, still importable from here
     GroupCannotRunError as GroupCannotRunError,
 )
@@ -61,6 +64,7 @@ from infrakit.views import GroupRecord, Views
 log = logging.getLogger(__name__)
 
 LEADER = "leader"
+OWNER = "owner"  # shared mode: shares the groups out among the live managers
 CALL_TIMEOUT = 30.0
 # Why a group is not in the store any more, kept for the cluster file's groups so that an
 # unedited cluster file never brings back a group that was destroyed or freed.
@@ -123,16 +127,30 @@ class ManagerActor(Supervisor):
         cluster_id: str | None = None,
         max_group_size: int = DEFAULT_MAX_GROUP_SIZE,
         health_checks: WorkPool | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
+        """With `ownership` (shared mode), this manager runs only the groups it owns, as its
+        OwnerActor tells it; the election then only keeps this manager's lease alive."""
+        children = [
+            ChildSpec(LEADER, LeaderActor, args=(election,), kwargs={"interval": leader_poll})
+        ]
+        if ownership is not None:
+            children.append(
+                ChildSpec(
+                    OWNER,
+                    OwnerActor,
+                    args=(ownership, store.group_ids),
+                    kwargs={"interval": leader_poll},
+                )
+            )
         super().__init__(
-            children=[
-                ChildSpec(LEADER, LeaderActor, args=(election,), kwargs={"interval": leader_poll})
-            ],
+            children=children,
             max_restarts=100,
             within=60.0,
             backoff=Backoff(initial=0.5, maximum=30.0),
         )
         self.election = election
+        self.ownership = ownership
         self.store = store
         self.plugins = dict(plugins)
         self.publish = publish
@@ -171,7 +189,7 @@ class ManagerActor(Supervisor):
         super().on_failure(*exc_info)
 
     def on_child_restarted(self, name: str, ref: pykka.ActorRef[Any]) -> None:
-        if name == LEADER:
+        if name == (LEADER if self.ownership is None else OWNER):
             self._subscribe()
 
     def on_receive(self, message: Any) -> Any:
@@ -181,15 +199,28 @@ class ManagerActor(Supervisor):
             # A deposed leader that does not know it yet (frozen, or cut off past its lease):
             # the store refused its write, as it must. Recovery, not a bug: say so in a line,
             # and have the election find out now rather than at its next campaign.
-            log.warning("%s: this manager was deposed; standing down", error)
-            leader = self.child(LEADER)
-            if leader is not None:
-                leader.proxy().campaign_now()
+            if self.ownership is None:
+                log.warning("%s: this manager was deposed; standing down", error)
+                leader = self.child(LEADER)
+                if leader is not None:
+                    leader.proxy().campaign_now()
+            else:
+                log.warning("%s: the group moved to another manager", error)
+                owner = self.child(OWNER)
+                if owner is not None:
+                    owner.proxy().balance_now()
             return None
 
     def _receive(self, message: Any) -> Any:
         if isinstance(message, _Leadership):
             self._leadership(message.leader)
+        elif isinstance(message, Member):
+            self._membership(message.active)
+        elif isinstance(message, Owned):
+            if message.own:
+                self._take(message.name)
+            else:
+                self._hand_over(message.name)
         elif isinstance(message, _RolledBack):
             record = self.records.get(message.spec.id)
             if record is not None and not record.destroying:
@@ -202,7 +233,8 @@ class ManagerActor(Supervisor):
             self._finish_destroy(message.group_id)
         elif isinstance(message, _ApplyFileGroup):
             record = self.records.get(message.spec.id)
-            if self.leading and (record is None or record.problem):
+            mine = self.ownership is None or self.ownership.holds(message.spec.id)
+            if self.leading and mine and (record is None or record.problem):
                 self._apply_file_group(message.spec)
         else:
             return super().on_receive(message)
@@ -250,6 +282,7 @@ class ManagerActor(Supervisor):
             spec = data
         else:
             spec = parse_group(data, max_group_size=self.max_group_size)
+        self._require_owner(spec.id)
         self._validate_plugins(spec)
         history = self.histories.get(spec.id, History())
         _check_expected(spec.id, history, expect_revision)
@@ -590,10 +623,15 @@ class ManagerActor(Supervisor):
     # -- leadership ---------------------------------------------------------------------------
 
     def _subscribe(self) -> None:
+        me = self.actor_ref
+        if self.ownership is not None:
+            owner = self.child(OWNER)
+            if owner is not None:
+                owner.proxy().subscribe(functools.partial(_tell, me))
+            return
         leader = self.child(LEADER)
         if leader is None:
             return
-        me = self.actor_ref
 
         def changed(leading: bool) -> None:
             with contextlib.suppress(pykka.ActorDeadError):
@@ -605,23 +643,9 @@ class ManagerActor(Supervisor):
         if leading == self.leading:
             return
         if not leading:
-            for group_id in list(self.records):
-                self.stop_child(group_id)
-            self.records.clear()
-            self.histories.clear()  # a new leader may change them: read again when leading
-            self.paused.clear()
-            self.holds.clear()
-            self._step_down("following")
+            self._stop_all("lost leadership: following")
             return
-        self.leading = True
-        self.cluster_id = self.store.cluster_id(self.configured_cluster_id or secrets.token_hex(8))
-        if self.configured_cluster_id not in (None, self.cluster_id):
-            raise ClusterIdMismatch(
-                f"the store belongs to cluster {self.cluster_id!r}, but the cluster file says"
-                f" Cluster.ID {self.configured_cluster_id!r}; set Cluster.ID to"
-                f" {self.cluster_id!r} (a cluster's ID cannot change: its instances carry it)"
-            )
-        self.publish(events.Event("manager", events.LEADERSHIP, "gained leadership: leading"))
+        self._activate("gained leadership: leading")
         self._load()
         for spec in self.initial_groups:
             # The cluster file's version of a group is applied when it is new or was edited
@@ -634,6 +658,97 @@ class ManagerActor(Supervisor):
             self._apply_file_group(spec)
         self.views.set_leading(True)  # readers see the groups loaded from now on
 
+    def _activate(self, message: str) -> None:
+        """Begin to act: the cluster's ID (made now if the store has none), and the news."""
+        self.leading = True
+        self.cluster_id = self.store.cluster_id(self.configured_cluster_id or secrets.token_hex(8))
+        if self.configured_cluster_id not in (None, self.cluster_id):
+            raise ClusterIdMismatch(
+                f"the store belongs to cluster {self.cluster_id!r}, but the cluster file says"
+                f" Cluster.ID {self.configured_cluster_id!r}; set Cluster.ID to"
+                f" {self.cluster_id!r} (a cluster's ID cannot change: its instances carry it)"
+            )
+        self.publish(events.Event("manager", events.LEADERSHIP, message))
+
+    def _stop_all(self, now: str) -> None:
+        """Stop every group before anything else, and lead (or run a share) no more."""
+        for group_id in list(self.records):
+            self.stop_child(group_id)
+        self.records.clear()
+        self.histories.clear()  # a new leader may change them: read again when leading
+        self.paused.clear()
+        self.holds.clear()
+        self._step_down(now)
+
+    # -- shared mode: the groups this manager owns ----------------------------------------
+
+    def _membership(self, active: bool) -> None:
+        """Shared mode: this manager joined the live managers (it runs the groups it will be
+        told it owns) or left them (its lease expired: it runs nothing from now)."""
+        if active == self.leading:
+            return
+        if not active:
+            self._stop_all("lost membership: runs no group")
+            return
+        self._activate("gained membership: runs its share of the groups")
+        self.views.set_leading(True)
+        for spec in self.initial_groups:
+            # A cluster file's group that is not stored yet is made by whichever manager
+            # claims it first (then moved where it belongs); a stored one is applied, if
+            # edited, by its owner when it takes it.
+            if self.store.load_one(spec.id) is None:
+                self.file_marks[spec.id] = config_hash(spec.to_json(), None)
+                self._apply_file_group(spec)
+
+    def _take(self, group_id: str, apply_file: bool = True) -> None:
+        """Run a group this manager owns now: its stored record (where it was: a rolling
+        update goes on with the slots done left alone; instances are adopted by their tags),
+        then the cluster file's version of it if new or edited."""
+        if not self.leading or self.ownership is None or not self.ownership.holds(group_id):
+            return
+        if group_id not in self.records:
+            entry = self.store.load_one(group_id)
+            if entry is not None:
+                self._load_entry(group_id, entry)
+            if group_id in self.records:
+                where = self.ownership.location
+                self.publish(
+                    events.Event(
+                        group_id, events.OWNERSHIP, f"took the group over: runs it now ({where})"
+                    )
+                )
+        spec = next((s for s in self.initial_groups if s.id == group_id), None)
+        if apply_file and spec is not None:
+            mark = config_hash(spec.to_json(), None)
+            if self.file_marks.get(group_id) != mark:
+                self.file_marks[group_id] = mark
+                self._apply_file_group(spec)
+
+    def _hand_over(self, group_id: str) -> None:
+        """Stop running a group another manager is to own (or that this one lost), then give
+        up its key: the handshake, so that two managers never act on one group."""
+        if group_id in self.records:
+            self.stop_child(group_id)
+            self._drop(group_id)
+            self.views.set_records(self.records)
+            self.publish(
+                events.Event(group_id, events.OWNERSHIP, "handed the group over: stopped here")
+            )
+        self.file_marks.pop(group_id, None)
+        if self.ownership is not None and self.ownership.holds(group_id):
+            self.ownership.release(group_id)
+
+    def _require_owner(self, group_id: str) -> None:
+        """Shared mode: make sure this manager runs `group_id` (taking it if it is free and
+        this manager's by rendezvous), else refuse with where it runs (the call is forwarded
+        there)."""
+        if self.ownership is None or group_id in self.records:
+            return
+        location = route(group_id, self.ownership)
+        if location is not None:
+            raise elsewhere(group_id, location)
+        self._take(group_id, apply_file=False)
+
     def _apply_file_group(self, spec: GroupSpec) -> None:
         """Commit a cluster file's group. One whose plugin does not answer yet (a launched
         plugin still starting, say) is tried again later; one refused shows why."""
@@ -644,6 +759,9 @@ class ManagerActor(Supervisor):
             if spec.id not in self.records or self.records[spec.id].problem:
                 self._set_record(GroupRecord(spec, problem=f"waiting to commit it: {error}"))
             tell_later(self.actor_ref, FILE_GROUP_RETRY, _ApplyFileGroup(spec))
+        except NotOwnerError as error:  # shared mode: its owner applies the file's version
+            log.debug("not committing group %r from the cluster file here: %s", spec.id, error)
+            self.file_marks.pop(spec.id, None)
         except (SpecError, ValueError, NotLeaderError) as error:
             log.error("cannot commit group %r from the cluster file: %s", spec.id, error)
             if spec.id not in self.records:
@@ -656,53 +774,55 @@ class ManagerActor(Supervisor):
             log.error("cannot read the store: %s; starting with no stored groups", error)
             return
         for group_id, entry in stored.items():
-            if isinstance(entry.get("FileSpec"), str):
-                self.file_marks[group_id] = entry["FileSpec"]
-            if entry.get("Removed"):
-                continue  # remembered only so that the cluster file does not bring it back
-            self.histories[group_id] = History.from_json(
-                entry.get("Revisions"), self.max_group_size
-            )
-            if isinstance(entry.get("Paused"), str):
-                self.paused[group_id] = entry["Paused"]
-            if entry.get("Holds") is not None:
-                self.holds[group_id] = maintenance.holds_from_json(entry["Holds"])
-            try:
-                spec = parse_group(
-                    entry.get("Properties"),
-                    source=f"stored group {group_id!r}",
-                    max_group_size=self.max_group_size,
-                )
-            except SpecError as error:
-                log.error("not starting stored group %r: %s", group_id, error)
-                continue
-            rollout = None
-            if entry.get("Update") is not None:
-                try:
-                    rollout = Rollout.from_json(entry["Update"], self.max_group_size)
-                except ValueError as error:
-                    log.warning("group %r: ignoring its stored update: %s", group_id, error)
-            record = GroupRecord(spec, destroying=bool(entry.get("Destroying")), rollout=rollout)
-            try:
-                self._validate_plugins(spec)
-            except (SpecError, ValueError) as error:
-                log.error("not starting stored group %r: %s", group_id, error)
-                self._set_record(replace(record, problem=str(error)))
-                continue
-            except PluginError as error:
-                # It was valid when committed; a plugin that does not answer yet is the
-                # group's condition to report, not a reason to leave it unmanaged.
-                log.warning("stored group %r: %s", group_id, error)
-            self._set_record(record)
-            self._start_group(group_id)
+            self._load_entry(group_id, entry)
 
-    def _step_down(self, now: str = "stopped") -> None:
+    def _load_entry(self, group_id: str, entry: Mapping[str, Any]) -> None:
+        """Take one stored record up: its marks, and the group started where it was."""
+        if isinstance(entry.get("FileSpec"), str):
+            self.file_marks[group_id] = entry["FileSpec"]
+        if entry.get("Removed"):
+            return  # remembered only so that the cluster file does not bring it back
+        self.histories[group_id] = History.from_json(entry.get("Revisions"), self.max_group_size)
+        if isinstance(entry.get("Paused"), str):
+            self.paused[group_id] = entry["Paused"]
+        if entry.get("Holds") is not None:
+            self.holds[group_id] = maintenance.holds_from_json(entry["Holds"])
+        try:
+            spec = parse_group(
+                entry.get("Properties"),
+                source=f"stored group {group_id!r}",
+                max_group_size=self.max_group_size,
+            )
+        except SpecError as error:
+            log.error("not starting stored group %r: %s", group_id, error)
+            return
+        rollout = None
+        if entry.get("Update") is not None:
+            try:
+                rollout = Rollout.from_json(entry["Update"], self.max_group_size)
+            except ValueError as error:
+                log.warning("group %r: ignoring its stored update: %s", group_id, error)
+        record = GroupRecord(spec, destroying=bool(entry.get("Destroying")), rollout=rollout)
+        try:
+            self._validate_plugins(spec)
+        except (SpecError, ValueError) as error:
+            log.error("not starting stored group %r: %s", group_id, error)
+            self._set_record(replace(record, problem=str(error)))
+            return
+        except PluginError as error:
+            # It was valid when committed; a plugin that does not answer yet is the
+            # group's condition to report, not a reason to leave it unmanaged.
+            log.warning("stored group %r: %s", group_id, error)
+        self._set_record(record)
+        self._start_group(group_id)
+
+    def _step_down(self, now: str = "lost leadership: stopped") -> None:
         """Lead no more: readers see no groups and no leadership, and hear it once."""
         was_leading, self.leading = self.leading, False
         self.views.set_leading(False)
         self.views.set_records({})
         if was_leading:
-            self.publish(events.Event("manager", events.LEADERSHIP, f"lost leadership: {now}"))
+            self.publish(events.Event("manager", events.LEADERSHIP, now))
 
     def _fence(self) -> bool:
         return self.election.is_leader()
@@ -740,7 +860,11 @@ class ManagerActor(Supervisor):
                     self.health_checks,
                 ),
                 kwargs={
-                    "fence": self._fence,
+                    "fence": (
+                        self._fence
+                        if self.ownership is None
+                        else functools.partial(self.ownership.holds, group_id)
+                    ),
                     "hooks": Hooks(
                         on_progress=progress, on_rollback=rolled_back, on_destroyed=destroyed
                     ),
@@ -763,16 +887,22 @@ class ManagerActor(Supervisor):
     def _forget(self, group_id: str, why: str) -> None:
         """Drop a group from the records and the store. A group from the cluster file leaves a
         mark of why, so that restarting with the unedited file does not bring it back."""
-        self.records.pop(group_id, None)
-        self.histories.pop(group_id, None)  # a group gone loses its history with it
-        self.paused.pop(group_id, None)
-        self.holds.pop(group_id, None)
+        self._drop(group_id)  # a group gone loses its history with it
         self.views.set_records(self.records)
         mark = self.file_marks.get(group_id)
         if mark is None:
             self.store.remove(group_id)
+            if self.ownership is not None:
+                self.ownership.release(group_id)  # nothing left to own
         else:
             self.store.put(group_id, None, FileSpec=mark, Removed=why)
+
+    def _drop(self, group_id: str) -> None:
+        """Forget what this manager kept of a group it no longer runs."""
+        self.records.pop(group_id, None)
+        self.histories.pop(group_id, None)
+        self.paused.pop(group_id, None)
+        self.holds.pop(group_id, None)
 
     def _set_record(self, record: GroupRecord) -> None:
         record = replace(record, holds=self.holds.get(record.spec.id, NO_HOLDS))
@@ -825,12 +955,25 @@ class ManagerActor(Supervisor):
 
     def _require_group(self, group_id: str) -> GroupRecord:
         record = self.records.get(group_id)
+        if record is None and self.ownership is not None:
+            location = route(
+                group_id, self.ownership, lambda: self.store.load_one(group_id) is not None
+            )
+            if location is not None:
+                raise elsewhere(group_id, location)
+            self._take(group_id, apply_file=False)  # ours, and not told yet
+            record = self.records.get(group_id)
         if record is None:
             raise GroupNotFoundError(f"Group '{group_id}' is not being watched")
         return record
 
     def _validate_plugins(self, spec: GroupSpec) -> None:
         validate_with_plugins(spec, self.plugins)
+
+
+def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)
 
 
 def _check_expected(group_id: str, history: History, expected: int | None) -> None:

@@ -25,6 +25,11 @@ class NotLeaderError(RuntimeError):
         self.leader = leader
 
 
+class NotOwnerError(NotLeaderError):
+    """Shared mode: another manager runs this group; `leader` is where (the wire sends the
+    call on there)."""
+
+
 class GroupCannotRunError(RuntimeError):
     """The group is known but cannot run (its plugin is unknown, its spec refused...)."""
 

@@ -7,20 +7,29 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from actors.blocking_client import BlockingRef
 from actors.curve import CurveClientConfig
 from actors.rpc_errors import RemoteError, RpcClosed, RpcError, RpcTimeout
 from infrakit.wire.common import NOT_LEADER, PLUGIN_ERROR
 
-Forward = Callable[[str, dict[str, Any]], Any]
-"""Sends one call (method, params) on to the leader and returns its result; raises `RpcError`
-with the leader's error, or one saying why the call could not reach it."""
+
+class Forward(Protocol):
+    """Sends one call (method, params) on to `location` (by default the leader) and returns
+    its result; raises `RpcError` with that manager's error, or one saying why the call could
+    not reach it."""
+
+    def __call__(self, method: str, params: dict[str, Any], location: str | None = None) -> Any: ...
+
 
 CONNECT_TIMEOUT = 3.0
 """How long a forwarded call waits for a connection to the leader before saying it does not
 answer (a leader that just died: the client may try again once another leads)."""
+
+
+MAX_PEERS = 8
+"""Managers whose idle connections are kept at once (in shared mode, each group's owner)."""
 
 
 class Forwarder:
@@ -50,8 +59,10 @@ class Forwarder:
         self._idle: dict[str, list[BlockingRef]] = {}
         self._closed = False
 
-    def __call__(self, method: str, params: Mapping[str, Any]) -> Any:
-        location = self._leader()
+    def __call__(self, method: str, params: Mapping[str, Any], location: str | None = None) -> Any:
+        """Send the call to `location` (where a refusal said the call belongs: a group's
+        owner in shared mode), else to the leader."""
+        location = location or self._leader()
         if not location:
             raise RpcError(NOT_LEADER, self._waiting(), {"Leader": None})
         if location in self._own():  # a leader that advertises what we serve: no loop
@@ -108,8 +119,9 @@ class Forwarder:
 
     def _take(self, location: str) -> BlockingRef:
         with self._lock:
-            for other in [k for k in self._idle if k != location]:  # the leader moved
-                for ref in self._idle.pop(other):
+            others = [k for k in self._idle if k != location]
+            while len(others) >= MAX_PEERS:  # a leader that moved, or too many owners
+                for ref in self._idle.pop(others.pop(0)):
                     ref.close()
             idle = self._idle.get(location)
             if idle:

@@ -24,6 +24,7 @@ from infrakit.spi.group import (
     GroupStateError,
     Maintenance,
     NotLeaderError,
+    NotOwnerError,
     RecentEvents,
     RevisionError,
     Revisions,
@@ -85,20 +86,27 @@ def _forwarding(method: str, handler: Handler, forward: Forward) -> Handler:
         except RpcError as error:
             if error.code != NOT_LEADER or param(p, FORWARDED) is not None:
                 raise
+            # Shared mode: the group's owner; else wherever the forwarder knows the leader is.
+            where = error.data.get("Owner") if isinstance(error.data, dict) else None
         who = _caller(p)
         vouched = {"Who": who.name, "Authenticated": who.authenticated} if who else {}
-        return forward(method, {**p, FORWARDED: vouched})
+        return forward(method, {**p, FORWARDED: vouched}, where if isinstance(where, str) else None)
 
     return handle
 
 
 def _status_with_groups(plugin: GroupPlugin, forward: Forward) -> Handler:
     """`Manager.Status` of this manager; a follower's carries the leader's `Groups` (what
-    `group ls` and `--wait` read), or says in `GroupsError` why it could not get them."""
+    `group ls` and `--wait` read), in shared mode every owner's, or says in `GroupsError` why
+    it could not get them."""
 
     def status(p: dict[str, Any]) -> Any:
         mine = plugin_call(plugin.status)
-        if mine.get("Leader") or param(p, FORWARDED) is not None:
+        if param(p, FORWARDED) is not None:
+            return mine
+        if mine.get("Mode") == "shared":
+            return _with_every_owners_groups(mine, forward)
+        if mine.get("Leader"):
             return mine
         try:
             theirs = forward("Manager.Status", {FORWARDED: {}})
@@ -110,12 +118,39 @@ def _status_with_groups(plugin: GroupPlugin, forward: Forward) -> Handler:
     return status
 
 
+def _with_every_owners_groups(mine: dict[str, Any], forward: Forward) -> dict[str, Any]:
+    """Shared mode: this manager's status with the `Groups` of every other owner (asked one
+    after the other), so that `group ls` on any manager lists every group."""
+    owners = mine.get("Owners")
+    others = sorted(set(owners.values()) if isinstance(owners, dict) else set())
+    groups = list(mine.get("Groups") or [])
+    failed = []
+    for location in others:
+        if location == mine.get("Location"):
+            continue
+        try:
+            theirs = forward("Manager.Status", {FORWARDED: {}}, location)
+        except RpcError as error:
+            failed.append(f"{location}: {error.message}")
+            continue
+        found = param(theirs, "Groups") if isinstance(theirs, dict) else None
+        groups.extend(g for g in found or [] if isinstance(g, dict))
+    result = {**mine, "Groups": sorted(groups, key=lambda g: str(g.get("ID")))}
+    if failed:
+        result["GroupsError"] = "; ".join(failed)
+    return result
+
+
 def _served(plugin: GroupPlugin) -> dict[str, Handler]:
     """The handlers serving `plugin` itself, a follower's refusals included."""
 
     def guarded(call: Callable[[], Any]) -> Any:
         try:
             return plugin_call(call)
+        except NotOwnerError as error:  # shared mode: the group's owner, not the leader
+            raise RpcError(
+                NOT_LEADER, str(error), {"Leader": error.leader, "Owner": error.leader}
+            ) from None
         except NotLeaderError as error:
             raise RpcError(NOT_LEADER, str(error), {"Leader": error.leader}) from None
         except GroupNotFoundError as error:

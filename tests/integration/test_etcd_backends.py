@@ -23,7 +23,7 @@ from support import etcd_in_use, require, wait_for
 
 from actors.election import Election
 from actors.election.etcd import EtcdConnection, EtcdElection
-from infrakit.manager.store.etcd import EtcdStore, NotLeaderError
+from infrakit.manager.store.etcd import EtcdStore, NotLeaderError, leader_fence
 
 ENDPOINT = os.environ.get("INFRAKIT_TEST_ETCD", "http://127.0.0.1:2379")
 TTL = 2.0
@@ -277,8 +277,8 @@ def test_store_write_of_a_deposed_leader_is_refused(
     a = elections(prefix + "leader", "a")
     b = elections(prefix + "leader", "b")
     assert a.campaign()
-    store_a = EtcdStore(ENDPOINT, prefix + "groups/", election=a)
-    store_b = EtcdStore(ENDPOINT, prefix + "groups/", election=b)
+    store_a = EtcdStore(ENDPOINT, prefix + "groups/", fence=leader_fence(a))
+    store_b = EtcdStore(ENDPOINT, prefix + "groups/", fence=leader_fence(b))
     store_a.put("workers", {"Size": 1})
     with pytest.raises(NotLeaderError, match="not the leader"):
         store_b.put("workers", {"Size": 99})  # b never led: refused before etcd is asked

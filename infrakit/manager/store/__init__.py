@@ -18,6 +18,14 @@ class Store(Protocol):
         """Every stored group record by ID."""
         ...
 
+    def load_one(self, group_id: str) -> dict[str, Any] | None:
+        """One group's stored record, or None if it has none."""
+        ...
+
+    def group_ids(self) -> list[str]:
+        """The ID of every stored group record (those kept only as a mark too)."""
+        ...
+
     def put(self, group_id: str, spec: dict[str, Any] | None, **marks: Any) -> None:
         """Store (or replace) one group's record: its spec (None for a group kept only as a
         mark, such as `Removed`) and marks such as `Destroying=True`."""

@@ -31,6 +31,14 @@ class FileStore:
             raise ValueError(f"{self.path}: expected an object with 'Groups'")
         return {str(k): v for k, v in groups.items() if isinstance(v, dict)}
 
+    def load_one(self, group_id: str) -> dict[str, Any] | None:
+        """One group's stored record, or None if it has none."""
+        return self.load().get(group_id)
+
+    def group_ids(self) -> list[str]:
+        """The ID of every stored group record."""
+        return list(self.load())
+
     def put(self, group_id: str, spec: dict[str, Any] | None, **marks: Any) -> None:
         """Store (or replace) one group's spec, with optional marks such as Destroying=True."""
         with self._lock:
