@@ -17,6 +17,7 @@ from support import etcd_in_use, file_group, free_port, require, wait_for
 from actors.election.etcd import EtcdConnection, EtcdElection
 from actors.election.etcd_owners import EtcdOwnership
 from actors.remote import RemoteRef
+from actors.rendezvous import assign
 from infrakit import Runtime
 from infrakit.manager.store.etcd import EtcdStore, NotLeaderError
 from infrakit.spec import SpecError
@@ -155,3 +156,64 @@ def test_a_manager_in_another_mode_on_the_same_key_is_refused(prefix: str, tmp_p
             Runtime(shared(prefix, free_port()), home=tmp_path / "b").start()
         assert refused.value.problems[0][0] == "Manager.Mode"
         assert "'leader' mode" in refused.value.problems[0][1]
+
+
+def test_a_group_that_moves_resumes_its_rollout_with_the_slots_done_left_alone(
+    prefix: str, tmp_path: Path
+) -> None:
+    runtimes = [Runtime(shared(prefix, free_port()), home=tmp_path / name).start() for name in "ab"]
+    try:
+        first = runtimes[0]
+        first.commit(file_group("roll", size=3))
+        v2 = file_group("roll", size=3)
+        v2["Properties"]["Instance"]["Properties"]["Note"] = "v2"
+        v2["Properties"]["Update"] = {"Canary": 1, "MaxSurge": 1}
+        # Where it belongs (it may first run where it was committed, then move there).
+        owner_location = assign(["roll"], [r.location for r in runtimes])["roll"]
+        wait_for(
+            lambda: first.status()["Owners"].get("roll") == owner_location,
+            timeout=30,
+            what="the group to settle with its owner",
+        )
+        owner = next(r for r in runtimes if r.location == owner_location)
+        other = next(r for r in runtimes if r is not owner)
+        owner.wait_converged("roll", timeout=60)
+        owner.commit(v2)
+        new_hash = v2_hash(owner, "roll")
+
+        def canary_waits() -> set[str]:
+            if "waiting for" not in (owner.info("roll")["Update"]["Canary"] or ""):
+                return set()
+            described = owner.describe("roll")["Instances"]
+            return {i["ID"] for i in described if i["Tags"].get(HASH) == new_hash}
+
+        canaries = wait_for(canary_waits, timeout=60, what="the canary to wait for promotion")
+        assert len(canaries) == 1
+        owner.stop()  # the group moves to the other manager, canary waiting and all
+        wait_for(lambda: other.is_managed("roll"), timeout=60, what="the group to move")
+        wait_for(
+            lambda: "waiting for" in (other.info("roll")["Update"]["Canary"] or ""),
+            timeout=60,
+            what="the moved group's canary still waiting (nothing rolled on)",
+        )
+        assert canaries <= instances(other, "roll")
+        other.promote("roll")
+
+        def rolled() -> bool:
+            tags = [i["Tags"].get(HASH) for i in other.describe("roll")["Instances"]]
+            return tags == [new_hash] * 3 and not other.info("roll")["Update"]["Total"]
+
+        wait_for(rolled, timeout=60, what="the rest of the rollout on the new owner")
+        assert canaries <= instances(other, "roll")  # the canary was not replaced again
+    finally:
+        for runtime in runtimes:
+            runtime.stop()
+
+
+HASH = "infrakit.config.hash"
+
+
+def v2_hash(runtime: Runtime, group_id: str) -> str:
+    """The config hash of the group's committed spec (what its new instances carry)."""
+    record = runtime.views.records()[group_id]
+    return str(record.spec.config_hash)
