@@ -470,7 +470,10 @@ class Runtime:
 
     def info(self, group_id: str) -> dict[str, Any]:
         """The group's summary for operators: phases, update progress, circuit, conditions."""
-        record = self._record(group_id)
+        return self._info(self._record(group_id))
+
+    def _info(self, record: GroupRecord) -> dict[str, Any]:
+        group_id = record.spec.id
         view = self.views.group(group_id) or GroupView(record.spec, destroying=record.destroying)
         return {
             **view.summary(),
@@ -540,7 +543,8 @@ class Runtime:
             "Leader": self.is_leader(),
             "LeaderSince": self.views.leading_since,
             "LeaderLocation": self.leader_location(),
-            "Groups": [self.info(group_id) for group_id in sorted(records)],
+            # From one reading of the records: a group handed on meanwhile is not an error.
+            "Groups": [self._info(records[group_id]) for group_id in sorted(records)],
         }
         if self._ownership is not None:
             result["Mode"] = "shared"
@@ -788,7 +792,7 @@ class Runtime:
                 location=self.location,
                 ttl=leader.ttl,
                 details=self._details(),
-                keep_lease=shared,
+                lead=not shared,  # shared mode: nobody leads; each runs a share
             )
         else:
             election = FileElection(self.home / "leader.lock", location=self.location)
@@ -930,6 +934,11 @@ class Runtime:
     def waiting_for_leader(self) -> str:
         """What a follower that knows no leader waits for, in words."""
         leader = self.config.manager.leader
+        if leader.kind == "etcd" and self.config.manager.mode == "shared":
+            return (
+                f"this manager has not joined the managers sharing the groups on etcd at"
+                f" {', '.join(leader.endpoints)} (key {leader.key}) yet"
+            )
         if leader.kind == "etcd":
             endpoints = ", ".join(leader.endpoints)
             return (
@@ -945,6 +954,8 @@ class Runtime:
         if isinstance(election, FileElection):
             pid = election.holder_pid()
             return f"another runtime leads on this home (pid {pid if pid else 'unknown'})"
+        if self.config.manager.mode == "shared":
+            return self.waiting_for_leader()
         leader = self.leader_location()
         if leader:
             return f"following the leader at {leader}"
@@ -965,7 +976,6 @@ class Runtime:
             if self._ownership is not None:  # shared mode: how many groups each runs
                 owners = list(self._ownership.owners().values())
                 for manager in found:
-                    manager["Leader"] = False  # nobody leads the groups: each runs a share
                     manager["Owns"] = owners.count(str(manager.get("Location")))
             return found
         mine = {**self._details(), "Location": self.location, "Leader": self.is_leader()}

@@ -154,12 +154,13 @@ class EtcdElection:
         *,
         keepalive: bool = True,
         details: Mapping[str, Any] | None = None,
-        keep_lease: bool = False,
+        lead: bool = True,
     ) -> None:
         """`details` (JSON-serialisable) are published beside our location, under our lease,
-        for `managers()`: whatever the caller wants the others to know of it. With
-        `keep_lease`, the lease is renewed every ttl/3 whether we lead or not: other keys
-        hang on it too (names this candidate owns, `etcd_owners.py`)."""
+        for `managers()`: whatever the caller wants the others to know of it. With `lead`
+        False this is a member, never the leader: it keeps its lease (renewed every ttl/3)
+        and its entry under `managers/` alive, for other keys that hang on the lease (names
+        it owns, `etcd_owners.py`), and never takes the leader key."""
         if not key:
             raise ValueError("the leader key must not be empty")
         self.key = key
@@ -169,7 +170,7 @@ class EtcdElection:
         self.margin = max(0.25, self.ttl * 0.2)
         self.etcd = EtcdConnection(client_or_endpoints, timeout=max(0.5, self.ttl / 3))
         self._keepalive = keepalive
-        self.keep_lease = keep_lease
+        self.lead = lead
         self._lock = threading.RLock()
         self._lease: int | None = None
         self._lease_deadline = 0.0  # monotonic time before which the lease is surely alive
@@ -327,6 +328,10 @@ class EtcdElection:
             self._grant()
         lease = self._lease
         assert lease is not None
+        if not self.lead:  # a member only: its lease and its entry, nothing to win
+            self.etcd.txn([], self._candidacy(lease))
+            self._start_keepalive()
+            return False
         answer = self.etcd.txn(
             [
                 {
@@ -357,7 +362,7 @@ class EtcdElection:
             leading = int(holder.get("lease", 0)) == lease
             revision = int(holder["create_revision"]) if leading else None
         self._state = (leading, self._lease_deadline, revision)
-        if leading or self.keep_lease:
+        if leading:
             self._start_keepalive()
         return leading
 
@@ -457,7 +462,7 @@ class EtcdElection:
     def _keep_alive(self) -> None:
         while not self._stopping.wait(self.ttl / 3):
             with self._lock:
-                if not self._state[0] and not self.keep_lease:
+                if not self._state[0] and self.lead:
                     self._renewing = False  # campaign() starts a new thread on the next win
                     return
                 if self._lease is None:

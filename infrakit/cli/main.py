@@ -155,7 +155,8 @@ def run(cluster: Path, log_level: str, json_logs: bool, http_group: bool) -> Non
         reason = str(error) if isinstance(error, SpecError) else f"cannot start: {error}"
         raise click.ClickException(reason) from None
     if not runtime.is_leader():
-        log.info("%s; waiting as a follower", runtime.following())
+        waiting = "; waiting as a follower" if runtime.config.manager.mode == "leader" else ""
+        log.info("%s%s", runtime.following(), waiting)
     try:
         while not stop.wait(0.5):
             lost = runtime.cannot_act()

@@ -47,11 +47,13 @@ def status(as_json: bool, endpoint: str, curve_key: Path | None, server_key: Pat
 
 
 def manager_line(manager: dict[str, Any]) -> str:
-    """One manager of `ManagerList` in a line: where, whether it leads, its home and host, its
-    pid and since when it runs."""
+    """One manager of `ManagerList` in a line: where, whether it leads (or in shared mode how
+    many groups it owns), its home and host, its pid and since when it runs."""
     words = [str(manager.get("Location") or "?")]
     if manager.get("Leader"):
         words.append("(leader)")
+    if isinstance(manager.get("Owns"), int):  # shared mode: how many groups it runs
+        words.append(f"owns {manager['Owns']} group{'s' if manager['Owns'] != 1 else ''}")
     for key, label in (("Home", "home"), ("HostName", "host"), ("PID", "pid")):
         if manager.get(key) is not None:
             words.append(f"{label} {manager[key]}")

@@ -47,7 +47,7 @@ def owners(prefix: str) -> Iterator[Callable[[str], EtcdOwnership]]:
     made: list[EtcdElection] = []
 
     def make(location: str) -> EtcdOwnership:
-        election = EtcdElection(ENDPOINT, f"{prefix}/leader", location, ttl=2, keep_lease=True)
+        election = EtcdElection(ENDPOINT, f"{prefix}/leader", location, ttl=2, lead=False)
         made.append(election)
         election.campaign()
         return EtcdOwnership(election)
