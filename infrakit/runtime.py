@@ -572,8 +572,12 @@ class Runtime:
         self, since: float, group_id: str | None = None, after: int = 0
     ) -> dict[str, Any]:
         """The leader's events of the last `since` seconds (of `group_id` only, if given)
-        numbered above `after`, oldest first, as `Events.Recent` answers (docs/protocol.md)."""
+        numbered above `after`, oldest first, as `Events.Recent` answers (docs/protocol.md).
+        In shared mode a group's events are its owner's: asked here, the call goes there."""
         self._require_leading()
+        if group_id is not None and self._ownership is not None:
+            with contextlib.suppress(GroupNotFoundError):  # a group gone has its last events
+                self._record(group_id)  # run elsewhere: refused with where (the wire forwards)
         return self.event_log.recent(since, group_id, after).to_json()
 
     def group_activity(self, group_id: str, limit: int | None = None) -> list[dict[str, Any]]:
