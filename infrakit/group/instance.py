@@ -46,6 +46,7 @@ from infrakit.spi.instance import (
 )
 
 log = logging.getLogger(__name__)
+NOT_OURS = "this manager no longer runs the group (not the leader, or not its owner)"
 
 _LIVE = (Phase.STARTING, Phase.RUNNING, Phase.UNHEALTHY)
 _REASONED = (Phase.REPLACING, Phase.HELD)
@@ -640,7 +641,7 @@ class InstanceActor(PooledActor):
         if self.context.board.holds.blocks("terminate"):
             return  # kept until `unsuspend terminate` (HoldsLifted)
         if not self.context.fence():
-            log.warning("%s: not the leader; not destroying %s", self.logical_id, instance.id)
+            log.warning("%s: %s; not destroying %s", self.logical_id, NOT_OURS, instance.id)
             self._schedule_retry()
             return
         self._attempts += 1
@@ -707,7 +708,7 @@ class InstanceActor(PooledActor):
     def _provision(self, healing: bool = False) -> None:
         context = self.context
         if not context.fence():
-            log.warning("%s: not the leader; not provisioning", self.logical_id)
+            log.warning("%s: %s; not provisioning", self.logical_id, NOT_OURS)
             return
         held = self._held_by(healing)
         if held is not None:
@@ -804,7 +805,7 @@ class InstanceActor(PooledActor):
         """Destroy a drained (or abandoned) instance; False if the plugin failed."""
         context = self.context
         if not context.fence():
-            log.warning("%s: not the leader; not destroying %s", self.logical_id, instance.id)
+            log.warning("%s: %s; not destroying %s", self.logical_id, NOT_OURS, instance.id)
             return False
         try:
             context.instance_plugin.destroy(instance.id)

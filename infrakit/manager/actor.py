@@ -739,9 +739,9 @@ class ManagerActor(Supervisor):
             self.ownership.release(group_id)
 
     def _require_owner(self, group_id: str) -> None:
-        """Shared mode: make sure this manager runs `group_id` (taking it if it is free and
-        this manager's by rendezvous), else refuse with where it runs (the call is forwarded
-        there)."""
+        """Shared mode: make sure this manager runs `group_id` (claiming it if nobody owns it:
+        a new group; the balancing moves it on if it belongs elsewhere), else refuse with where
+        it runs (the wire forwards the call there)."""
         if self.ownership is None or group_id in self.records:
             return
         location = route(group_id, self.ownership)
