@@ -547,7 +547,15 @@ class Runtime:
             "Groups": [self._info(records[group_id]) for group_id in sorted(records)],
         }
         if self._ownership is not None:
-            result["Mode"] = "shared"
+            # Nobody leads: each live member runs a share (the groups in `Owners`).
+            result = {
+                "Location": result.pop("Location"),
+                "Home": result.pop("Home"),
+                "Mode": "shared",
+                "Member": result.pop("Leader"),
+                "MemberSince": result.pop("LeaderSince"),
+                **{k: v for k, v in result.items() if k != "LeaderLocation"},
+            }
             try:
                 result["Owners"] = dict(sorted(self._ownership.owners().items()))
             except Exception as error:  # etcd away: say so rather than fail the whole status
