@@ -149,14 +149,13 @@ def etcd_frozen(lock: IO[str], pid: int) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_SH)
 
 
-def etcd_cluster(shared: Path, prefix: str, port: int) -> dict[str, Any]:
+def etcd_cluster(shared: Path | None, prefix: str, port: int) -> dict[str, Any]:
     """A cluster file for one of several runtimes on the machine's etcd: leader key and store
-    under `prefix`, the process plugin's state in `shared` (as hosts share a cloud), the Group
-    API on 127.0.0.1:`port`."""
+    under `prefix`, the process plugin's state in `shared` (as hosts share a cloud; None: its
+    host-wide default), the Group API on 127.0.0.1:`port`."""
+    plugins = [{"Name": "instance-process", "Kind": "process", "Options": {"Dir": str(shared)}}]
     return {
-        "Plugins": [
-            {"Name": "instance-process", "Kind": "process", "Options": {"Dir": str(shared)}}
-        ],
+        **({"Plugins": plugins} if shared is not None else {}),
         "Manager": {
             "Leader": {"Kind": "etcd", "Endpoints": [ETCD], "TTL": "2s", "Key": f"{prefix}/leader"},
             "Store": {"Kind": "etcd", "Endpoints": [ETCD], "Prefix": f"{prefix}/groups/"},
