@@ -1,0 +1,522 @@
+"""Sharding on etcd (`Manager.Mode: shared`, issue 15): how evenly managers share the groups,
+how soon a killed manager's groups run again under the others, and converge throughput with 1,
+2 and 3 managers, with real `infrakit run` processes on the machine's etcd.
+
+1. balance: 3 managers (each its own INFRAKIT_HOME, one cluster file of `--groups` groups of
+   `--size` file instances): the groups each owns per `Owners` of Manager.Status (what
+   `infrakit manager status --json` prints), once every manager agrees: max, min, max/min.
+2. moves: `--kills` times, kill -9 one manager (each in turn) and time until every group it
+   owned is owned by a live manager whose own view of it is converged, from a look begun after
+   the kill: median and max, beside the TTL. The killed manager is started again and the bench
+   waits until the groups are back where they were; it prints that time too, and the
+   instances replaced, duplicated or orphaned over all the kills.
+3. throughput: for 1, 2 and 3 managers (a fresh key prefix and state each), commit `--tgroups`
+   groups of `--tsize` file instances, round robin through the managers, and time until every
+   group is converged on its owner: instances per second, and the CPU each runtime, etcd, this
+   bench and the whole machine used meanwhile, with the load average, to say what limits it.
+
+    .venv/bin/python bench/shard.py [--kills 5] [--ttl 2s] [--tgroups 30] [--tsize 20]
+
+Needs etcd on 127.0.0.1:2379 (scripts/services.sh starts it). Everything goes under a private
+key prefix and a temporary directory, both removed at the end, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from actors.election.etcd import EtcdConnection, encode, prefix_end
+from actors.remote import RemoteRef
+from actors.rpc_errors import RemoteError, RpcTimeout
+from infrakit.duration import parse_duration
+from infrakit.manager.localstate import shared_state_home
+from infrakit.plugins.instance.file import FileInstancePlugin
+from infrakit.spi.instance import TAG_GROUP, TAG_LOGICAL_ID
+
+ETCD = "http://127.0.0.1:2379"
+INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
+DEADLINE = 180.0  # seconds any one wait may take before the bench gives up, naming its logs
+TICKS = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def group_spec(group_id: str, size: int) -> dict[str, Any]:
+    """A group of `size` file instances: cheap to make, so the figures are the managers'."""
+    return {
+        "ID": group_id,
+        "Properties": {
+            "Allocation": {"Size": size},
+            "Instance": {"Plugin": "instance-file", "Properties": {"Note": "bench"}},
+            "Flavor": {"Plugin": "flavor-vanilla"},
+        },
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process `pid` has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, all cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def etcd_pid() -> int | None:
+    """The pid of the etcd serving 127.0.0.1:2379, to read the CPU it uses (read only)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        named = bool(argv) and Path(argv[0].decode(errors="replace")).name == "etcd"
+        if named and any(b"2379" in arg for arg in argv):
+            return int(entry.name)
+    return None
+
+
+class Manager:
+    """One `infrakit run` of the cluster: its own home, its cluster file (the same groups as
+    the others', its own Listen port), a log, and a client of its Group API."""
+
+    def __init__(self, root: Path, index: int, cluster: dict[str, Any], env: dict[str, str]):
+        self.index = index
+        self.port = free_port()
+        self.location = f"tcp://127.0.0.1:{self.port}"
+        self.log = root / f"runtime-{index}.log"
+        self.config = root / f"cluster-{index}.json"
+        manager = {**cluster["Manager"], "Listen": [self.location]}
+        self.config.write_text(json.dumps({**cluster, "Manager": manager}, indent=1))
+        self.env = {**env, "INFRAKIT_HOME": str(root / f"home-{index}")}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.killed = False  # by the bench: not a death to report
+        self.ref = RemoteRef(self.location, timeout=5.0, retries=0)
+
+    def start(self) -> None:
+        self.killed = False
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [*INFRAKIT, "run", str(self.config)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the bench, which stops them all
+            )
+
+    def kill(self) -> None:
+        """kill -9 the runtime (and anything it started) and reap it."""
+        self.killed = True
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def status(self) -> dict[str, Any] | None:
+        """Its Manager.Status, or None if it does not answer now."""
+        if not self.alive:
+            return None
+        try:
+            answer = self.ref.call("Manager.Status", {})
+        except (RpcTimeout, RemoteError):
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid) if self.process is not None else 0.0
+
+
+class Cluster:
+    """`count` managers in shared mode on the machine's etcd, under a private key prefix and a
+    temporary directory (the homes, and XDG_STATE_HOME, under which the file plugin keeps the
+    instances every manager sees); `close` stops every process and removes both."""
+
+    def __init__(
+        self, label: str, count: int, ttl: str, poll: str, groups: list[dict[str, Any]]
+    ) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix=f"ik-shard-{label}-"))
+        self.prefix = f"/infrakit-bench-shard-{uuid.uuid4().hex[:8]}"
+        store = f"{self.prefix}/groups/"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAKIT_")}
+        env["XDG_STATE_HOME"] = str(self.root / "state")
+        self.instances = shared_state_home(store, env) / "instances" / "file"
+        cluster = {
+            "Manager": {
+                "Mode": "shared",
+                "Leader": {
+                    "Kind": "etcd",
+                    "Endpoints": [ETCD],
+                    "TTL": ttl,
+                    "Key": f"{self.prefix}/leader",
+                },
+                "Store": {"Kind": "etcd", "Endpoints": [ETCD], "Prefix": store},
+                "LeaderPoll": poll,
+            },
+            "Groups": groups,
+        }
+        self.managers = [Manager(self.root, index, cluster, env) for index in range(count)]
+        self.sizes = {g["ID"]: int(g["Properties"]["Allocation"]["Size"]) for g in groups}
+        self.last_check = 0.0  # seconds the last check of `wait` took: the figures' resolution
+
+    def start(self) -> None:
+        for manager in self.managers:
+            manager.start()
+
+    def close(self) -> None:
+        # A second Ctrl-C must not leave runtimes or keys behind: it waits until this is done.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._remove()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    def _remove(self) -> None:
+        for manager in self.managers:
+            manager.kill()
+            manager.ref.close()
+        try:
+            EtcdConnection(ETCD).post(
+                "kv/deleterange",
+                {"key": encode(self.prefix), "range_end": prefix_end(self.prefix)},
+            )
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def wait(self, what: str, check: Callable[[], T | None], every: float = 0.01) -> T:
+        """`check()`'s first value that is not None, polled every `every` seconds; exits,
+        naming the runtimes' logs, after DEADLINE."""
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            for manager in self.managers:
+                if manager.process is not None and not manager.killed and not manager.alive:
+                    said = manager.log.read_text(errors="replace").strip()[-1500:]
+                    raise SystemExit(f"bench: runtime {manager.index} exited:\n{said}")
+            began = time.monotonic()
+            value = check()
+            self.last_check = time.monotonic() - began
+            if value is not None:
+                return value
+            time.sleep(every)
+        raise SystemExit(f"bench: {what} did not happen within {DEADLINE:g} s; see {self.root}")
+
+    def statuses(self) -> list[dict[str, Any]] | None:
+        """Every live manager's status, or None if one of them does not answer now."""
+        found = []
+        for manager in self.managers:
+            if manager.alive:
+                status = manager.status()
+                if status is None:
+                    return None
+                found.append(status)
+        return found
+
+    def all_up(self) -> list[dict[str, Any]] | None:
+        """Every manager's status once each answers in shared mode and sees all the others."""
+        statuses = self.statuses()
+        if statuses is None or len(statuses) != len(self.managers):
+            return None
+        for status in statuses:
+            if status.get("Mode") != "shared":
+                return None
+            if len(status.get("ManagerList") or []) != len(self.managers):
+                return None
+        return statuses
+
+    def running(
+        self,
+        groups: Iterable[str],
+        since: Mapping[str, float] | float = 0.0,
+        agree: bool = False,
+        owners: Mapping[str, str] | None = None,
+    ) -> dict[str, str] | None:
+        """{group: owner's location} once each of `groups` is owned by a live manager (per
+        its own status's Owners) that runs it converged at full size, from a look begun at
+        or after `since` (a wall time, or one per group); with `agree`, every live manager
+        reports the same owners; with `owners`, those are the ones. Else None."""
+        statuses = self.statuses()
+        if not statuses:
+            return None
+        found: dict[str, str] = {}
+        for group in groups:
+            after = since if isinstance(since, int | float) else since.get(group, 0.0)
+            owner = next(
+                (s for s in statuses if (s.get("Owners") or {}).get(group) == s.get("Location")),
+                None,
+            )
+            if owner is None:
+                return None
+            info = next((g for g in owner.get("Groups") or [] if g.get("ID") == group), None)
+            if info is None or not info.get("Converged"):
+                return None
+            if info.get("Members") != self.sizes.get(group, info.get("Size")):
+                return None
+            if (info.get("LookedAt") or 0.0) < after:
+                return None
+            found[group] = str(owner["Location"])
+            if agree and any((s.get("Owners") or {}).get(group) != found[group] for s in statuses):
+                return None
+            if owners is not None and owners.get(group) != found[group]:
+                return None
+        return found
+
+    def census(self) -> dict[tuple[str, str], list[str]]:
+        """(group, slot) -> the IDs of the file instances there, read from the directory."""
+        plugin = FileInstancePlugin(self.instances)
+        try:
+            described = plugin.describe_instances({})
+        finally:
+            plugin.close()
+        slots: dict[tuple[str, str], list[str]] = {}
+        for description in described:
+            key = (description.tags.get(TAG_GROUP, "?"), description.tags.get(TAG_LOGICAL_ID, "?"))
+            slots.setdefault(key, []).append(str(description.id))
+        return slots
+
+
+def balance(cluster: Cluster) -> dict[str, str]:
+    """Part 1: start the managers, wait until every group runs and all agree on its owner;
+    print the groups per manager. Returns the owners."""
+    cluster.start()
+    cluster.wait("every manager up in shared mode, seeing the others", cluster.all_up)
+    owners = cluster.wait(
+        "every group running, every manager agreeing on its owner",
+        lambda: cluster.running(cluster.sizes, agree=True),
+        every=0.1,
+    )
+    counts = Counter(owners.values())
+    per = [counts.get(manager.location, 0) for manager in cluster.managers]
+    size = next(iter(cluster.sizes.values()), 0)
+    print(
+        f"1. balance: {len(per)} managers, {len(owners)} groups of {size} file instances"
+        " (Owners of Manager.Status, the same on every manager)"
+    )
+    ratio = f"{max(per) / min(per):.2f}" if min(per) else "inf"
+    print(
+        f"   groups per manager: {', '.join(map(str, per))}   max {max(per)}  min {min(per)}"
+        f"  max/min {ratio}  (target <= 1.5)"
+    )
+    return owners
+
+
+def moves(cluster: Cluster, owners: dict[str, str], kills: int, ttl: str, poll: str) -> None:
+    """Part 2: kill -9 each manager in turn, time until its groups run converged under the
+    others, start it again and time until every group is back with its owner before."""
+    before = cluster.census()
+    took, back, moved_counts, resolution = [], [], [], []
+    for kill in range(kills):
+        victim = cluster.managers[kill % len(cluster.managers)]
+        moved = sorted(group for group, where in owners.items() if where == victim.location)
+        moved_counts.append(len(moved))
+        killed_wall, killed = time.time(), time.monotonic()
+        victim.kill()
+        cluster.wait(
+            f"kill {kill + 1}: manager {victim.index}'s groups running under the others",
+            partial(cluster.running, moved, since=killed_wall),
+        )
+        took.append(time.monotonic() - killed)
+        resolution.append(cluster.last_check)
+        started_wall, started = time.time(), time.monotonic()
+        victim.start()
+        cluster.wait(
+            f"kill {kill + 1}: manager {victim.index} started again, its groups back with it",
+            partial(
+                cluster.running,
+                owners,
+                since=dict.fromkeys(moved, started_wall),
+                agree=True,
+                owners=owners,
+            ),
+            every=0.05,
+        )
+        back.append(time.monotonic() - started)
+    seconds = parse_duration(ttl)
+    print(
+        f"2. moves: {kills} kill -9 of a manager (each in turn; {min(moved_counts)}-"
+        f"{max(moved_counts)} groups each), TTL {ttl} ({seconds:g} s), LeaderPoll {poll}"
+    )
+    print(
+        f"   kill -> its groups converged under the others: median {statistics.median(took):.2f}"
+        f" s, max {max(took):.2f} s, min {min(took):.2f} s   TTL + 0.5 s = {seconds + 0.5:.2f} s"
+        f"  (each check of every manager took ~{statistics.median(resolution) * 1e3:.0f} ms)"
+    )
+    print(
+        f"   start again -> every group back with its owner, converged: median"
+        f" {statistics.median(back):.2f} s, max {max(back):.2f} s (includes the runtime's start)"
+    )
+    print("   " + instance_report(before, cluster.census(), cluster.sizes))
+
+
+def instance_report(
+    before: Mapping[tuple[str, str], list[str]],
+    after: Mapping[tuple[str, str], list[str]],
+    sizes: Mapping[str, int],
+) -> str:
+    """The instances the moves replaced, duplicated, orphaned or left missing, in a line."""
+    wanted = {(group, f"{group}-{n}") for group, size in sizes.items() for n in range(size)}
+    duplicates = sum(len(ids) - 1 for slot, ids in after.items() if slot in wanted)
+    orphans = sum(len(ids) for slot, ids in after.items() if slot not in wanted)
+    missing = len(wanted - after.keys())
+    first = {i for ids in before.values() for i in ids}
+    replaced = len(first - {i for ids in after.values() for i in ids})
+    return (
+        f"over all the moves: {replaced} of {len(first)} instances replaced, {duplicates}"
+        f" duplicates, {orphans} orphans, {missing} slots empty"
+    )
+
+
+def throughput(count: int, args: argparse.Namespace, etcd: int | None) -> str:
+    """Part 3, one row: `count` managers with no groups; commit the groups round robin
+    through them and time until all are converged; the CPU used meanwhile."""
+    cluster = Cluster(f"t{count}", count, args.ttl, args.poll, [])
+    try:
+        cluster.start()
+        cluster.wait("every manager up in shared mode, seeing the others", cluster.all_up)
+        specs = [group_spec(f"t{n:02d}", args.tsize) for n in range(args.tgroups)]
+        cluster.sizes = {spec["ID"]: args.tsize for spec in specs}
+        time.sleep(1.0)  # let the runtimes' start-up work settle before sampling their CPU
+        cpu = [manager.cpu() for manager in cluster.managers]
+        etcd_cpu = cpu_seconds(etcd) if etcd else 0.0
+        busy, total = machine_ticks()
+        bench_cpu = time.process_time()
+        began_wall, began = time.time(), time.monotonic()
+        for n, spec in enumerate(specs):
+            try:
+                cluster.managers[n % count].ref.call("Group.CommitGroup", {"Spec": spec})
+            except (RpcTimeout, RemoteError) as error:
+                raise SystemExit(f"bench: commit of {spec['ID']} failed: {error}") from None
+        committed = time.monotonic() - began
+        cluster.wait(
+            "every group converged",
+            lambda: cluster.running(cluster.sizes, since=began_wall),
+            every=args.every,
+        )
+        took = time.monotonic() - began
+        used = [manager.cpu() - was for manager, was in zip(cluster.managers, cpu, strict=True)]
+        etcd_used = (cpu_seconds(etcd) - etcd_cpu) if etcd else None
+        busy2, total2 = machine_ticks()
+        bench_used = time.process_time() - bench_cpu
+        load = os.getloadavg()[0]
+        made = sum(len(ids) for ids in cluster.census().values())
+    finally:
+        cluster.close()
+    instances = args.tgroups * args.tsize
+    each = " ".join(f"{100 * u / took:3.0f}" for u in used)
+    etcd_pct = f"{100 * etcd_used / took:3.0f}%" if etcd_used is not None else "  ?"
+    machine = 100 * (busy2 - busy) / max(1, total2 - total)
+    return (
+        f"   {count:>8} {took:>9.2f} s {instances / took:>11.1f} {committed:>7.2f} s"
+        f"  {each:<14} {etcd_pct:>5} {100 * bench_used / took:>5.0f}% {machine:>9.0f}%"
+        f" {load:>7.2f}   {made}"
+    )
+
+
+def etcd_up() -> bool:
+    try:
+        with urllib.request.urlopen(f"{ETCD}/health", timeout=2) as answer:
+            return b"true" in answer.read()
+    except OSError:
+        return False
+
+
+def interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as Ctrl-C: unwind, so that every process and key is cleaned up."""
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="Prints: 1. groups per manager (max/min); 2. kill -9 -> a dead manager's groups"
+        " running again (median, max) beside the TTL; 3. converge throughput (instances/s)"
+        " with 1, 2, 3 managers, and the CPU the runtimes and etcd used. Asserts nothing.",
+    )
+    parser.add_argument("--groups", type=int, default=30, help="groups for balance and moves")
+    parser.add_argument("--size", type=int, default=2, help="file instances per group there")
+    parser.add_argument("--kills", type=int, default=5, help="kill -9 of a manager, each timed")
+    parser.add_argument("--ttl", default="2s", help="Manager.Leader.TTL (each manager's lease)")
+    parser.add_argument("--poll", default="500ms", help="Manager.LeaderPoll")
+    parser.add_argument("--tgroups", type=int, default=30, help="groups for the throughput")
+    parser.add_argument("--tsize", type=int, default=20, help="file instances per group there")
+    parser.add_argument(
+        "--managers", default="1,2,3", help="manager counts for the throughput, comma separated"
+    )
+    parser.add_argument(
+        "--every", type=float, default=0.1, help="seconds between checks during the throughput"
+    )
+    parser.add_argument(
+        "--parts", default="balance,moves,throughput", help="which parts to run, comma separated"
+    )
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    signal.signal(signal.SIGTERM, interrupted)
+    if not etcd_up():
+        sys.exit(f"bench: no etcd answers at {ETCD} (scripts/services.sh starts one)")
+    try:
+        if parts & {"balance", "moves"}:
+            groups = [group_spec(f"g{n:02d}", args.size) for n in range(args.groups)]
+            cluster = Cluster("moves", 3, args.ttl, args.poll, groups)
+            try:
+                owners = balance(cluster)
+                if "moves" in parts and args.kills > 0:
+                    moves(cluster, owners, args.kills, args.ttl, args.poll)
+            finally:
+                cluster.close()
+        if "throughput" in parts:
+            etcd = etcd_pid()
+            print(
+                f"3. converge throughput: {args.tgroups} groups x {args.tsize} file instances"
+                f" ({args.tgroups * args.tsize}), committed round robin through the managers;"
+                f" {os.cpu_count()} cores"
+            )
+            print(
+                "   managers  converged  instances/s  commits  runtimes' CPU   etcd"
+                "  bench  machine  load 1m   files"
+            )
+            print(
+                "                                                (% of a core each)"
+                "             (of all cores)"
+            )
+            for count in [int(n) for n in args.managers.split(",")]:
+                print(throughput(count, args, etcd), flush=True)
+    except KeyboardInterrupt:
+        sys.exit("bench: interrupted; every runtime stopped and every key removed")
+
+
+if __name__ == "__main__":
+    main()
