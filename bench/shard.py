@@ -12,8 +12,13 @@ how soon a killed manager's groups run again under the others, and converge thro
    instances replaced, duplicated or orphaned over all the kills.
 3. throughput: for 1, 2 and 3 managers (a fresh key prefix and state each), commit `--tgroups`
    groups of `--tsize` file instances, round robin through the managers, and time until every
-   group is converged on its owner: instances per second, and the CPU each runtime, etcd, this
-   bench and the whole machine used meanwhile, with the load average, to say what limits it.
+   group is converged on its owner: instances per second; how long the commits took (and the
+   slowest one); how many groups a manager other than the one the commit reached ended up
+   running (a new group is claimed where it is committed, then moved); the CPU each runtime,
+   etcd, this bench and everything else on the machine used meanwhile, in % of one core (a
+   runtime near 100 % is held by its GIL), the machine's busy share of all its cores and its
+   1-minute load average (it counts runnable threads, each runtime's many among them), to say
+   what limits it.
 
     .venv/bin/python bench/shard.py [--kills 5] [--ttl 2s] [--tgroups 30] [--tsize 20]
 
@@ -55,7 +60,6 @@ from infrakit.spi.instance import TAG_GROUP, TAG_LOGICAL_ID
 
 ETCD = "http://127.0.0.1:2379"
 INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
-DEADLINE = 180.0  # seconds any one wait may take before the bench gives up, naming its logs
 TICKS = os.sysconf("SC_CLK_TCK")
 T = TypeVar("T")
 
@@ -87,11 +91,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine so far, all cores."""
+def machine_busy() -> float:
+    """CPU seconds the whole machine (every core, every process) has been busy so far."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
+    return (sum(values) - values[3] - values[4]) / TICKS  # less idle and iowait
 
 
 def etcd_pid() -> int | None:
@@ -193,6 +196,9 @@ class Cluster:
         self.managers = [Manager(self.root, index, cluster, env) for index in range(count)]
         self.sizes = {g["ID"]: int(g["Properties"]["Allocation"]["Size"]) for g in groups}
         self.last_check = 0.0  # seconds the last check of `wait` took: the figures' resolution
+        self.why = ""  # what the last check found missing
+        self.deadline = 300.0  # seconds any one wait may take before the bench gives up
+        self.kept: Path | None = None  # where the logs of a failed wait are kept
 
     def start(self) -> None:
         for manager in self.managers:
@@ -216,16 +222,20 @@ class Cluster:
                 {"key": encode(self.prefix), "range_end": prefix_end(self.prefix)},
             )
         finally:
+            if self.kept is not None:
+                for log in self.root.glob("*.log"):
+                    shutil.copy(log, self.kept)
             shutil.rmtree(self.root, ignore_errors=True)
 
     def wait(self, what: str, check: Callable[[], T | None], every: float = 0.01) -> T:
         """`check()`'s first value that is not None, polled every `every` seconds; exits,
-        naming the runtimes' logs, after DEADLINE."""
-        deadline = time.monotonic() + DEADLINE
+        keeping the runtimes' logs, after `deadline` seconds."""
+        deadline = time.monotonic() + self.deadline
         while time.monotonic() < deadline:
             for manager in self.managers:
                 if manager.process is not None and not manager.killed and not manager.alive:
                     said = manager.log.read_text(errors="replace").strip()[-1500:]
+                    self.kept = Path(tempfile.mkdtemp(prefix="ik-shard-logs-"))
                     raise SystemExit(f"bench: runtime {manager.index} exited:\n{said}")
             began = time.monotonic()
             value = check()
@@ -233,7 +243,11 @@ class Cluster:
             if value is not None:
                 return value
             time.sleep(every)
-        raise SystemExit(f"bench: {what} did not happen within {DEADLINE:g} s; see {self.root}")
+        self.kept = Path(tempfile.mkdtemp(prefix="ik-shard-logs-"))
+        raise SystemExit(
+            f"bench: {what} did not happen within {self.deadline:g} s; last seen: {self.why}"
+            f" (the runtimes' logs are kept in {self.kept})"
+        )
 
     def statuses(self) -> list[dict[str, Any]] | None:
         """Every live manager's status, or None if one of them does not answer now."""
@@ -242,6 +256,7 @@ class Cluster:
             if manager.alive:
                 status = manager.status()
                 if status is None:
+                    self.why = f"manager {manager.index} ({manager.location}) does not answer"
                     return None
                 found.append(status)
         return found
@@ -268,32 +283,53 @@ class Cluster:
         """{group: owner's location} once each of `groups` is owned by a live manager (per
         its own status's Owners) that runs it converged at full size, from a look begun at
         or after `since` (a wall time, or one per group); with `agree`, every live manager
-        reports the same owners; with `owners`, those are the ones. Else None."""
+        reports the same owners; with `owners`, those are the ones. Else None, and `why`
+        says what was missing."""
         statuses = self.statuses()
         if not statuses:
             return None
         found: dict[str, str] = {}
         for group in groups:
             after = since if isinstance(since, int | float) else since.get(group, 0.0)
-            owner = next(
-                (s for s in statuses if (s.get("Owners") or {}).get(group) == s.get("Location")),
-                None,
-            )
-            if owner is None:
+            where = self._where(group, statuses, after)
+            if where is None:
                 return None
-            info = next((g for g in owner.get("Groups") or [] if g.get("ID") == group), None)
-            if info is None or not info.get("Converged"):
+            claims = {str((s.get("Owners") or {}).get(group)) for s in statuses}
+            if agree and claims != {where}:
+                self.why = f"{group}: the managers name different owners: {sorted(claims)}"
                 return None
-            if info.get("Members") != self.sizes.get(group, info.get("Size")):
+            if owners is not None and owners.get(group) != where:
+                self.why = f"{group}: run by {where}, not yet by {owners.get(group)}"
                 return None
-            if (info.get("LookedAt") or 0.0) < after:
-                return None
-            found[group] = str(owner["Location"])
-            if agree and any((s.get("Owners") or {}).get(group) != found[group] for s in statuses):
-                return None
-            if owners is not None and owners.get(group) != found[group]:
-                return None
+            found[group] = where
         return found
+
+    def _where(self, group: str, statuses: list[dict[str, Any]], after: float) -> str | None:
+        """The location of the live manager that runs `group` converged, from a look begun
+        at or after `after`; None (saying why in `why`) if none does."""
+        owner = next(
+            (s for s in statuses if (s.get("Owners") or {}).get(group) == s.get("Location")),
+            None,
+        )
+        if owner is None:
+            self.why = f"{group}: no live manager says it owns it"
+            return None
+        info = next((g for g in owner.get("Groups") or [] if g.get("ID") == group), None)
+        if info is None:
+            self.why = f"{group}: its owner {owner['Location']} does not list it"
+            return None
+        members, size = info.get("Members"), self.sizes.get(group, info.get("Size"))
+        if not info.get("Converged") or members != size:
+            conditions = "; ".join(info.get("Conditions") or []) or "no conditions"
+            self.why = (
+                f"{group} on {owner['Location']}: {members} of {size} members, not converged"
+                f" ({info.get('Phases')}; {conditions})"
+            )
+            return None
+        if (info.get("LookedAt") or 0.0) < after:
+            self.why = f"{group} on {owner['Location']}: no look since {after:.2f}"
+            return None
+        return str(owner["Location"])
 
     def census(self) -> dict[tuple[str, str], list[str]]:
         """(group, slot) -> the IDs of the file instances there, read from the directory."""
@@ -367,8 +403,8 @@ def moves(cluster: Cluster, owners: dict[str, str], kills: int, ttl: str, poll: 
         back.append(time.monotonic() - started)
     seconds = parse_duration(ttl)
     print(
-        f"2. moves: {kills} kill -9 of a manager (each in turn; {min(moved_counts)}-"
-        f"{max(moved_counts)} groups each), TTL {ttl} ({seconds:g} s), LeaderPoll {poll}"
+        f"2. moves: {kills} kill -9 of a manager (each in turn; {span(moved_counts)} groups"
+        f" each), TTL {ttl} ({seconds:g} s), LeaderPoll {poll}"
     )
     print(
         f"   kill -> its groups converged under the others: median {statistics.median(took):.2f}"
@@ -380,6 +416,12 @@ def moves(cluster: Cluster, owners: dict[str, str], kills: int, ttl: str, poll: 
         f" {statistics.median(back):.2f} s, max {max(back):.2f} s (includes the runtime's start)"
     )
     print("   " + instance_report(before, cluster.census(), cluster.sizes))
+
+
+def span(values: list[int]) -> str:
+    """`8-12`, or `10` when they are all the same."""
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def instance_report(
@@ -404,6 +446,7 @@ def throughput(count: int, args: argparse.Namespace, etcd: int | None) -> str:
     """Part 3, one row: `count` managers with no groups; commit the groups round robin
     through them and time until all are converged; the CPU used meanwhile."""
     cluster = Cluster(f"t{count}", count, args.ttl, args.poll, [])
+    cluster.deadline = args.deadline
     try:
         cluster.start()
         cluster.wait("every manager up in shared mode, seeing the others", cluster.all_up)
@@ -412,37 +455,46 @@ def throughput(count: int, args: argparse.Namespace, etcd: int | None) -> str:
         time.sleep(1.0)  # let the runtimes' start-up work settle before sampling their CPU
         cpu = [manager.cpu() for manager in cluster.managers]
         etcd_cpu = cpu_seconds(etcd) if etcd else 0.0
-        busy, total = machine_ticks()
+        busy = machine_busy()
         bench_cpu = time.process_time()
         began_wall, began = time.time(), time.monotonic()
+        sent_to, slowest = {}, 0.0
         for n, spec in enumerate(specs):
+            manager = cluster.managers[n % count]
+            sent_to[spec["ID"]] = manager.location
+            one = time.monotonic()
             try:
-                cluster.managers[n % count].ref.call("Group.CommitGroup", {"Spec": spec})
+                manager.ref.call("Group.CommitGroup", {"Spec": spec})
             except (RpcTimeout, RemoteError) as error:
                 raise SystemExit(f"bench: commit of {spec['ID']} failed: {error}") from None
+            slowest = max(slowest, time.monotonic() - one)
         committed = time.monotonic() - began
-        cluster.wait(
+        owners = cluster.wait(
             "every group converged",
-            lambda: cluster.running(cluster.sizes, since=began_wall),
+            partial(cluster.running, cluster.sizes, since=began_wall),
             every=args.every,
         )
         took = time.monotonic() - began
         used = [manager.cpu() - was for manager, was in zip(cluster.managers, cpu, strict=True)]
-        etcd_used = (cpu_seconds(etcd) - etcd_cpu) if etcd else None
-        busy2, total2 = machine_ticks()
+        etcd_used = (cpu_seconds(etcd) - etcd_cpu) if etcd else 0.0
+        busy2 = machine_busy()
         bench_used = time.process_time() - bench_cpu
         load = os.getloadavg()[0]
         made = sum(len(ids) for ids in cluster.census().values())
     finally:
         cluster.close()
+    moved = sum(1 for group, where in owners.items() if sent_to[group] != where)
     instances = args.tgroups * args.tsize
-    each = " ".join(f"{100 * u / took:3.0f}" for u in used)
-    etcd_pct = f"{100 * etcd_used / took:3.0f}%" if etcd_used is not None else "  ?"
-    machine = 100 * (busy2 - busy) / max(1, total2 - total)
+    each = " ".join(f"{100 * u / took:.0f}" for u in used)
+    cores = os.cpu_count() or 1
+    machine = busy2 - busy  # CPU seconds, all cores, everyone's
+    others = machine - sum(used) - etcd_used - bench_used
     return (
-        f"   {count:>8} {took:>9.2f} s {instances / took:>11.1f} {committed:>7.2f} s"
-        f"  {each:<14} {etcd_pct:>5} {100 * bench_used / took:>5.0f}% {machine:>9.0f}%"
-        f" {load:>7.2f}   {made}"
+        f"   {count:>8} {took:>8.2f} s {instances / took:>6.0f}"
+        f" {committed:>6.2f} s ({slowest:.2f} s) {moved:>5}"
+        f"   {each:<11} {100 * etcd_used / took:>4.0f} {100 * bench_used / took:>5.0f}"
+        f" {100 * others / took:>6.0f} {100 * machine / took / cores:>7.0f}% {load:>6.2f}"
+        f"  {made}"
     )
 
 
@@ -461,10 +513,7 @@ def interrupted(signum: int, frame: FrameType | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Prints: 1. groups per manager (max/min); 2. kill -9 -> a dead manager's groups"
-        " running again (median, max) beside the TTL; 3. converge throughput (instances/s)"
-        " with 1, 2, 3 managers, and the CPU the runtimes and etcd used. Asserts nothing.",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--groups", type=int, default=30, help="groups for balance and moves")
     parser.add_argument("--size", type=int, default=2, help="file instances per group there")
@@ -480,6 +529,9 @@ def main() -> None:
         "--every", type=float, default=0.1, help="seconds between checks during the throughput"
     )
     parser.add_argument(
+        "--deadline", type=float, default=300.0, help="seconds any one wait may take"
+    )
+    parser.add_argument(
         "--parts", default="balance,moves,throughput", help="which parts to run, comma separated"
     )
     args = parser.parse_args()
@@ -491,6 +543,7 @@ def main() -> None:
         if parts & {"balance", "moves"}:
             groups = [group_spec(f"g{n:02d}", args.size) for n in range(args.groups)]
             cluster = Cluster("moves", 3, args.ttl, args.poll, groups)
+            cluster.deadline = args.deadline
             try:
                 owners = balance(cluster)
                 if "moves" in parts and args.kills > 0:
@@ -505,12 +558,12 @@ def main() -> None:
                 f" {os.cpu_count()} cores"
             )
             print(
-                "   managers  converged  instances/s  commits  runtimes' CPU   etcd"
-                "  bench  machine  load 1m   files"
+                "   managers converged inst/s   commits (slowest) moved  CPU, % of one core:"
+                "             machine   load"
             )
             print(
-                "                                                (% of a core each)"
-                "             (of all cores)"
+                "                                                        runtimes    etcd bench"
+                " others  (busy)     1m  files"
             )
             for count in [int(n) for n in args.managers.split(",")]:
                 print(throughput(count, args, etcd), flush=True)
