@@ -280,13 +280,14 @@ class Cluster:
         since: Mapping[str, float] | float = 0.0,
         agree: bool = False,
         owners: Mapping[str, str] | None = None,
+        statuses: list[dict[str, Any]] | None = None,
     ) -> dict[str, str] | None:
         """{group: owner's location} once each of `groups` is owned by a live manager (per
         its own status's Owners) that runs it converged at full size, from a look begun at
         or after `since` (a wall time, or one per group); with `agree`, every live manager
         reports the same owners; with `owners`, those are the ones. Else None, and `why`
-        says what was missing."""
-        statuses = self.statuses()
+        says what was missing. `statuses`: those just read, else read now."""
+        statuses = self.statuses() if statuses is None else statuses
         if not statuses:
             return None
         found: dict[str, str] = {}
@@ -304,6 +305,13 @@ class Cluster:
                 return None
             found[group] = where
         return found
+
+    def claimed(self, groups: Iterable[str], statuses: list[dict[str, Any]]) -> bool:
+        """Whether a live manager says it owns each of `groups` (running it or not yet)."""
+        return all(
+            any((s.get("Owners") or {}).get(group) == s.get("Location") for s in statuses)
+            for group in groups
+        )
 
     def _where(self, group: str, statuses: list[dict[str, Any]], after: float) -> str | None:
         """The location of the live manager that runs `group` converged, from a look begun
@@ -375,18 +383,41 @@ def moves(cluster: Cluster, owners: dict[str, str], kills: int, ttl: str, poll: 
     """Part 2: kill -9 each manager in turn, time until its groups run converged under the
     others, start it again and time until every group is back with its owner before."""
     before = cluster.census()
-    took, back, moved_counts, resolution = [], [], [], []
+    took, gone, owned, back, moved_counts, resolution = [], [], [], [], [], []
     for kill in range(kills):
         victim = cluster.managers[kill % len(cluster.managers)]
         moved = sorted(group for group, where in owners.items() if where == victim.location)
         moved_counts.append(len(moved))
         killed_wall, killed = time.time(), time.monotonic()
         victim.kill()
+        seen: dict[str, float] = {}  # when the victim left ManagerList; when all were claimed
+
+        def moved_on(
+            moved: list[str] = moved,
+            since: float = killed_wall,
+            seen: dict[str, float] = seen,
+            victim: Manager = victim,
+        ) -> dict[str, str] | None:
+            """The moved groups' owners once they run converged; notes when the victim's
+            lease went and when its groups were all claimed."""
+            statuses = cluster.statuses()
+            if not statuses:
+                return None
+            now = time.monotonic()
+            listed = {str(m.get("Location")) for s in statuses for m in s.get("ManagerList") or []}
+            if victim.location not in listed:
+                seen.setdefault("gone", now)
+            if cluster.claimed(moved, statuses):
+                seen.setdefault("claimed", now)
+            return cluster.running(moved, since=since, statuses=statuses)
+
         cluster.wait(
-            f"kill {kill + 1}: manager {victim.index}'s groups running under the others",
-            partial(cluster.running, moved, since=killed_wall),
+            f"kill {kill + 1}: manager {victim.index}'s groups running elsewhere", moved_on
         )
         took.append(time.monotonic() - killed)
+        done = took[-1] + killed
+        gone.append(seen.get("gone", done) - killed)
+        owned.append(seen.get("claimed", done) - killed)
         resolution.append(cluster.last_check)
         started_wall, started = time.time(), time.monotonic()
         victim.start()
@@ -411,6 +442,11 @@ def moves(cluster: Cluster, owners: dict[str, str], kills: int, ttl: str, poll: 
         f"   kill -> its groups converged under the others: median {statistics.median(took):.2f}"
         f" s, max {max(took):.2f} s, min {min(took):.2f} s   TTL + 0.5 s = {seconds + 0.5:.2f} s"
         f"  (each check of every manager took ~{statistics.median(resolution) * 1e3:.0f} ms)"
+    )
+    print(
+        f"   of which: kill -> its lease gone (out of every ManagerList) median"
+        f" {statistics.median(gone):.2f} s; -> its groups claimed (Owners) median"
+        f" {statistics.median(owned):.2f} s"
     )
     print(
         f"   start again -> every group back with its owner, converged: median"
