@@ -340,6 +340,18 @@ class Cluster:
             return None
         return str(owner["Location"])
 
+    def tracebacks(self) -> str:
+        """A note of the unhandled exceptions the runtimes logged (a bug each), keeping their
+        logs; "" if none."""
+        found = sum(
+            log.read_text(errors="replace").count("Traceback (most recent call last)")
+            for log in self.root.glob("*.log")
+        )
+        if not found:
+            return ""
+        self.kept = self.kept or Path(tempfile.mkdtemp(prefix="ik-shard-logs-"))
+        return f"{found} tracebacks in the runtimes' logs (kept in {self.kept})"
+
     def census(self) -> dict[tuple[str, str], list[str]]:
         """(group, slot) -> the IDs of the file instances there, read from the directory."""
         plugin = FileInstancePlugin(self.instances)
@@ -453,6 +465,9 @@ def moves(cluster: Cluster, owners: dict[str, str], kills: int, ttl: str, poll: 
         f" {statistics.median(back):.2f} s, max {max(back):.2f} s (includes the runtime's start)"
     )
     print("   " + instance_report(before, cluster.census(), cluster.sizes))
+    tracebacks = cluster.tracebacks()
+    if tracebacks:
+        print("   " + tracebacks)
 
 
 def span(values: list[int]) -> str:
@@ -515,6 +530,11 @@ def throughput(count: int, args: argparse.Namespace, etcd: int | None) -> str:
         bench_used = time.process_time() - bench_cpu
         load = os.getloadavg()[0]
         made = sum(len(ids) for ids in cluster.census().values())
+        notes = (
+            [f"{len(refused)} commits refused, then sent again: {refused[0]}"] if refused else []
+        )
+        tracebacks = cluster.tracebacks()
+        notes += [tracebacks] if tracebacks else []
     finally:
         cluster.close()
     moved = sum(1 for group, where in owners.items() if sent_to[group] != where)
@@ -528,12 +548,7 @@ def throughput(count: int, args: argparse.Namespace, etcd: int | None) -> str:
         f" {committed:>6.2f} s ({slowest:.2f} s) {moved:>5}"
         f"   {each:<11} {100 * etcd_used / took:>4.0f} {100 * bench_used / took:>5.0f}"
         f" {100 * others / took:>6.0f} {100 * machine / took / cores:>7.0f}% {load:>6.2f}"
-        f"  {made}"
-        + (
-            f"\n            {len(refused)} commits refused, then sent again: {refused[0]}"
-            if refused
-            else ""
-        )
+        f"  {made}" + "".join(f"\n            {note}" for note in notes)
     )
 
 
