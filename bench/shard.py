@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,25 +49,16 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.election.etcd import EtcdConnection, encode, prefix_end
 from actors.remote import RemoteRef
 from actors.rpc_errors import RemoteError, RpcTimeout
 from infrakit.duration import parse_duration
 from infrakit.manager.localstate import shared_state_home
 from infrakit.plugins.instance.file import FileInstancePlugin
 from infrakit.spi.instance import TAG_GROUP, TAG_LOGICAL_ID
-from tests.support import etcd_in_use
+from tests.support import ETCD, INFRAKIT, etcd_forget, etcd_in_use, etcd_up, free_port
 
-ETCD = "http://127.0.0.1:2379"
-INFRAKIT = [sys.executable, "-m", "infrakit.cli.main"]
 TICKS = os.sysconf("SC_CLK_TCK")
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def group_spec(group_id: str, size: int) -> dict[str, Any]:
@@ -98,18 +88,17 @@ def machine_busy() -> float:
     return (sum(values) - values[3] - values[4]) / TICKS  # less idle and iowait
 
 
-def etcd_pid() -> int | None:
-    """The pid of the etcd serving 127.0.0.1:2379, to read the CPU it uses (read only)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        named = bool(argv) and Path(argv[0].decode(errors="replace")).name == "etcd"
-        if named and any(b"2379" in arg for arg in argv):
-            return int(entry.name)
+def etcd_cpu() -> float | None:
+    """CPU seconds the etcd at ETCD has used so far, as its own metrics say; None if they do
+    not say."""
+    try:
+        with urllib.request.urlopen(f"{ETCD}/metrics", timeout=2) as answer:
+            text = answer.read().decode(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("process_cpu_seconds_total "):
+            return float(line.split()[1])
     return None
 
 
@@ -218,10 +207,7 @@ class Cluster:
             manager.kill()
             manager.ref.close()
         try:
-            EtcdConnection(ETCD).post(
-                "kv/deleterange",
-                {"key": encode(self.prefix), "range_end": prefix_end(self.prefix)},
-            )
+            etcd_forget(self.prefix)
         finally:
             if self.kept is not None:
                 for log in self.root.glob("*.log"):
@@ -494,7 +480,7 @@ def instance_report(
     )
 
 
-def throughput(count: int, args: argparse.Namespace, etcd: int | None) -> str:
+def throughput(count: int, args: argparse.Namespace) -> str:
     """Part 3, one row: `count` managers with no groups; commit the groups round robin
     through them and time until all are converged; the CPU used meanwhile."""
     cluster = Cluster(f"t{count}", count, args.ttl, args.poll, [])
@@ -506,7 +492,7 @@ def throughput(count: int, args: argparse.Namespace, etcd: int | None) -> str:
         cluster.sizes = {spec["ID"]: args.tsize for spec in specs}
         time.sleep(1.0)  # let the runtimes' start-up work settle before sampling their CPU
         cpu = [manager.cpu() for manager in cluster.managers]
-        etcd_cpu = cpu_seconds(etcd) if etcd else 0.0
+        etcd_was = etcd_cpu()
         busy = machine_busy()
         bench_cpu = time.process_time()
         began_wall, began = time.time(), time.monotonic()
@@ -525,7 +511,8 @@ def throughput(count: int, args: argparse.Namespace, etcd: int | None) -> str:
         )
         took = time.monotonic() - began
         used = [manager.cpu() - was for manager, was in zip(cluster.managers, cpu, strict=True)]
-        etcd_used = (cpu_seconds(etcd) - etcd_cpu) if etcd else 0.0
+        etcd_now = etcd_cpu()
+        etcd_used = etcd_now - etcd_was if etcd_now is not None and etcd_was is not None else 0.0
         busy2 = machine_busy()
         bench_used = time.process_time() - bench_cpu
         load = os.getloadavg()[0]
@@ -542,7 +529,7 @@ def throughput(count: int, args: argparse.Namespace, etcd: int | None) -> str:
     each = " ".join(f"{100 * u / took:.0f}" for u in used)
     cores = os.cpu_count() or 1
     machine = busy2 - busy  # CPU seconds, all cores, everyone's
-    others = machine - sum(used) - etcd_used - bench_used
+    others = max(0.0, machine - sum(used) - etcd_used - bench_used)  # ticks are coarse
     return (
         f"   {count:>8} {took:>8.2f} s {instances / took:>6.0f}"
         f" {committed:>6.2f} s ({slowest:.2f} s) {moved:>5}"
@@ -566,14 +553,6 @@ def commit(manager: Manager, spec: dict[str, Any]) -> list[str]:
             if time.monotonic() > deadline:
                 raise SystemExit(f"bench: commit of {refused[-1]}") from None
         time.sleep(0.2)
-
-
-def etcd_up() -> bool:
-    try:
-        with urllib.request.urlopen(f"{ETCD}/health", timeout=2) as answer:
-            return b"true" in answer.read()
-    except OSError:
-        return False
 
 
 def interrupted(signum: int, frame: FrameType | None) -> None:
@@ -630,7 +609,6 @@ def run(parts: set[str], args: argparse.Namespace) -> None:
         finally:
             cluster.close()
     if "throughput" in parts:
-        etcd = etcd_pid()
         print(
             f"3. converge throughput: {args.tgroups} groups x {args.tsize} file instances"
             f" ({args.tgroups * args.tsize}), committed round robin through the managers;"
@@ -645,7 +623,7 @@ def run(parts: set[str], args: argparse.Namespace) -> None:
             " others  (busy)     1m  files"
         )
         for count in [int(n) for n in args.managers.split(",")]:
-            print(throughput(count, args, etcd), flush=True)
+            print(throughput(count, args), flush=True)
 
 
 if __name__ == "__main__":
