@@ -117,7 +117,7 @@ class Manager:
         self.env = {**env, "INFRAKIT_HOME": str(root / f"home-{index}")}
         self.process: subprocess.Popen[bytes] | None = None
         self.killed = False  # by the bench: not a death to report
-        self.ref = RemoteRef(self.location, timeout=5.0, retries=0)
+        self.ref = RemoteRef(self.location, timeout=30.0, retries=0)  # a slow commit is a figure
 
     def start(self) -> None:
         self.killed = False
