@@ -37,6 +37,7 @@ class Ownership(Protocol):
     def holds(self, name: str) -> bool: ...
     def held(self) -> set[str]: ...
     def claim(self, name: str) -> str | None: ...
+    def reclaim(self, name: str) -> str | None: ...
     def release(self, name: str) -> None: ...
     def forget(self, name: str) -> None: ...
 
@@ -120,9 +121,12 @@ class OwnerActor(PollingActor):
         for name in sorted(names | self._running):
             holder = owners.get(name)
             mine = ours.holds(name)
-            if mine and holder != me:  # its key went (deleted by hand): not ours any more
-                ours.forget(name)
-                mine = False
+            if mine != (holder == me):
+                # The reading disagrees with our claims: it may be older than a claim made
+                # meanwhile (a commit's), or the key went, or is ours but not claimed (a
+                # claim forgotten): ask etcd about this one key, and believe it.
+                mine = ours.reclaim(name) is None
+                holder = me if mine else holder
             wanted = assigned.get(name)
             if mine:
                 if wanted != me:

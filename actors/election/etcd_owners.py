@@ -79,6 +79,13 @@ class EtcdOwnership:
         owner's location. Raises EtcdError if etcd cannot be asked."""
         if self.holds(name):
             return None
+        return self.reclaim(name)
+
+    def reclaim(self, name: str) -> str | None:
+        """`claim`, asking etcd even if we believe we own `name`: None if its key is ours now
+        (created now, or already carrying our lease: then our claim is taken back), else the
+        owner's location ("" if unknown). For when a reading of the owners disagrees with
+        our claims (it may be older than a claim, or the key went). Raises EtcdError."""
         lease = self.election.lease()
         if lease is None:
             raise EtcdError(f"no live lease on {self.election.key}: cannot own {name!r}")
@@ -94,6 +101,7 @@ class EtcdOwnership:
             kvs = answer["responses"][0]["response_range"].get("kvs", [])
             holder = kvs[0] if kvs else {}
             if not holder or int(holder.get("lease", 0)) != lease:
+                self.forget(name)
                 return decode(holder.get("value", "")) if holder else ""
             revision = int(holder["create_revision"])  # ours already (a reply lost before)
         with self._lock:

@@ -507,7 +507,8 @@ class Reconciler(SupervisedActor):
             self._set_status(lid, SlotStatus(Phase.PENDING))
             self.refs.setdefault(lid, None)
             self._sent[lid] = plan.observations.get(lid, Observation(None))
-        self.supervisor.tell(StartInstances(tuple(actors)))
+        # A supervisor stopped meanwhile (the group handed on) stops this reconciler next.
+        self._tell(self.supervisor, StartInstances(tuple(actors)))
 
     def _dispatch(self, plan: planner.Plan, taken_at: float) -> None:
         for lid, observation in plan.observations.items():

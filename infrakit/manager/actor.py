@@ -742,12 +742,25 @@ class ManagerActor(Supervisor):
         """Shared mode: make sure this manager runs `group_id` (claiming it if nobody owns it:
         a new group; the balancing moves it on if it belongs elsewhere), else refuse with where
         it runs (the wire forwards the call there)."""
-        if self.ownership is None or group_id in self.records:
+        if self.ownership is None:
+            return
+        if group_id in self.records:
+            self._still_ours(group_id)
             return
         location = route(group_id, self.ownership)
         if location is not None:
             raise elsewhere(group_id, location)
         self._take(group_id, apply_file=False)
+
+    def _still_ours(self, group_id: str) -> None:
+        """Shared mode: refuse a call about a group this manager runs but no longer owns (its
+        lease ran out while it was frozen, say, and it has not stopped the group yet): the
+        call goes to the new owner, or the client tries again; it never acts here."""
+        assert self.ownership is not None
+        if self.ownership.holds(group_id):
+            return
+        location = route(group_id, self.ownership, lambda: False)  # never claims
+        raise elsewhere(group_id, location or "")
 
     def _apply_file_group(self, spec: GroupSpec) -> None:
         """Commit a cluster file's group. One whose plugin does not answer yet (a launched
@@ -955,6 +968,8 @@ class ManagerActor(Supervisor):
 
     def _require_group(self, group_id: str) -> GroupRecord:
         record = self.records.get(group_id)
+        if record is not None and self.ownership is not None:
+            self._still_ours(group_id)
         if record is None and self.ownership is not None:
             location = route(
                 group_id, self.ownership, lambda: self.store.load_one(group_id) is not None

@@ -35,6 +35,7 @@ from runtimes import (
 )
 from support import MIN_DEADLINE, wait_for
 
+from actors.rendezvous import assign
 from actors.rpc_errors import RemoteError, RpcTimeout
 from infrakit.spec import GroupSpec, parse_group
 
@@ -43,20 +44,7 @@ GROUPS = ("alpha", "beta", "gamma")
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "20"))
 ROUND_DEADLINE = MIN_DEADLINE  # a round that has not settled by then has failed
 CONFIG = "infrakit.config.hash"
-MODES = (
-    "leader",
-    pytest.param(
-        "shared",
-        marks=pytest.mark.xfail(
-            reason="core defects, reported: a call reaching a thawed former owner raises"
-            " NotLeaderError with a traceback; a group claimed by a call's routing while the"
-            " balancing looks is forgotten by its claimant but kept in etcd (every write to it"
-            " refused until that manager dies); a reconciler told to start instances after its"
-            " group was handed over dies with ActorDeadError",
-            strict=False,
-        ),
-    ),
-)
+MODES = ("leader", "shared")
 
 
 @dataclass
@@ -183,6 +171,12 @@ def settled(managers: Managers, ledger: Ledger) -> bool:
     else:
         owners = managers.owners()
         if owners is None or set(owners) != set(ledger.acked):
+            return False
+        # Balanced too: each group with the owner every manager computes for it (a manager
+        # back from a freeze takes its share back by handovers, which must be over).
+        locations = [managers.endpoint(index) for index in answers]
+        balanced = assign(ledger.acked, locations)
+        if any(managers.endpoint(index) != balanced[g] for g, index in owners.items()):
             return False
         actors = owners
     running = census(ledger.token, managers.state)

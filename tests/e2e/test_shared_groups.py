@@ -249,12 +249,6 @@ def test_a_frozen_owner_never_acts_on_a_group_it_lost(cluster: Shared) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="core defect, reported: the thawed former owner still holds the group's record, so"
-    " it takes the late call itself and its fenced store write raises NotLeaderError, logged"
-    " as an ERROR with a traceback (Group.Scale raised NotLeaderError) instead of a refusal",
-    strict=False,
-)
 def test_a_commit_sent_while_its_owner_is_frozen_never_undoes_a_later_one(
     cluster: Shared,
 ) -> None:
