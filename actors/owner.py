@@ -131,8 +131,8 @@ class OwnerActor(PollingActor):
             if mine:
                 if wanted != me:
                     self._give(name)  # the subscriber stops it, then releases it
-                elif name not in self._running:
-                    self._take(name)
+                else:
+                    self._take(name)  # again each look: cheap for one that runs it already
             elif name in self._running:
                 self._give(name)  # lost: our lease expired, or the key was taken from us
             elif holder is None and wanted == me and ours.claim(name) is None:
@@ -146,6 +146,8 @@ class OwnerActor(PollingActor):
             self._tell(Member(False))
 
     def _take(self, name: str) -> None:
+        """Tell the subscriber to run `name`, told again at every look while it is ours (it
+        ignores a name it runs), so that a moment it could not take it up is never final."""
         self._running.add(name)
         self._tell(Owned(name, True))
 

@@ -52,7 +52,7 @@ from infrakit.manager.localstate import (
     unshared,
 )
 from infrakit.manager.routing import elsewhere, route
-from infrakit.manager.store import Store
+from infrakit.manager.store import Store, StoreFenced
 from infrakit.manager.store.file import FileStore
 from infrakit.manager.validation import validate_with_plugins
 from infrakit.paths import (
@@ -81,6 +81,7 @@ from infrakit.spi.flavor import Reportable
 from infrakit.spi.group import (
     ActivityHistory,
     Caller,
+    GroupCannotRunError,
     GroupID,
     GroupNotFoundError,
     GroupPlugin,
@@ -617,7 +618,16 @@ class Runtime:
     # -- helpers ---------------------------------------------------------------------------
 
     def _call(self, method: str, *args: Any) -> Any:
-        return getattr(self._manager_ref().proxy(), method)(*args).get(timeout=CALL_TIMEOUT)
+        try:
+            return getattr(self._manager_ref().proxy(), method)(*args).get(timeout=CALL_TIMEOUT)
+        except StoreFenced as error:
+            # It lost the leadership, or the group, between its own check and its write; the
+            # store refused the write (nothing changed): a refusal, not a failure.
+            if self._ownership is None:
+                raise not_leader(self.leader_location()) from None
+            raise GroupCannotRunError(
+                f"{error}: the group is moving to another manager; try again in a few seconds"
+            ) from None
 
     def _manager_ref(self) -> pykka.ActorRef[Any]:
         manager = self._manager

@@ -196,7 +196,11 @@ def test_a_group_that_moves_resumes_its_rollout_with_the_slots_done_left_alone(
             timeout=60,
             what="the moved group's canary still waiting (nothing rolled on)",
         )
-        assert canaries <= instances(other, "roll")
+        wait_for(
+            lambda: canaries <= instances(other, "roll"),
+            timeout=60,
+            what="the new owner to adopt the canary",
+        )
         other.promote("roll")
 
         def rolled() -> bool:
