@@ -42,9 +42,11 @@ class EtcdOwnership:
         self._claims: dict[str, tuple[int, int]] = {}  # name -> (lease, create revision)
 
     def members(self) -> list[str]:
-        """Every live candidate's location (each published under its own lease); raises
-        EtcdError if etcd cannot be asked."""
-        return sorted({str(m.get("Location")) for m in self.election.managers()})
+        """Every live candidate's location (each published under its own lease, its key
+        named by it: keys only, one read); raises EtcdError if etcd cannot be asked."""
+        prefix = self.members_prefix
+        kvs = self.election.etcd.get(prefix, range_end=prefix_end(prefix), keys_only=True)
+        return sorted(decode(kv["key"])[len(prefix) :] for kv in kvs)
 
     def owners(self) -> dict[str, str]:
         """Every owned name and its owner's location; raises EtcdError if etcd cannot be
@@ -67,12 +69,6 @@ class EtcdOwnership:
         """Whether we own `name` now, by our clock; no network call."""
         claim = self._claims.get(name)
         return claim is not None and claim[0] == self.election.lease()
-
-    def held(self) -> set[str]:
-        """Every name we own now, by our clock."""
-        lease = self.election.lease()
-        with self._lock:
-            return {name for name, claim in self._claims.items() if claim[0] == lease}
 
     def claim(self, name: str) -> str | None:
         """Take `name` if nobody owns it: None if we own it now (or already did), else the

@@ -156,6 +156,8 @@ class ManagerActor(Supervisor):
         self.publish = publish
         self.views = views
         self.initial_groups = tuple(initial_groups)
+        # Each cluster file group's spec and mark (the hash of the file's version), made once.
+        self.file_specs = {s.id: (s, config_hash(s.to_json(), None)) for s in initial_groups}
         self.configured_cluster_id = cluster_id
         self.cluster_id: str | None = None  # known once leading (kept in the store)
         self.max_group_size = max_group_size  # the cluster's Limits.MaxGroupSize
@@ -648,14 +650,7 @@ class ManagerActor(Supervisor):
         self._activate("gained leadership: leading")
         self._load()
         for spec in self.initial_groups:
-            # The cluster file's version of a group is applied when it is new or was edited
-            # since it was last applied; otherwise what happened since (a later commit, a
-            # destroy, a free, all kept in the store) stands.
-            mark = config_hash(spec.to_json(), None)
-            if self.file_marks.get(spec.id) == mark:
-                continue
-            self.file_marks[spec.id] = mark
-            self._apply_file_group(spec)
+            self._apply_if_edited(spec.id)
         self.views.set_leading(True)  # readers see the groups loaded from now on
 
     def _activate(self, message: str) -> None:
@@ -697,8 +692,7 @@ class ManagerActor(Supervisor):
             # claims it first (then moved where it belongs); a stored one is applied, if
             # edited, by its owner when it takes it.
             if self.store.load_one(spec.id) is None:
-                self.file_marks[spec.id] = config_hash(spec.to_json(), None)
-                self._apply_file_group(spec)
+                self._apply_if_edited(spec.id)
 
     def _take(self, group_id: str, apply_file: bool = True) -> None:
         """Run a group this manager owns now: its stored record (where it was: a rolling
@@ -717,12 +711,18 @@ class ManagerActor(Supervisor):
                         group_id, events.OWNERSHIP, f"took the group over: runs it now ({where})"
                     )
                 )
-        spec = next((s for s in self.initial_groups if s.id == group_id), None)
-        if apply_file and spec is not None:
-            mark = config_hash(spec.to_json(), None)
-            if self.file_marks.get(group_id) != mark:
-                self.file_marks[group_id] = mark
-                self._apply_file_group(spec)
+        if apply_file:
+            self._apply_if_edited(group_id)
+
+    def _apply_if_edited(self, group_id: str) -> None:
+        """Apply the cluster file's version of a group when it is new or was edited since it
+        was last applied; otherwise what happened since (a later commit, a destroy, a free,
+        all kept in the store) stands."""
+        found = self.file_specs.get(group_id)
+        if found is None or self.file_marks.get(group_id) == found[1]:
+            return
+        spec, self.file_marks[group_id] = found
+        self._apply_file_group(spec)
 
     def _hand_over(self, group_id: str) -> None:
         """Stop running a group another manager is to own (or that this one lost), then give
